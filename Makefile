@@ -1,0 +1,42 @@
+# One command runs every gate: `make test`. It sets up what it needs on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: test lint typecheck imports unit bench debs venv clean
+
+test: venv debs lint typecheck imports unit bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Real BGP daemons for the lab (we run as root on these machines).
+debs:
+	tests/lab/install-debs.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+imports: venv
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collected no test; that is a failure here, as is any other non-zero code.
+unit: venv
+	$(VENV)/bin/pytest
+
+bench: venv
+	$(PY) -m benchmarks --short
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

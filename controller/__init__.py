@@ -1,0 +1,1 @@
+"""kubgp controller: turns Kubernetes objects into each node's desired BGP state."""

@@ -1,0 +1,29 @@
+"""`kubgp-speaker`: the speaker's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubgp-speaker",
+        description="kubgp's BGP-4 speaker: a small BGP daemon with a declarative API.",
+    )
+    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
