@@ -1,0 +1,536 @@
+"""The speaker's desired state, schema `kubgp.io/speaker/v1` (see DESIGN.md).
+
+One document is the standalone config file, the body of an IPC snapshot and the planner's
+output. This module is pure: no I/O. `parse_desired_state` turns a decoded YAML/JSON mapping into
+frozen values or raises `SchemaError` naming the key path; `DesiredState.to_dict` gives the
+canonical camelCase document back (every field written, peers sorted by name, advertisements by
+prefix), and `parse_desired_state(state.to_dict()) == state`.
+
+Defaults where DESIGN.md leaves a choice:
+- `keepaliveTime` defaults to `holdTime // 3` (0 when `holdTime` is 0).
+- `families` defaults to the peer address's own family: `[ipv4-unicast]` for an IPv4 peer,
+  `[ipv6-unicast]` for an IPv6 one.
+- `gracefulRestart` absent means disabled; `restartTime` defaults to 120 s (0..4095, RFC 4724).
+- An advertisement's `nextHop` defaults to `self`; prefixes are written in their canonical form
+  (`ipaddress.ip_network` spelling, e.g. lower-case IPv6).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Final, TypeVar
+
+API_VERSION: Final = "kubgp.io/speaker/v1"
+
+FAMILY_IPV4: Final = "ipv4-unicast"
+FAMILY_IPV6: Final = "ipv6-unicast"
+FAMILIES: Final = frozenset({FAMILY_IPV4, FAMILY_IPV6})
+
+WELL_KNOWN_COMMUNITIES: Final = frozenset(
+    {
+        "no-export",
+        "no-advertise",
+        "no-export-subconfed",
+        "no-peer",
+        "blackhole",
+        "graceful-shutdown",
+        "llgr-stale",
+        "no-llgr",
+        "accept-own",
+    }
+)
+
+DEFAULT_PORT: Final = 179
+DEFAULT_HOLD_TIME: Final = 90
+DEFAULT_CONNECT_RETRY_TIME: Final = 5
+DEFAULT_EBGP_MULTIHOP: Final = 1
+DEFAULT_RESTART_TIME: Final = 120
+MAX_AS_PATH_PREPEND: Final = 32
+UINT16_MAX: Final = 0xFFFF
+UINT32_MAX: Final = 0xFFFFFFFF
+
+
+class SchemaError(ValueError):
+    """A desired-state document that does not follow the schema; the message starts with the
+    key path (`peers[1].holdTime: ...`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.detail = message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listen:
+    address: str
+    port: int = DEFAULT_PORT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GracefulRestart:
+    enabled: bool = False
+    restart_time: int = DEFAULT_RESTART_TIME
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    name: str
+    address: str
+    asn: int
+    port: int = DEFAULT_PORT
+    local_asn: int | None = None
+    source_address: str | None = None
+    passive: bool = False
+    hold_time: int = DEFAULT_HOLD_TIME
+    keepalive_time: int = DEFAULT_HOLD_TIME // 3
+    connect_retry_time: int = DEFAULT_CONNECT_RETRY_TIME
+    password: str | None = None
+    ebgp_multihop: int = DEFAULT_EBGP_MULTIHOP
+    ttl_security: bool = False
+    graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
+    families: tuple[str, ...] = (FAMILY_IPV4,)
+    max_prefixes: int = 0
+
+    def __repr__(self) -> str:
+        # Never print a password into a log line.
+        shown = "'***'" if self.password is not None else "None"
+        return (
+            f"Peer(name={self.name!r}, address={self.address!r}, asn={self.asn}, "
+            f"port={self.port}, password={shown}, families={self.families!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advertisement:
+    prefix: str
+    peers: tuple[str, ...] | None = None
+    next_hop: str = "self"
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    local_preference: int | None = None
+    med: int | None = None
+    as_path_prepend: int = 0
+
+
+@lru_cache(maxsize=1 << 17)
+def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
+    """Numeric order of a prefix: IPv4 before IPv6, then by address, then by length."""
+    net = ipaddress.ip_network(prefix, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _advertisement_key(adv: Advertisement) -> tuple[int, int, int]:
+    return prefix_sort_key(adv.prefix)
+
+
+def _peer_key(peer: Peer) -> str:
+    return peer.name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DesiredState:
+    """The whole desired state of one speaker. Construction puts peers and advertisements in
+    canonical order, so two states with the same content compare equal."""
+
+    router_id: str
+    asn: int
+    listen: Listen | None = None
+    peers: tuple[Peer, ...] = ()
+    advertisements: tuple[Advertisement, ...] = ()
+
+    def __post_init__(self) -> None:
+        peers = tuple(sorted(self.peers, key=_peer_key))
+        if peers != self.peers:
+            object.__setattr__(self, "peers", peers)
+        advs = self.advertisements
+        if not _is_sorted(advs):
+            object.__setattr__(self, "advertisements", tuple(sorted(advs, key=_advertisement_key)))
+
+    def to_dict(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "apiVersion": API_VERSION,
+            "routerId": self.router_id,
+            "asn": self.asn,
+        }
+        if self.listen is not None:
+            doc["listen"] = {"address": self.listen.address, "port": self.listen.port}
+        doc["peers"] = [_peer_to_dict(p) for p in self.peers]
+        doc["advertisements"] = [_advertisement_to_dict(a) for a in self.advertisements]
+        return doc
+
+
+def _is_sorted(advs: tuple[Advertisement, ...]) -> bool:
+    if len(advs) < 2:
+        return True
+    keys = [prefix_sort_key(a.prefix) for a in advs]
+    return all(a < b for a, b in itertools.pairwise(keys))
+
+
+def _peer_to_dict(p: Peer) -> dict[str, object]:
+    doc: dict[str, object] = {"name": p.name, "address": p.address, "port": p.port, "asn": p.asn}
+    if p.local_asn is not None:
+        doc["localAsn"] = p.local_asn
+    if p.source_address is not None:
+        doc["sourceAddress"] = p.source_address
+    doc["passive"] = p.passive
+    doc["holdTime"] = p.hold_time
+    doc["keepaliveTime"] = p.keepalive_time
+    doc["connectRetryTime"] = p.connect_retry_time
+    if p.password is not None:
+        doc["password"] = p.password
+    doc["ebgpMultihop"] = p.ebgp_multihop
+    doc["ttlSecurity"] = p.ttl_security
+    doc["gracefulRestart"] = {
+        "enabled": p.graceful_restart.enabled,
+        "restartTime": p.graceful_restart.restart_time,
+    }
+    doc["families"] = list(p.families)
+    doc["maxPrefixes"] = p.max_prefixes
+    return doc
+
+
+def _advertisement_to_dict(a: Advertisement) -> dict[str, object]:
+    doc: dict[str, object] = {"prefix": a.prefix}
+    if a.peers is not None:
+        doc["peers"] = list(a.peers)
+    doc["nextHop"] = a.next_hop
+    doc["communities"] = list(a.communities)
+    doc["largeCommunities"] = list(a.large_communities)
+    if a.local_preference is not None:
+        doc["localPreference"] = a.local_preference
+    if a.med is not None:
+        doc["med"] = a.med
+    doc["asPathPrepend"] = a.as_path_prepend
+    return doc
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Fields:
+    """Reads the fields of one mapping, remembering which keys were used."""
+
+    def __init__(self, doc: object, path: str, allowed: Iterable[str]) -> None:
+        if not isinstance(doc, Mapping):
+            raise SchemaError(path, f"must be a mapping, not {_type_name(doc)}")
+        allowed_set = set(allowed)
+        for key in doc:
+            if not isinstance(key, str):
+                raise SchemaError(path, f"keys must be strings, not {key!r}")
+            if key not in allowed_set:
+                raise SchemaError(_join(path, key), "unknown key")
+        self.doc: Mapping[str, object] = doc
+        self.path = path
+
+    def at(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return key in self.doc
+
+    def raw(self, key: str) -> object:
+        return self.doc.get(key)
+
+    def required(self, key: str) -> object:
+        if key not in self.doc:
+            raise SchemaError(self.at(key), "required")
+        return self.doc[key]
+
+    def get(self, key: str, reader: Callable[[object, str], T], default: T) -> T:
+        if key not in self.doc:
+            return default
+        return reader(self.doc[key], self.at(key))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _int(value: object, path: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(path, f"must be an integer, not {_type_name(value)}")
+    if not lo <= value <= hi:
+        raise SchemaError(path, f"must be between {lo} and {hi}")
+    return value
+
+
+def _asn(value: object, path: str) -> int:
+    return _int(value, path, 1, UINT32_MAX)
+
+
+def _port(value: object, path: str) -> int:
+    return _int(value, path, 1, UINT16_MAX)
+
+
+def _uint32(value: object, path: str) -> int:
+    return _int(value, path, 0, UINT32_MAX)
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SchemaError(path, f"must be true or false, not {_type_name(value)}")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise SchemaError(path, f"must be a string, not {_type_name(value)}")
+    if not value:
+        raise SchemaError(path, "must not be empty")
+    return value
+
+
+def _list(value: object, path: str) -> Sequence[object]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise SchemaError(path, f"must be a list, not {_type_name(value)}")
+    return value
+
+
+def _ip(value: object, path: str) -> str:
+    text = _str(value, path)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise SchemaError(path, f"must be an IPv4 or IPv6 address, not {text!r}") from None
+
+
+def _ipv4(value: object, path: str) -> str:
+    text = _str(value, path)
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise SchemaError(path, f"must be an IPv4 dotted quad, not {text!r}") from None
+
+
+def _prefix(value: object, path: str) -> str:
+    text = _str(value, path)
+    if "/" not in text:
+        raise SchemaError(path, f"must be a CIDR prefix (address/length), not {text!r}")
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise SchemaError(path, f"must be a CIDR prefix, not {text!r}") from None
+    if int(net.network_address) != int(ipaddress.ip_interface(text).ip):
+        raise SchemaError(path, f"{text!r} has host bits set; the prefix is {net}")
+    return str(net)
+
+
+def _community(value: object, path: str) -> str:
+    text = _str(value, path)
+    if text in WELL_KNOWN_COMMUNITIES:
+        return text
+    parts = text.split(":")
+    if len(parts) == 2 and all(p.isdigit() and int(p) <= UINT16_MAX for p in parts):
+        return f"{int(parts[0])}:{int(parts[1])}"
+    raise SchemaError(
+        path, f"must be 'a:b' (0..65535 each) or a well-known community name, not {text!r}"
+    )
+
+
+def _large_community(value: object, path: str) -> str:
+    text = _str(value, path)
+    parts = text.split(":")
+    if len(parts) == 3 and all(p.isdigit() and int(p) <= UINT32_MAX for p in parts):
+        return ":".join(str(int(p)) for p in parts)
+    raise SchemaError(path, f"must be 'a:b:c' (0..4294967295 each), not {text!r}")
+
+
+def _str_list(
+    value: object, path: str, item: Callable[[object, str], str], *, unique: bool = True
+) -> tuple[str, ...]:
+    items = _list(value, path)
+    out: list[str] = []
+    for i, v in enumerate(items):
+        parsed = item(v, f"{path}[{i}]")
+        if unique and parsed in out:
+            raise SchemaError(f"{path}[{i}]", f"duplicate {parsed!r}")
+        out.append(parsed)
+    return tuple(out)
+
+
+def _family(value: object, path: str) -> str:
+    text = _str(value, path)
+    if text not in FAMILIES:
+        raise SchemaError(path, f"must be one of {sorted(FAMILIES)}, not {text!r}")
+    return text
+
+
+def family_of(address: str) -> str:
+    """The unicast family an address or prefix belongs to."""
+    return FAMILY_IPV6 if ":" in address else FAMILY_IPV4
+
+
+def _listen(value: object, path: str) -> Listen:
+    f = _Fields(value, path, ("address", "port"))
+    return Listen(
+        address=_ip(f.required("address"), f.at("address")),
+        port=f.get("port", _port, DEFAULT_PORT),
+    )
+
+
+def _graceful_restart(value: object, path: str) -> GracefulRestart:
+    f = _Fields(value, path, ("enabled", "restartTime"))
+    return GracefulRestart(
+        enabled=f.get("enabled", _bool, False),
+        restart_time=f.get("restartTime", lambda v, p: _int(v, p, 0, 4095), DEFAULT_RESTART_TIME),
+    )
+
+
+_PEER_KEYS = (
+    "name",
+    "address",
+    "port",
+    "asn",
+    "localAsn",
+    "sourceAddress",
+    "passive",
+    "holdTime",
+    "keepaliveTime",
+    "connectRetryTime",
+    "password",
+    "ebgpMultihop",
+    "ttlSecurity",
+    "gracefulRestart",
+    "families",
+    "maxPrefixes",
+)
+
+
+def _peer(value: object, path: str) -> Peer:
+    f = _Fields(value, path, _PEER_KEYS)
+    name = _str(f.required("name"), f.at("name"))
+    address = _ip(f.required("address"), f.at("address"))
+    asn = _asn(f.required("asn"), f.at("asn"))
+    hold = f.get("holdTime", lambda v, p: _int(v, p, 0, UINT16_MAX), DEFAULT_HOLD_TIME)
+    if 0 < hold < 3:
+        raise SchemaError(f.at("holdTime"), "must be 0 or between 3 and 65535")
+    keepalive = f.get("keepaliveTime", lambda v, p: _int(v, p, 0, UINT16_MAX), hold // 3)
+    if hold == 0 and keepalive != 0:
+        raise SchemaError(f.at("keepaliveTime"), "must be 0 when holdTime is 0")
+    if hold > 0 and not 0 < keepalive < hold:
+        raise SchemaError(f.at("keepaliveTime"), f"must be between 1 and holdTime-1 ({hold - 1})")
+    password = f.raw("password")
+    if password is not None:
+        password = _str(password, f.at("password"))
+        if len(password.encode()) > 80:  # TCP_MD5SIG_MAXKEYLEN
+            raise SchemaError(f.at("password"), "must be at most 80 bytes (TCP MD5 key limit)")
+    default_families: tuple[str, ...] = (family_of(address),)
+    families = f.get("families", lambda v, p: _str_list(v, p, _family), default_families)
+    if not families:
+        raise SchemaError(f.at("families"), "must name at least one family")
+    local_asn = f.raw("localAsn")
+    source = f.raw("sourceAddress")
+    return Peer(
+        name=name,
+        address=address,
+        port=f.get("port", _port, DEFAULT_PORT),
+        asn=asn,
+        local_asn=None if local_asn is None else _asn(local_asn, f.at("localAsn")),
+        source_address=None if source is None else _ip(source, f.at("sourceAddress")),
+        passive=f.get("passive", _bool, False),
+        hold_time=hold,
+        keepalive_time=keepalive,
+        connect_retry_time=f.get(
+            "connectRetryTime", lambda v, p: _int(v, p, 1, UINT16_MAX), DEFAULT_CONNECT_RETRY_TIME
+        ),
+        password=password,
+        ebgp_multihop=f.get("ebgpMultihop", lambda v, p: _int(v, p, 1, 255), 1),
+        ttl_security=f.get("ttlSecurity", _bool, False),
+        graceful_restart=f.get("gracefulRestart", _graceful_restart, GracefulRestart()),
+        families=tuple(sorted(families)),
+        max_prefixes=f.get("maxPrefixes", _uint32, 0),
+    )
+
+
+_ADVERTISEMENT_KEYS = (
+    "prefix",
+    "peers",
+    "nextHop",
+    "communities",
+    "largeCommunities",
+    "localPreference",
+    "med",
+    "asPathPrepend",
+)
+
+
+def _advertisement(value: object, path: str, peer_names: Mapping[str, Peer]) -> Advertisement:
+    f = _Fields(value, path, _ADVERTISEMENT_KEYS)
+    prefix = _prefix(f.required("prefix"), f.at("prefix"))
+    family = family_of(prefix)
+    peers: tuple[str, ...] | None = None
+    if f.has("peers"):
+        peers = _str_list(f.raw("peers"), f.at("peers"), _str)
+        for i, name in enumerate(peers):
+            if name not in peer_names:
+                raise SchemaError(f"{f.at('peers')}[{i}]", f"no peer named {name!r}")
+        peers = tuple(sorted(peers))
+    next_hop = "self"
+    if f.has("nextHop"):
+        raw = _str(f.raw("nextHop"), f.at("nextHop"))
+        if raw != "self":
+            next_hop = _ip(raw, f.at("nextHop"))
+            if family_of(next_hop) != family:
+                raise SchemaError(
+                    f.at("nextHop"),
+                    f"must be 'self' or an address of the prefix's family ({family})",
+                )
+    local_pref = f.raw("localPreference")
+    med = f.raw("med")
+    return Advertisement(
+        prefix=prefix,
+        peers=peers,
+        next_hop=next_hop,
+        communities=f.get("communities", lambda v, p: _str_list(v, p, _community), ()),
+        large_communities=f.get(
+            "largeCommunities", lambda v, p: _str_list(v, p, _large_community), ()
+        ),
+        local_preference=None
+        if local_pref is None
+        else _uint32(local_pref, f.at("localPreference")),
+        med=None if med is None else _uint32(med, f.at("med")),
+        as_path_prepend=f.get("asPathPrepend", lambda v, p: _int(v, p, 0, MAX_AS_PATH_PREPEND), 0),
+    )
+
+
+def _or_empty(value: object) -> object:
+    return [] if value is None else value
+
+
+def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
+    """Validates a decoded desired-state document; raises `SchemaError` naming the key path."""
+    f = _Fields(doc, "", ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements"))
+    if f.has("apiVersion") and f.raw("apiVersion") != API_VERSION:
+        raise SchemaError("apiVersion", f"must be {API_VERSION!r}, not {f.raw('apiVersion')!r}")
+    router_id = _ipv4(f.required("routerId"), "routerId")
+    asn = _asn(f.required("asn"), "asn")
+    listen = f.raw("listen")
+    peers: dict[str, Peer] = {}
+    for i, raw in enumerate(_list(_or_empty(f.raw("peers")), "peers")):
+        peer = _peer(raw, f"peers[{i}]")
+        if peer.name in peers:
+            raise SchemaError(f"peers[{i}].name", f"duplicate peer name {peer.name!r}")
+        peers[peer.name] = peer
+    advertisements: dict[str, Advertisement] = {}
+    for i, raw in enumerate(_list(_or_empty(f.raw("advertisements")), "advertisements")):
+        adv = _advertisement(raw, f"advertisements[{i}]", peers)
+        if adv.prefix in advertisements:
+            raise SchemaError(f"advertisements[{i}].prefix", f"duplicate prefix {adv.prefix}")
+        advertisements[adv.prefix] = adv
+    return DesiredState(
+        router_id=router_id,
+        asn=asn,
+        listen=None if listen is None else _listen(listen, "listen"),
+        peers=tuple(peers.values()),
+        advertisements=tuple(advertisements.values()),
+    )
