@@ -1,0 +1,471 @@
+"""The controller's heart: `plan(snapshot, node_name) -> Plan(state, reasons)`, with no I/O.
+
+From a `Snapshot` of the cluster it computes one node's desired speaker state
+(`speaker.schema.DesiredState`) and a `Reason` for everything it left out or altered. The rules,
+in the order they apply (docs/planner.md has the full table):
+
+- Node: ASN from the `kubgp.io/asn` annotation, else `default_asn`; router id from
+  `kubgp.io/router-id`, else the node's first IPv4 InternalIP. If either is invalid or missing the
+  plan has no state (`state is None`): the agent must send nothing, so the speaker keeps what it
+  has. Unknown node: no state either.
+- BGPPeer: kept when its nodeSelector selects the node; a `passwordSecretRef` whose Secret or key
+  is missing drops the peer (`PeerSecretMissing`), never a session without its password.
+- BGPAdvertisement: applies when its nodeSelector selects the node and its peerSelector selects at
+  least one kept peer; an empty peerSelector leaves the speaker's `peers` absent (every peer).
+- Prefixes: pod CIDRs of the node; Service LoadBalancer ingress IPs (type LoadBalancer, class
+  unset or `kubgp.io/bgp`), externalIPs and clusterIPs, each cut to the advertisement's
+  aggregation length; a prefix no selected peer's family carries is dropped (`NoAddressFamily`).
+- Traffic policy Local (external for LoadBalancer/External IPs, internal for ClusterIPs): only
+  with a ready endpoint on this node; with only serving-but-terminating ones the prefix is kept
+  with `asPathPrepend = DRAIN_AS_PATH_PREPEND` so the ToR prefers other nodes while it drains.
+- Several advertisements yielding one prefix merge: peers union, communities and large
+  communities union, highest localPreference, lowest MED, smallest AS-path prepend.
+
+`NodePlanner` is the same function with memory: it caches each Service's contribution by the
+identity of its (immutable) views, so replanning after one Service change costs a pass over
+cached entries, not a recomputation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Final, NamedTuple
+
+from controller.objects import (
+    ADDRESS_EXTERNAL,
+    ADDRESS_LOAD_BALANCER,
+    ANNOTATION_ADVERTISE,
+    ANNOTATION_ASN,
+    ANNOTATION_ROUTER_ID,
+    LOAD_BALANCER_CLASS,
+    SERVICE_ADDRESS_KINDS,
+    BGPAdvertisement,
+    BGPPeer,
+    EndpointSlice,
+    Node,
+    Service,
+)
+from controller.reasons import ObjectRef, Reason, ReasonCode
+from controller.snapshot import Key, Snapshot
+from speaker.schema import (
+    DEFAULT_PORT,
+    FAMILY_IPV4,
+    Advertisement,
+    DesiredState,
+    GracefulRestart,
+    Listen,
+    Peer,
+    family_of,
+)
+
+DEFAULT_ASN: Final = 64512
+DRAIN_AS_PATH_PREPEND: Final = 3
+UINT32_MAX: Final = 0xFFFFFFFF
+MAX_PASSWORD_BYTES: Final = 80
+
+
+class Plan(NamedTuple):
+    """`state` None means: no valid state for this node; send nothing (the speaker keeps its
+    last state). An empty `DesiredState` (no peers) means: withdraw everything."""
+
+    state: DesiredState | None
+    reasons: tuple[Reason, ...]
+
+
+def plan(snapshot: Snapshot, node_name: str, *, default_asn: int = DEFAULT_ASN) -> Plan:
+    """One node's desired speaker state and the reasons for what it left out. Pure."""
+    return NodePlanner(node_name, default_asn=default_asn).plan(snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class _AdContext:
+    """An advertisement as it applies to this node: the speaker peers it goes to (None = all)
+    and the families those peers carry."""
+
+    ad: BGPAdvertisement
+    peers: tuple[str, ...] | None
+    families: frozenset[str]
+
+
+class _Local(Enum):
+    READY = 1
+    DRAINING = 2
+    NONE = 3
+
+
+_ServiceResult = tuple[tuple[Advertisement, ...], tuple[Reason, ...]]
+
+
+class NodePlanner:
+    """`plan()` for one node, remembering per-Service results between calls.
+
+    A cached result is reused when the Service view, its EndpointSlice tuple and the node's
+    advertisement context are the very same objects as last time (snapshots share unchanged
+    views), so results are always those of a fresh `plan()`.
+    """
+
+    def __init__(self, node_name: str, *, default_asn: int = DEFAULT_ASN) -> None:
+        self.node_name = node_name
+        self.default_asn = default_asn
+        self._context: tuple[_AdContext, ...] | None = None
+        self._cache: dict[Key, tuple[Service, tuple[EndpointSlice, ...], _ServiceResult]] = {}
+
+    def plan(self, snapshot: Snapshot) -> Plan:
+        reasons: list[Reason] = list(snapshot.invalid.values())
+        node = snapshot.nodes.get(self.node_name)
+        if node is None:
+            ref_reason = Reason(
+                ReasonCode.NodeNotFound,
+                _node_ref(self.node_name),
+                "no valid Node object of that name",
+            )
+            return Plan(None, (ref_reason, *reasons))
+        identity = _node_identity(node, self.default_asn, reasons)
+        if identity is None:
+            return Plan(None, tuple(reasons))
+        asn, router_id = identity
+
+        peers = self._peers(snapshot, node, reasons)
+        contexts = self._advertisement_contexts(snapshot, node, peers, reasons)
+        merged: dict[str, Advertisement] = {}
+        self._pod_cidrs(node, contexts, merged, reasons)
+
+        service_contexts = tuple(c for c in contexts if c.ad.service_addresses)
+        if service_contexts != self._context:
+            self._context = service_contexts
+            self._cache = {}
+        cache = self._cache
+        for key, service in snapshot.services.items():
+            slices = snapshot.slices_by_service.get(key, ())
+            hit = cache.get(key)
+            if hit is not None and hit[0] is service and hit[1] is slices:
+                advs, service_reasons = hit[2]
+            else:
+                advs, service_reasons = self._service(service, slices, service_contexts)
+                cache[key] = (service, slices, (advs, service_reasons))
+            for adv in advs:
+                old = merged.get(adv.prefix)
+                merged[adv.prefix] = adv if old is None else _merge(old, adv)
+            reasons.extend(service_reasons)
+        if len(cache) > len(snapshot.services):
+            self._cache = {k: v for k, v in cache.items() if k in snapshot.services}
+
+        speaker_peers = tuple(p for _, p in peers.values())
+        listen = None
+        if any(p.passive for p in speaker_peers):
+            listen = Listen(address=_listen_address(node), port=DEFAULT_PORT)
+        state = DesiredState(
+            router_id=router_id,
+            asn=asn,
+            listen=listen,
+            peers=speaker_peers,
+            advertisements=tuple(merged.values()),
+        )
+        return Plan(state, tuple(reasons))
+
+    # --- peers and advertisements ----------------------------------------------------------
+
+    def _peers(
+        self, snapshot: Snapshot, node: Node, reasons: list[Reason]
+    ) -> dict[str, tuple[BGPPeer, Peer]]:
+        out: dict[str, tuple[BGPPeer, Peer]] = {}
+        for bgp_peer in snapshot.peers:
+            if not bgp_peer.node_selector.matches(node.labels):
+                reasons.append(
+                    Reason(ReasonCode.NotSelected, bgp_peer.ref, "nodeSelector does not match")
+                )
+                continue
+            password: str | None = None
+            ref = bgp_peer.password_secret_ref
+            if ref is not None:
+                secret = snapshot.secrets.get((ref.namespace, ref.name))
+                where = f"Secret {ref.namespace}/{ref.name}"
+                if secret is None:
+                    reasons.append(
+                        Reason(ReasonCode.PeerSecretMissing, bgp_peer.ref, f"{where} not found")
+                    )
+                    continue
+                password = secret.data.get(ref.key)
+                if password is None:
+                    reasons.append(
+                        Reason(
+                            ReasonCode.PeerSecretMissing,
+                            bgp_peer.ref,
+                            f"{where} has no key {ref.key!r}",
+                        )
+                    )
+                    continue
+                if not password or len(password.encode()) > MAX_PASSWORD_BYTES:
+                    reasons.append(
+                        Reason(
+                            ReasonCode.InvalidObject,
+                            bgp_peer.ref,
+                            f"{where} key {ref.key!r}: password must be 1..80 bytes",
+                        )
+                    )
+                    continue
+            out[bgp_peer.name] = (
+                bgp_peer,
+                Peer(
+                    name=bgp_peer.name,
+                    address=bgp_peer.peer_address,
+                    port=bgp_peer.port,
+                    asn=bgp_peer.peer_asn,
+                    local_asn=bgp_peer.local_asn,
+                    source_address=bgp_peer.source_address,
+                    passive=bgp_peer.passive,
+                    hold_time=bgp_peer.hold_time,
+                    keepalive_time=bgp_peer.keepalive_time,
+                    connect_retry_time=bgp_peer.connect_retry_time,
+                    password=password,
+                    ebgp_multihop=bgp_peer.ebgp_multihop,
+                    ttl_security=bgp_peer.ttl_security,
+                    graceful_restart=GracefulRestart(
+                        enabled=bgp_peer.graceful_restart, restart_time=bgp_peer.restart_time
+                    ),
+                    families=bgp_peer.families,
+                    max_prefixes=bgp_peer.max_prefixes,
+                ),
+            )
+        return out
+
+    def _advertisement_contexts(
+        self,
+        snapshot: Snapshot,
+        node: Node,
+        peers: Mapping[str, tuple[BGPPeer, Peer]],
+        reasons: list[Reason],
+    ) -> tuple[_AdContext, ...]:
+        out: list[_AdContext] = []
+        for ad in snapshot.advertisements:
+            if not ad.node_selector.matches(node.labels):
+                reasons.append(
+                    Reason(ReasonCode.NotSelected, ad.ref, "nodeSelector does not match")
+                )
+                continue
+            chosen = [(n, p) for n, (bp, p) in peers.items() if ad.peer_selector.matches(bp.labels)]
+            if not chosen:
+                reasons.append(
+                    Reason(
+                        ReasonCode.NoPeerSelected,
+                        ad.ref,
+                        f"peerSelector selects none of this node's {len(peers)} peer(s)",
+                    )
+                )
+                continue
+            families = frozenset(f for _, p in chosen for f in p.families)
+            names = None if ad.peer_selector.is_empty else tuple(sorted(n for n, _ in chosen))
+            out.append(_AdContext(ad, names, families))
+        return tuple(out)
+
+    def _pod_cidrs(
+        self,
+        node: Node,
+        contexts: Iterable[_AdContext],
+        merged: dict[str, Advertisement],
+        reasons: list[Reason],
+    ) -> None:
+        wanting = [c for c in contexts if c.ad.pod_cidrs]
+        if wanting and not node.pod_cidrs:
+            reasons.append(Reason(ReasonCode.NoPodCIDR, node.ref, "spec.podCIDRs is empty"))
+        for ctx in wanting:
+            for cidr in node.pod_cidrs:
+                if family_of(cidr) not in ctx.families:
+                    reasons.append(_no_family(node.ref, cidr, ctx))
+                    continue
+                adv = _advertisement(cidr, ctx, 0)
+                old = merged.get(cidr)
+                merged[cidr] = adv if old is None else _merge(old, adv)
+
+    # --- services ------------------------------------------------------------------------------
+
+    def _service(
+        self,
+        service: Service,
+        slices: tuple[EndpointSlice, ...],
+        contexts: tuple[_AdContext, ...],
+    ) -> _ServiceResult:
+        ref = service.ref
+        if service.annotations.get(ANNOTATION_ADVERTISE) == "false":
+            return (), (Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}"),)
+        selecting = [c for c in contexts if c.ad.selects_service(service)]
+        if not selecting:
+            if not contexts:
+                return (), ()
+            detail = "no BGPAdvertisement for this node selects it"
+            return (), (Reason(ReasonCode.ServiceNotSelected, ref, detail),)
+        reasons: list[Reason] = []
+        advs: dict[str, Advertisement] = {}
+        local: _Local | None = None
+        for ctx in selecting:
+            for kind in SERVICE_ADDRESS_KINDS:
+                if kind not in ctx.ad.service_addresses:
+                    continue
+                addresses, traffic_local, why = _addresses(service, kind)
+                if why is not None:
+                    reasons.append(why)
+                    continue
+                prepend = 0
+                if traffic_local and addresses:
+                    if local is None:
+                        local = _local_state(slices, self.node_name)
+                    if local is _Local.NONE:
+                        reasons.append(
+                            Reason(
+                                ReasonCode.NoLocalReadyEndpoint,
+                                ref,
+                                f"{kind}: traffic policy Local and no ready endpoint on this node",
+                            )
+                        )
+                        continue
+                    if local is _Local.DRAINING:
+                        prepend = DRAIN_AS_PATH_PREPEND
+                        reasons.append(
+                            Reason(
+                                ReasonCode.DrainingTerminatingEndpoint,
+                                ref,
+                                f"{kind}: only terminating endpoints here; "
+                                f"AS path prepended {prepend}x",
+                            )
+                        )
+                for address in addresses:
+                    prefix = _aggregate(address, ctx.ad)
+                    if family_of(prefix) not in ctx.families:
+                        reasons.append(_no_family(ref, prefix, ctx))
+                        continue
+                    adv = _advertisement(prefix, ctx, prepend)
+                    old = advs.get(prefix)
+                    advs[prefix] = adv if old is None else _merge(old, adv)
+        return tuple(advs.values()), tuple(dict.fromkeys(reasons))
+
+
+def _node_ref(name: str) -> ObjectRef:
+    return ObjectRef("Node", "", name)
+
+
+def _node_identity(node: Node, default_asn: int, reasons: list[Reason]) -> tuple[int, str] | None:
+    """The node's (ASN, router id), or None with a reason."""
+    asn = default_asn
+    raw_asn = node.annotations.get(ANNOTATION_ASN)
+    if raw_asn is not None:
+        if not raw_asn.isdigit() or not 1 <= int(raw_asn) <= UINT32_MAX:
+            detail = f"annotation {ANNOTATION_ASN}={raw_asn!r}: must be 1..4294967295"
+            reasons.append(Reason(ReasonCode.InvalidObject, node.ref, detail))
+            return None
+        asn = int(raw_asn)
+    raw_id = node.annotations.get(ANNOTATION_ROUTER_ID)
+    if raw_id is not None:
+        try:
+            return asn, str(ipaddress.IPv4Address(raw_id))
+        except ValueError:
+            detail = f"annotation {ANNOTATION_ROUTER_ID}={raw_id!r}: must be an IPv4 dotted quad"
+            reasons.append(Reason(ReasonCode.InvalidObject, node.ref, detail))
+            return None
+    for ip in node.internal_ips:
+        if family_of(ip) == FAMILY_IPV4:
+            return asn, ip
+    detail = f"no IPv4 InternalIP and no {ANNOTATION_ROUTER_ID} annotation"
+    reasons.append(Reason(ReasonCode.NoRouterId, node.ref, detail))
+    return None
+
+
+def _listen_address(node: Node) -> str:
+    ipv4 = [ip for ip in node.internal_ips if family_of(ip) == FAMILY_IPV4]
+    return (ipv4 or list(node.internal_ips) or ["0.0.0.0"])[0]
+
+
+def _no_family(ref: ObjectRef, prefix: str, ctx: _AdContext) -> Reason:
+    return Reason(
+        ReasonCode.NoAddressFamily,
+        ref,
+        f"{prefix}: no peer selected by BGPAdvertisement {ctx.ad.name} carries {family_of(prefix)}",
+    )
+
+
+def _advertisement(prefix: str, ctx: _AdContext, prepend: int) -> Advertisement:
+    ad = ctx.ad
+    return Advertisement(
+        prefix=prefix,
+        peers=ctx.peers,
+        communities=ad.communities,
+        large_communities=ad.large_communities,
+        local_preference=ad.local_preference,
+        med=ad.med,
+        as_path_prepend=prepend,
+    )
+
+
+def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return a if a == b else tuple(sorted({*a, *b}))
+
+
+def _pick(a: int | None, b: int | None, best: Callable[[int, int], int]) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return best(a, b)
+
+
+def _merge(a: Advertisement, b: Advertisement) -> Advertisement:
+    """One prefix from several advertisements (or Services): see the module docstring."""
+    if a == b:
+        return a
+    peers = None if a.peers is None or b.peers is None else _union(a.peers, b.peers)
+    return Advertisement(
+        prefix=a.prefix,
+        peers=peers,
+        communities=_union(a.communities, b.communities),
+        large_communities=_union(a.large_communities, b.large_communities),
+        local_preference=_pick(a.local_preference, b.local_preference, max),
+        med=_pick(a.med, b.med, min),
+        as_path_prepend=min(a.as_path_prepend, b.as_path_prepend),
+    )
+
+
+def _addresses(service: Service, kind: str) -> tuple[tuple[str, ...], bool, Reason | None]:
+    """(addresses, traffic policy is Local, reason they are unavailable) for one address kind."""
+    ref = service.ref
+    if kind == ADDRESS_LOAD_BALANCER:
+        if service.type != "LoadBalancer":
+            return (), False, None
+        lb_class = service.load_balancer_class
+        if lb_class is not None and lb_class != LOAD_BALANCER_CLASS:
+            detail = f"loadBalancerClass {lb_class!r} is not {LOAD_BALANCER_CLASS!r}"
+            return (), False, Reason(ReasonCode.ForeignLoadBalancerClass, ref, detail)
+        if not service.load_balancer_ips:
+            detail = "status.loadBalancer.ingress has no IP yet"
+            return (), False, Reason(ReasonCode.NoAddressAssigned, ref, detail)
+        return service.load_balancer_ips, service.external_traffic_local, None
+    if kind == ADDRESS_EXTERNAL:
+        return service.external_ips, service.external_traffic_local, None
+    if service.headless:
+        return (), False, Reason(ReasonCode.HeadlessService, ref, "clusterIP is None")
+    return service.cluster_ips, service.internal_traffic_local, None
+
+
+def _local_state(slices: tuple[EndpointSlice, ...], node_name: str) -> _Local:
+    draining = False
+    for s in slices:
+        for ep in s.endpoints:
+            if ep.node_name == node_name:
+                if ep.ready:
+                    return _Local.READY
+                if ep.serving and ep.terminating:
+                    draining = True
+    return _Local.DRAINING if draining else _Local.NONE
+
+
+def _aggregate(address: str, ad: BGPAdvertisement) -> str:
+    if ":" in address:
+        return _prefix_of(address, ad.aggregation_length_ipv6)
+    return _prefix_of(address, ad.aggregation_length_ipv4)
+
+
+@lru_cache(maxsize=1 << 16)
+def _prefix_of(address: str, length: int) -> str:
+    return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
