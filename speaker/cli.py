@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from speaker import decode_cmd
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -14,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubgp-speaker",
         description="kubgp's BGP-4 speaker: a small BGP daemon with a declarative API.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    decode_cmd.register(subparsers)
     return parser
 
 

@@ -155,9 +155,7 @@ def _decode_segments(value: bytes, width: int, allowed: tuple[int, ...]) -> tupl
         end = i + 2 + count * width
         if end > n:
             raise Malformed(Sub.MalformedAS_PATH, "segment overruns the attribute")
-        asns = tuple(
-            int.from_bytes(value[j : j + width], "big") for j in range(i + 2, end, width)
-        )
+        asns = tuple(int.from_bytes(value[j : j + width], "big") for j in range(i + 2, end, width))
         segments.append((seg_type, asns))
         i = end
     return tuple(segments)

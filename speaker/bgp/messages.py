@@ -293,9 +293,7 @@ class Update(Message):
             withdrawn = encode_prefixes_add_path(
                 self.withdrawn, self.withdrawn_path_ids or (0,) * len(self.withdrawn)
             )
-            nlri = encode_prefixes_add_path(
-                self.nlri, self.nlri_path_ids or (0,) * len(self.nlri)
-            )
+            nlri = encode_prefixes_add_path(self.nlri, self.nlri_path_ids or (0,) * len(self.nlri))
         else:
             withdrawn = encode_prefixes(self.withdrawn)
             nlri = encode_prefixes(self.nlri)
@@ -392,9 +390,7 @@ def decode_update(body: bytes, ctx: DecodeContext = DEFAULT_CONTEXT) -> Update:
         try:
             expected = cls.FLAGS
             partial_ok = expected == OPTIONAL | TRANSITIVE
-            if flags & (OPTIONAL | TRANSITIVE) != expected or (
-                flags & PARTIAL and not partial_ok
-            ):
+            if flags & (OPTIONAL | TRANSITIVE) != expected or (flags & PARTIAL and not partial_ok):
                 raise BGPError(
                     ErrorCode.UPDATEMessageError,
                     Sub.AttributeFlagsError,
