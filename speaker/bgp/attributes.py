@@ -699,7 +699,15 @@ def merge_as4_path(
             out.append((seg_type, asns))
         else:
             out.append((seg_type, asns))
-    out.extend(as4_path)
+    for segment in as4_path:
+        if (
+            out
+            and out[-1][0] == AS_SEQUENCE == segment[0]
+            and len(out[-1][1]) + len(segment[1]) <= 255
+        ):
+            out[-1] = (AS_SEQUENCE, out[-1][1] + segment[1])
+        else:
+            out.append(segment)
     return tuple(out)
 
 
