@@ -58,7 +58,7 @@ def service(
     name: str = "web",
     namespace: str = "default",
     *,
-    type: str = "LoadBalancer",  # noqa: A002
+    type: str = "LoadBalancer",
     cluster_ips: tuple[str, ...] = ("10.96.0.10",),
     lb_ips: tuple[str, ...] = ("203.0.113.10",),
     external_ips: tuple[str, ...] = (),

@@ -1,0 +1,147 @@
+"""Properties of plan(): deterministic, independent of object order, idempotent, and the
+incremental NodePlanner always agrees with a fresh plan."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.planner import NodePlanner, plan
+from controller.snapshot import Snapshot
+from tests.controller.manifests import (
+    Raw,
+    advertisement,
+    endpoint,
+    endpoint_slice,
+    node,
+    peer,
+    service,
+)
+
+NODES = ["n1", "n2", "n3"]
+KINDS = ["LoadBalancerIP", "ExternalIP", "ClusterIP"]
+
+
+@st.composite
+def services(draw: st.DrawFn, i: int) -> list[Raw]:
+    name = f"s{i}"
+    ns = draw(st.sampled_from(["default", "prod"]))
+    out = [
+        service(
+            name,
+            ns,
+            type=draw(st.sampled_from(["LoadBalancer", "ClusterIP"])),
+            cluster_ips=(f"10.96.0.{draw(st.integers(1, 6))}",),
+            lb_ips=tuple(
+                draw(st.lists(st.sampled_from(["203.0.113.1", "203.0.113.2", "2001:db8::1"])))
+            ),
+            external_ips=tuple(draw(st.lists(st.sampled_from(["198.51.100.1"]), max_size=1))),
+            etp=draw(st.sampled_from(["Cluster", "Local"])),
+            itp=draw(st.sampled_from(["Cluster", "Local"])),
+            lb_class=draw(st.sampled_from([None, "kubgp.io/bgp", "other"])),
+            labels=draw(st.sampled_from([{}, {"bgp": "yes"}])),
+            annotations=draw(st.sampled_from([{}, {"kubgp.io/advertise": "false"}])),
+        )
+    ]
+    for j in range(draw(st.integers(0, 2))):
+        eps = [
+            endpoint(
+                draw(st.sampled_from(NODES)),
+                ready=draw(st.sampled_from([True, False, None])),
+                serving=draw(st.sampled_from([True, False, None])),
+                terminating=draw(st.sampled_from([True, False, None])),
+            )
+            for _ in range(draw(st.integers(0, 3)))
+        ]
+        out.append(endpoint_slice(name, ns, *eps, name=f"{name}-{j}"))
+    return out
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> list[Raw]:
+    objects: list[Raw] = [
+        node(
+            n, labels={"rack": draw(st.sampled_from(["r1", "r2"]))}, pod_cidrs=(f"10.244.{k}.0/24",)
+        )
+        for k, n in enumerate(NODES)
+    ]
+    for k in range(draw(st.integers(0, 3))):
+        objects.append(
+            peer(
+                f"p{k}",
+                peerAddress=f"192.0.2.{k + 1}",
+                families=draw(
+                    st.sampled_from([["ipv4-unicast"], ["ipv4-unicast", "ipv6-unicast"]])
+                ),
+                labels=draw(st.sampled_from([{}, {"role": "tor"}])),
+                nodeSelector=draw(st.sampled_from([{}, {"matchLabels": {"rack": "r1"}}])),
+            )
+        )
+    for k in range(draw(st.integers(0, 3))):
+        objects.append(
+            advertisement(
+                f"a{k}",
+                podCIDRs=draw(st.booleans()),
+                serviceAddresses=draw(st.lists(st.sampled_from(KINDS), unique=True)),
+                serviceSelector=draw(st.sampled_from([{}, {"matchLabels": {"bgp": "yes"}}])),
+                peerSelector=draw(st.sampled_from([{}, {"matchLabels": {"role": "tor"}}])),
+                aggregationLengthIPv4=draw(st.sampled_from([32, 24])),
+                communities=draw(st.lists(st.sampled_from(["1:1", "1:2", "no-export"]))),
+                localPreference=draw(st.none() | st.integers(0, 300)),
+                med=draw(st.none() | st.integers(0, 300)),
+            )
+        )
+    for i in range(draw(st.integers(0, 6))):
+        objects.extend(draw(services(i)))
+    return objects
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(clusters(), st.randoms(use_true_random=False))
+def test_plan_is_deterministic_and_independent_of_object_order(
+    objects: list[Raw], rnd: object
+) -> None:
+    shuffled = list(objects)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    a, b = Snapshot.build(objects), Snapshot.build(shuffled)
+    for n in NODES:
+        first = plan(a, n)
+        assert plan(a, n) == first  # twice, same answer
+        assert plan(b, n) == first  # any order, same answer
+        if first.state is not None:
+            assert first.state.to_dict() == plan(b, n).state.to_dict()  # type: ignore[union-attr]
+
+
+@SETTINGS
+@given(clusters(), st.data())
+def test_incremental_planner_agrees_with_a_fresh_plan(
+    objects: list[Raw], data: st.DataObject
+) -> None:
+    snapshot = Snapshot.build(objects)
+    planners = {n: NodePlanner(n) for n in NODES}
+    for n in NODES:
+        assert planners[n].plan(snapshot) == plan(snapshot, n)
+        assert planners[n].plan(snapshot) == plan(snapshot, n)  # idempotent with a warm cache
+    # Change one Service (or its endpoints, or an advertisement) at a time.
+    for step in range(3):
+        change = data.draw(st.sampled_from(["service", "endpoints", "advertisement", "peer"]))
+        if change == "service":
+            upserts = data.draw(services(data.draw(st.integers(0, 7))))
+        elif change == "endpoints":
+            # Only the EndpointSlices of an existing Service change.
+            key = data.draw(st.sampled_from([*snapshot.services, ("default", "s0")]))
+            eps = [
+                endpoint(data.draw(st.sampled_from(NODES)), ready=data.draw(st.booleans()))
+                for _ in range(data.draw(st.integers(0, 2)))
+            ]
+            upserts = [endpoint_slice(key[1], key[0], *eps, name=f"{key[1]}-0")]
+        elif change == "advertisement":
+            upserts = [advertisement("a0", serviceAddresses=KINDS, communities=[f"9:{step}"])]
+        else:
+            upserts = [peer("p0", labels={"role": "tor"})]
+        snapshot = snapshot.apply(upserts=upserts)
+        for n in NODES:
+            assert planners[n].plan(snapshot) == plan(snapshot, n)
