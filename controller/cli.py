@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from controller import plan_cmd
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -14,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubgp-controller",
         description="kubgp's Kubernetes controller: plans each node's BGP advertisements.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    plan_cmd.register(subparsers)
     return parser
 
 
