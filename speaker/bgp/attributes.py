@@ -610,31 +610,23 @@ class LargeCommunitiesAttribute(Attribute):
         return cls(tuple((u[i], u[i + 1], u[i + 2]) for i in range(0, len(u), 3)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownAttribute(Attribute):
     """An optional attribute without a class here: kept with its flags and raw value.
 
     Before passing a transitive one on, call `for_propagation()` (sets Partial, RFC 4271 §5).
     """
 
-    type_code_: int
-    flags_: int
+    type_code: int  # a field where the base class has a property
+    flags: int  # without Extended Length: encode() chooses it
     value: bytes
 
     @property
-    def type_code(self) -> int:
-        return self.type_code_
-
-    @property
-    def flags(self) -> int:
-        return self.flags_ & ~EXTENDED_LENGTH
-
-    @property
     def transitive(self) -> bool:
-        return bool(self.flags_ & TRANSITIVE)
+        return bool(self.flags & TRANSITIVE)
 
     def for_propagation(self) -> UnknownAttribute:
-        return replace(self, flags_=self.flags | PARTIAL)
+        return replace(self, flags=self.flags | PARTIAL)
 
     def encode_value(self, ctx: DecodeContext) -> bytes:
         return self.value

@@ -385,7 +385,9 @@ def decode_update(body: bytes, ctx: DecodeContext = DEFAULT_CONTEXT) -> Update:
                     raw,
                     reason=f"unrecognized well-known attribute {type_code}",
                 )
-            attrs.append(UnknownAttribute(type_code, flags & ~EXTENDED_LENGTH, value))
+            attrs.append(
+                UnknownAttribute(type_code=type_code, flags=flags & ~EXTENDED_LENGTH, value=value)
+            )
             continue
         try:
             expected = cls.FLAGS
@@ -492,7 +494,7 @@ def decode_update(body: bytes, ctx: DecodeContext = DEFAULT_CONTEXT) -> Update:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Notification(Message):
     """NOTIFICATION (RFC 4271 §4.5). Received, it is an event and is never answered (§6.5)."""
 
@@ -503,7 +505,7 @@ class Notification(Message):
 
     @classmethod
     def from_error(cls, error: BGPError) -> Notification:
-        return cls(error.code, error.subcode, error.data)
+        return cls(code=error.code, subcode=error.subcode, data=error.data)
 
     @classmethod
     def shutdown(cls, subcode: int, message: str) -> Notification:
@@ -515,7 +517,7 @@ class Notification(Message):
                 break
             except UnicodeDecodeError:
                 text = text[:-1]
-        return cls(ErrorCode.Cease, subcode, bytes((len(text),)) + text)
+        return cls(code=ErrorCode.Cease, subcode=subcode, data=bytes((len(text),)) + text)
 
     @property
     def shutdown_message(self) -> str | None:
@@ -539,7 +541,7 @@ class Notification(Message):
     def decode_body(cls, body: bytes, ctx: DecodeContext) -> Notification:
         if len(body) < 2:  # the framer already guarantees this
             raise _malformed_list("NOTIFICATION too short")
-        return cls(body[0], body[1], body[2:])
+        return cls(code=body[0], subcode=body[1], data=body[2:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +566,7 @@ class RouteRefreshSubtype(enum.IntEnum):
     EoRR = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteRefresh(Message):
     """ROUTE-REFRESH (RFC 2918 §3, RFC 7313 §3.2 subtypes)."""
 
@@ -588,7 +590,7 @@ class RouteRefresh(Message):
                 whole,
                 reason=f"ROUTE-REFRESH body of {len(body)} octets",
             )
-        return cls(int.from_bytes(body[:2], "big"), body[3], body[2])
+        return cls(afi=int.from_bytes(body[:2], "big"), safi=body[3], subtype=body[2])
 
 
 MESSAGES: dict[int, type[Message]] = {

@@ -221,9 +221,9 @@ def optional_attributes(ctx: DecodeContext) -> st.SearchStrategy[list[Attribute]
         ),
         st.builds(
             UnknownAttribute,
-            st.integers(19, 31),
-            st.sampled_from([0x80, 0xC0, 0xE0, 0xA0]),
-            st.binary(max_size=300),
+            type_code=st.integers(19, 31),
+            flags=st.sampled_from([0x80, 0xC0, 0xE0, 0xA0]),
+            value=st.binary(max_size=300),
         ),
         _mp_reach(1, ctx),
         _mp_reach(2, ctx),
@@ -323,9 +323,9 @@ messages = st.one_of(
         bgp_id=st.integers(1, 0xFFFFFFFF),
         capabilities=st.lists(capabilities(), max_size=60).map(tuple),
     ).filter(lambda o: len(o.encode_body(DecodeContext())) < 4000),
-    st.builds(Notification, u8, u8, st.binary(max_size=100)),
+    st.builds(Notification, code=u8, subcode=u8, data=st.binary(max_size=100)),
     st.just(Keepalive()),
-    st.builds(RouteRefresh, u16, u8, u8),
+    st.builds(RouteRefresh, afi=u16, safi=u8, subtype=u8),
 )
 
 

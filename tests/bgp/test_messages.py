@@ -184,7 +184,7 @@ def test_notification_known_answer_with_rfc9003_shutdown_communication() -> None
     # RFC 9003 §2: Cease / Administrative Shutdown, data = length octet + UTF-8 text.
     data = msg(3, "06 02 0b" + b"maintenance".hex())
     decoded = _one(data)
-    assert decoded == Notification(6, 2, b"\x0bmaintenance")
+    assert decoded == Notification(code=6, subcode=2, data=b"\x0bmaintenance")
     assert isinstance(decoded, Notification)
     assert decoded.shutdown_message == "maintenance"
     assert (
@@ -199,7 +199,7 @@ def test_shutdown_communication_is_cut_at_255_octets_on_a_character_boundary() -
 
 
 def test_notification_without_communication_and_other_codes() -> None:
-    assert _one(msg(3, "04 00")) == Notification(ErrorCode.HoldTimerExpired, 0)
+    assert _one(msg(3, "04 00")) == Notification(code=ErrorCode.HoldTimerExpired)
     note = _one(msg(3, "06 02"))
     assert isinstance(note, Notification) and note.shutdown_message is None
     bad = _one(msg(3, "06 04 05 6869"))  # length octet disagrees: no communication
@@ -219,10 +219,16 @@ def test_keepalive_known_answer() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("0001 00 01", RouteRefresh(1, 1)),  # RFC 2918 §3
-        ("0002 01 01", RouteRefresh(2, 1, RouteRefreshSubtype.BoRR)),  # RFC 7313 §3.2
-        ("0002 02 01", RouteRefresh(2, 1, RouteRefreshSubtype.EoRR)),
-        ("0001 07 01", RouteRefresh(1, 1, 7)),  # unknown subtype: decoded, the FSM ignores it
+        ("0001 00 01", RouteRefresh(afi=1, safi=1)),  # RFC 2918 §3
+        (
+            "0002 01 01",
+            RouteRefresh(afi=2, safi=1, subtype=RouteRefreshSubtype.BoRR),
+        ),  # RFC 7313 §3.2
+        ("0002 02 01", RouteRefresh(afi=2, safi=1, subtype=RouteRefreshSubtype.EoRR)),
+        (
+            "0001 07 01",
+            RouteRefresh(afi=1, safi=1, subtype=7),
+        ),  # unknown subtype: decoded, the FSM ignores it
     ],
 )
 def test_route_refresh_known_answers(body: str, expected: RouteRefresh) -> None:
@@ -248,4 +254,4 @@ def test_decode_all_rejects_a_trailing_partial_message() -> None:
 
 def test_encoding_refuses_a_message_over_the_limit() -> None:
     with pytest.raises(ValueError, match="exceeds"):
-        Notification(6, 0, bytes(4096)).encode()
+        Notification(code=6, data=bytes(4096)).encode()

@@ -143,7 +143,7 @@ def test_every_attribute_round_trips() -> None:
         As4PathAttribute(((AS_SEQUENCE, (4200000000,)),)),
         As4AggregatorAttribute(4200000000, b"\xc0\x00\x02\x02"),
         LargeCommunitiesAttribute(((64512, 1, 2),)),
-        UnknownAttribute(99, 0xC0, b"\x01\x02"),
+        UnknownAttribute(type_code=99, flags=0xC0, value=b"\x01\x02"),
     )
     message = Update(attributes=attrs, nlri=(P24,))
     assert decode_update(message.encode()[19:]) == message
@@ -173,7 +173,7 @@ def test_community_text_forms() -> None:
 def test_unknown_optional_transitive_is_kept_and_passed_on_partial_rfc4271_5() -> None:
     decoded = decode_update(update(attrs_hex=BASIC + "c0 63 02 0102", nlri_hex="18 0a0001"))
     unknown = decoded.attributes[-1]
-    assert unknown == UnknownAttribute(99, 0xC0, b"\x01\x02")
+    assert unknown == UnknownAttribute(type_code=99, flags=0xC0, value=b"\x01\x02")
     assert isinstance(unknown, UnknownAttribute)
     assert unknown.for_propagation().encode(DecodeContext()) == bytes.fromhex("e0 63 02 0102")
 
