@@ -28,6 +28,7 @@ cached entries, not a recomputation.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from speaker.schema import (
     Listen,
     Peer,
     family_of,
+    prefix_sort_key,
 )
 
 DEFAULT_ASN: Final = 64512
@@ -97,22 +99,41 @@ class _Local(Enum):
     NONE = 3
 
 
-_ServiceResult = tuple[tuple[Advertisement, ...], tuple[Reason, ...]]
+@dataclass(frozen=True, slots=True)
+class _ServiceEntry:
+    """One Service's contribution, valid while its inputs are the very same objects."""
+
+    service: Service
+    slices: tuple[EndpointSlice, ...]
+    ad_names: tuple[str, ...]
+    advertisements: tuple[Advertisement, ...]
+    reasons: tuple[Reason, ...]
 
 
 class NodePlanner:
     """`plan()` for one node, remembering per-Service results between calls.
 
-    A cached result is reused when the Service view, its EndpointSlice tuple and the node's
-    advertisement context are the very same objects as last time (snapshots share unchanged
-    views), so results are always those of a fresh `plan()`.
+    A Service's cached contribution is reused while its view, its EndpointSlice tuple and the
+    names of the advertisements selecting it are the very same objects as last time (snapshots
+    share unchanged views) and the node's advertisement context is equal; the merged prefix
+    table and its sorted order are updated only where a contribution changed. Results are
+    always those of a fresh `plan()` (a property test checks this).
     """
 
     def __init__(self, node_name: str, *, default_asn: int = DEFAULT_ASN) -> None:
         self.node_name = node_name
         self.default_asn = default_asn
-        self._context: tuple[_AdContext, ...] | None = None
-        self._cache: dict[Key, tuple[Service, tuple[EndpointSlice, ...], _ServiceResult]] = {}
+        self._reset(None)
+
+    def _reset(self, context: tuple[_AdContext, ...] | None) -> None:
+        self._context = context
+        self._entries: dict[Key, _ServiceEntry] = {}
+        self._contributions: dict[str, dict[Key, Advertisement]] = {}
+        self._merged: dict[str, Advertisement] = {}
+        self._order: list[str] = []  # keys of _merged, in prefix order
+        self._reasons: tuple[Reason, ...] = ()
+        self._kinds_memo: dict[tuple[str, ...], _ByKind | None] = {}
+        self._token: object = None  # the snapshot the caches describe
 
     def plan(self, snapshot: Snapshot) -> Plan:
         reasons: list[Reason] = list(snapshot.invalid.values())
@@ -131,28 +152,27 @@ class NodePlanner:
 
         peers = self._peers(snapshot, node, reasons)
         contexts = self._advertisement_contexts(snapshot, node, peers, reasons)
-        merged: dict[str, Advertisement] = {}
-        self._pod_cidrs(node, contexts, merged, reasons)
+        pod_advertisements: dict[str, Advertisement] = {}
+        self._pod_cidrs(node, contexts, pod_advertisements, reasons)
 
         service_contexts = tuple(c for c in contexts if c.ad.service_addresses)
         if service_contexts != self._context:
-            self._context = service_contexts
-            self._cache = {}
-        cache = self._cache
-        for key, service in snapshot.services.items():
-            slices = snapshot.slices_by_service.get(key, ())
-            hit = cache.get(key)
-            if hit is not None and hit[0] is service and hit[1] is slices:
-                advs, service_reasons = hit[2]
-            else:
-                advs, service_reasons = self._service(service, slices, service_contexts)
-                cache[key] = (service, slices, (advs, service_reasons))
-            for adv in advs:
-                old = merged.get(adv.prefix)
-                merged[adv.prefix] = adv if old is None else _merge(old, adv)
-            reasons.extend(service_reasons)
-        if len(cache) > len(snapshot.services):
-            self._cache = {k: v for k, v in cache.items() if k in snapshot.services}
+            self._reset(service_contexts)
+        self._update_services(snapshot)
+        reasons.extend(self._reasons)
+
+        merged = self._merged
+        order = self._order
+        if pod_advertisements:
+            merged = dict(merged)
+            order = list(order)
+            for prefix, adv in pod_advertisements.items():
+                old = merged.get(prefix)
+                if old is None:
+                    bisect.insort(order, prefix, key=prefix_sort_key)
+                    merged[prefix] = adv
+                else:
+                    merged[prefix] = _merge(old, adv)
 
         speaker_peers = tuple(p for _, p in peers.values())
         listen = None
@@ -163,9 +183,93 @@ class NodePlanner:
             asn=asn,
             listen=listen,
             peers=speaker_peers,
-            advertisements=tuple(merged.values()),
+            advertisements=tuple([merged[p] for p in order]),
         )
         return Plan(state, tuple(reasons))
+
+    def _update_services(self, snapshot: Snapshot) -> None:
+        entries = self._entries
+        contexts = {c.ad.name: c for c in self._context or ()}
+        kinds_memo = self._kinds_memo
+        dirty: set[str] = set()
+        reasons_changed = False
+        slices_by_service = snapshot.slices_by_service
+        ads_for_service = snapshot.ads_for_service
+        services = snapshot.services
+        candidates: Iterable[Key] = services
+        if snapshot.previous_token is self._token and snapshot.changed_services is not None:
+            candidates = snapshot.changed_services  # only these can differ from last time
+        self._token = snapshot.token
+        for key in candidates:
+            service = services.get(key)
+            if service is None:
+                continue  # removed: handled below
+            slices = slices_by_service.get(key, ())
+            ad_names = ads_for_service.get(key, ())
+            old = entries.get(key)
+            if (
+                old is not None
+                and old.service is service
+                and old.slices is slices
+                and old.ad_names is ad_names
+            ):
+                continue
+            by_kind = kinds_memo.get(ad_names)
+            if by_kind is None:
+                by_kind = kinds_memo[ad_names] = _by_kind(
+                    [contexts[n] for n in ad_names if n in contexts]
+                )
+            advs, service_reasons = self._service(service, slices, by_kind, bool(contexts))
+            entry = _ServiceEntry(service, slices, ad_names, advs, service_reasons)
+            if old is not None:
+                self._withdraw(key, old, dirty)
+                reasons_changed = reasons_changed or old.reasons != service_reasons
+            else:
+                reasons_changed = reasons_changed or bool(service_reasons)
+            for adv in advs:
+                self._contributions.setdefault(adv.prefix, {})[key] = adv
+                dirty.add(adv.prefix)
+            entries[key] = entry
+        if len(entries) > len(snapshot.services):
+            for key in [k for k in entries if k not in snapshot.services]:
+                old = entries.pop(key)
+                self._withdraw(key, old, dirty)
+                reasons_changed = reasons_changed or bool(old.reasons)
+        if len(dirty) > len(self._order) // 8:
+            # Many changes (a first plan): merge, then sort once instead of inserting each.
+            for prefix in dirty:
+                self._remerge(prefix, insert=False)
+            self._order = sorted(self._merged, key=prefix_sort_key)
+        else:
+            for prefix in dirty:
+                self._remerge(prefix, insert=True)
+        if reasons_changed:
+            self._reasons = tuple(r for k in snapshot.services for r in entries[k].reasons)
+
+    def _withdraw(self, key: Key, entry: _ServiceEntry, dirty: set[str]) -> None:
+        for adv in entry.advertisements:
+            contributors = self._contributions[adv.prefix]
+            del contributors[key]
+            dirty.add(adv.prefix)
+
+    def _remerge(self, prefix: str, *, insert: bool) -> None:
+        contributors = self._contributions.get(prefix)
+        had = prefix in self._merged
+        if not contributors:
+            self._contributions.pop(prefix, None)
+            if had:
+                del self._merged[prefix]
+                if insert:
+                    key = prefix_sort_key(prefix)
+                    del self._order[bisect.bisect_left(self._order, key, key=prefix_sort_key)]
+            return
+        it = iter(contributors.values())
+        adv = next(it)
+        for other in it:
+            adv = _merge(adv, other)
+        self._merged[prefix] = adv
+        if insert and not had:
+            bisect.insort(self._order, prefix, key=prefix_sort_key)
 
     # --- peers and advertisements ----------------------------------------------------------
 
@@ -277,7 +381,7 @@ class NodePlanner:
                 if family_of(cidr) not in ctx.families:
                     reasons.append(_no_family(node.ref, cidr, ctx))
                     continue
-                adv = _advertisement(cidr, ctx, 0)
+                adv = _advertisement(cidr, [ctx], 0)
                 old = merged.get(cidr)
                 merged[cidr] = adv if old is None else _merge(old, adv)
 
@@ -287,60 +391,81 @@ class NodePlanner:
         self,
         service: Service,
         slices: tuple[EndpointSlice, ...],
-        contexts: tuple[_AdContext, ...],
-    ) -> _ServiceResult:
+        by_kind: _ByKind | None,
+        any_context: bool,
+    ) -> tuple[tuple[Advertisement, ...], tuple[Reason, ...]]:
         ref = service.ref
         if service.annotations.get(ANNOTATION_ADVERTISE) == "false":
             return (), (Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}"),)
-        selecting = [c for c in contexts if c.ad.selects_service(service)]
-        if not selecting:
-            if not contexts:
+        if by_kind is None:
+            if not any_context:
                 return (), ()
             detail = "no BGPAdvertisement for this node selects it"
             return (), (Reason(ReasonCode.ServiceNotSelected, ref, detail),)
         reasons: list[Reason] = []
-        advs: dict[str, Advertisement] = {}
-        local: _Local | None = None
-        for ctx in selecting:
-            for kind in SERVICE_ADDRESS_KINDS:
-                if kind not in ctx.ad.service_addresses:
+        # prefix -> (contexts that announce it, AS-path prepend)
+        found: dict[str, tuple[list[_AdContext], int]] = {}
+        for kind, wanting in by_kind:
+            addresses, traffic_local, why = _addresses(service, kind)
+            if why is not None:
+                reasons.append(why)
+                continue
+            if not addresses:
+                continue
+            prepend = 0
+            if traffic_local:
+                local = _local_state(slices, self.node_name)
+                if local is _Local.NONE:
+                    reasons.append(Reason(ReasonCode.NoLocalReadyEndpoint, ref, _NO_LOCAL[kind]))
                     continue
-                addresses, traffic_local, why = _addresses(service, kind)
-                if why is not None:
-                    reasons.append(why)
-                    continue
-                prepend = 0
-                if traffic_local and addresses:
-                    if local is None:
-                        local = _local_state(slices, self.node_name)
-                    if local is _Local.NONE:
-                        reasons.append(
-                            Reason(
-                                ReasonCode.NoLocalReadyEndpoint,
-                                ref,
-                                f"{kind}: traffic policy Local and no ready endpoint on this node",
-                            )
-                        )
-                        continue
-                    if local is _Local.DRAINING:
-                        prepend = DRAIN_AS_PATH_PREPEND
-                        reasons.append(
-                            Reason(
-                                ReasonCode.DrainingTerminatingEndpoint,
-                                ref,
-                                f"{kind}: only terminating endpoints here; "
-                                f"AS path prepended {prepend}x",
-                            )
-                        )
+                if local is _Local.DRAINING:
+                    prepend = DRAIN_AS_PATH_PREPEND
+                    reasons.append(
+                        Reason(ReasonCode.DrainingTerminatingEndpoint, ref, _DRAINING[kind])
+                    )
+            for ctx in wanting:
                 for address in addresses:
                     prefix = _aggregate(address, ctx.ad)
                     if family_of(prefix) not in ctx.families:
                         reasons.append(_no_family(ref, prefix, ctx))
                         continue
-                    adv = _advertisement(prefix, ctx, prepend)
-                    old = advs.get(prefix)
-                    advs[prefix] = adv if old is None else _merge(old, adv)
-        return tuple(advs.values()), tuple(dict.fromkeys(reasons))
+                    seen = found.get(prefix)
+                    if seen is None:
+                        found[prefix] = ([ctx], prepend)
+                    else:
+                        if ctx not in seen[0]:
+                            seen[0].append(ctx)
+                        found[prefix] = (seen[0], min(seen[1], prepend))
+        advs = tuple([_advertisement(p, ctxs, prepend) for p, (ctxs, prepend) in found.items()])
+        if len(reasons) > 1:
+            return advs, tuple(dict.fromkeys(reasons))
+        return advs, tuple(reasons)
+
+
+_ByKind = tuple[tuple[str, tuple[_AdContext, ...]], ...]
+
+
+def _by_kind(selecting: list[_AdContext]) -> _ByKind | None:
+    """For each Service address kind, the advertisements (of those selecting a Service) that
+    want it; None when no advertisement selects the Service."""
+    if not selecting:
+        return None
+    out = []
+    for kind in SERVICE_ADDRESS_KINDS:
+        wanting = tuple(c for c in selecting if kind in c.ad.service_addresses)
+        if wanting:
+            out.append((kind, wanting))
+    return tuple(out)
+
+
+_NO_LOCAL: Final = {
+    kind: f"{kind}: traffic policy Local and no ready endpoint on this node"
+    for kind in SERVICE_ADDRESS_KINDS
+}
+_DRAINING: Final = {
+    kind: f"{kind}: only terminating endpoints here; AS path prepended {DRAIN_AS_PATH_PREPEND}x"
+    for kind in SERVICE_ADDRESS_KINDS
+}
 
 
 def _node_ref(name: str) -> ObjectRef:
@@ -386,15 +511,32 @@ def _no_family(ref: ObjectRef, prefix: str, ctx: _AdContext) -> Reason:
     )
 
 
-def _advertisement(prefix: str, ctx: _AdContext, prepend: int) -> Advertisement:
-    ad = ctx.ad
+def _advertisement(prefix: str, contexts: list[_AdContext], prepend: int) -> Advertisement:
+    """The advertisement of one prefix that several BGPAdvertisements select (merged as
+    `_merge` does, without building the intermediate values)."""
+    if len(contexts) == 1:
+        ad = contexts[0].ad
+        return Advertisement(
+            prefix=prefix,
+            peers=contexts[0].peers,
+            communities=ad.communities,
+            large_communities=ad.large_communities,
+            local_preference=ad.local_preference,
+            med=ad.med,
+            as_path_prepend=prepend,
+        )
+    peers: tuple[str, ...] | None = None
+    if all(c.peers is not None for c in contexts):
+        peers = tuple(sorted({p for c in contexts for p in c.peers or ()}))
+    prefs = [c.ad.local_preference for c in contexts if c.ad.local_preference is not None]
+    meds = [c.ad.med for c in contexts if c.ad.med is not None]
     return Advertisement(
         prefix=prefix,
-        peers=ctx.peers,
-        communities=ad.communities,
-        large_communities=ad.large_communities,
-        local_preference=ad.local_preference,
-        med=ad.med,
+        peers=peers,
+        communities=tuple(sorted({x for c in contexts for x in c.ad.communities})),
+        large_communities=tuple(sorted({x for c in contexts for x in c.ad.large_communities})),
+        local_preference=max(prefs) if prefs else None,
+        med=min(meds) if meds else None,
         as_path_prepend=prepend,
     )
 

@@ -40,6 +40,15 @@ class Snapshot:
     advertisements: tuple[BGPAdvertisement, ...] = ()
     pools: tuple[LoadBalancerIPPool, ...] = ()
     invalid: Mapping[ObjectRef, Reason] = field(default_factory=dict)  # in sorted ref order
+    # Names of the BGPAdvertisements (sorted) whose namespaces and serviceSelector select each
+    # Service: node-independent, so kept here rather than recomputed by every node's plan.
+    ads_for_service: Mapping[Key, tuple[str, ...]] = field(default_factory=dict)
+    # Change tracking for incremental planners: this snapshot's token, the token of the one it
+    # was derived from, and the Services whose view, slices or selection changed in between
+    # (None: unknown, look at everything).
+    token: object = field(default_factory=object, compare=False)
+    previous_token: object = field(default=None, compare=False)
+    changed_services: frozenset[Key] | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, raws: Iterable[Mapping[str, object]]) -> Snapshot:
@@ -63,8 +72,10 @@ class Snapshot:
                 b.delete(err.ref)
                 b.invalid[err.ref] = Reason(ReasonCode.InvalidObject, err.ref, err.detail)
             else:
-                b.delete(view.ref)
-                b.put(view)
+                b.invalid.pop(view.ref, None)
+                if isinstance(view, EndpointSlice):
+                    b.delete(view.ref)  # its Service may have changed
+                b.put(view)  # replaces in place, so Services keep their sorted order
         return b.finish()
 
     def objects(self) -> Iterable[KubeObject]:
@@ -85,6 +96,8 @@ class _Builder:
         self.nodes = dict(base.nodes)
         self.services = dict(base.services)
         self.services_added = False
+        self.services_touched: set[Key] = set()
+        self.ads_changed = False
         self.endpoint_slices = dict(base.endpoint_slices)
         self.slices_by_service = dict(base.slices_by_service)
         self.slice_groups: dict[Key, dict[str, EndpointSlice]] = {}
@@ -109,6 +122,7 @@ class _Builder:
                 self.nodes.pop(ref.name, None)
             case "Service":
                 self.services.pop(key, None)
+                self.services_touched.add(key)
             case "EndpointSlice":
                 old = self.endpoint_slices.pop(key, None)
                 if old is not None:
@@ -118,7 +132,8 @@ class _Builder:
             case "BGPPeer":
                 self.peers.pop(ref.name, None)
             case "BGPAdvertisement":
-                self.advertisements.pop(ref.name, None)
+                if self.advertisements.pop(ref.name, None) is not None:
+                    self.ads_changed = True
             case "LoadBalancerIPPool":
                 self.pools.pop(ref.name, None)
             case _:
@@ -130,9 +145,10 @@ class _Builder:
             case Node():
                 self.nodes[view.ref.name] = view
             case Service():
-                if key not in self.base.services:
+                if key not in self.services:
                     self.services_added = True
                 self.services[key] = view
+                self.services_touched.add(key)
             case EndpointSlice():
                 self.endpoint_slices[key] = view
                 self.slice_group(view.service_key)[view.ref.name] = view
@@ -142,6 +158,7 @@ class _Builder:
                 self.peers[view.ref.name] = view
             case BGPAdvertisement():
                 self.advertisements[view.ref.name] = view
+                self.ads_changed = True
             case LoadBalancerIPPool():
                 self.pools[view.ref.name] = view
 
@@ -155,6 +172,21 @@ class _Builder:
                 by_service[k] = tuple(group[name] for name in sorted(group))
             else:
                 by_service.pop(k, None)
+        advertisements = tuple(self.advertisements[k] for k in sorted(self.advertisements))
+        if self.ads_changed:
+            ads_for_service: dict[Key, tuple[str, ...]] = {}
+            touched: Iterable[Key] = services
+        else:
+            ads_for_service = dict(self.base.ads_for_service)
+            touched = self.services_touched
+        for key in touched:
+            service = services.get(key)
+            if service is None:
+                ads_for_service.pop(key, None)
+                continue
+            ads_for_service[key] = tuple(
+                a.name for a in advertisements if a.selects_service(service)
+            )
         return Snapshot(
             nodes=self.nodes,
             services=services,
@@ -162,7 +194,12 @@ class _Builder:
             slices_by_service=by_service,
             secrets=self.secrets,
             peers=tuple(self.peers[k] for k in sorted(self.peers)),
-            advertisements=tuple(self.advertisements[k] for k in sorted(self.advertisements)),
+            advertisements=advertisements,
             pools=tuple(self.pools[k] for k in sorted(self.pools)),
             invalid=dict(sorted(self.invalid.items())),
+            ads_for_service=ads_for_service,
+            previous_token=self.base.token,
+            changed_services=None
+            if self.ads_changed
+            else frozenset(self.services_touched | self.slice_groups.keys()),
         )

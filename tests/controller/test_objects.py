@@ -199,3 +199,30 @@ def test_pool_parses() -> None:
     snap = Snapshot.build([POOL])
     assert snap.pools[0].cidrs == ("203.0.113.0/24",)
     assert snap.pools[0].auto_assign is True
+
+
+def test_snapshot_keeps_services_sorted_when_one_is_replaced() -> None:
+    snap = Snapshot.build([service("a"), service("c")]).apply(upserts=[service("b")])
+    snap = snap.apply(upserts=[service("a", lb_ips=())])
+    assert [k[1] for k in snap.services] == ["a", "b", "c"]
+
+
+def test_snapshot_indexes_which_advertisements_select_each_service() -> None:
+    snap = Snapshot.build(
+        [
+            service("a", labels={"bgp": "yes"}),
+            service("b", "prod"),
+            advertisement("everything", serviceAddresses=["ClusterIP"]),
+            advertisement("tagged", serviceSelector={"matchLabels": {"bgp": "yes"}}),
+            advertisement("prod-only", namespaces=["prod"]),
+        ]
+    )
+    assert snap.ads_for_service[("default", "a")] == ("everything", "tagged")
+    assert snap.ads_for_service[("prod", "b")] == ("everything", "prod-only")
+    snap = snap.apply(
+        upserts=[service("a")], deletes=[ObjectRef("BGPAdvertisement", "", "everything")]
+    )
+    assert snap.ads_for_service[("default", "a")] == ()
+    assert snap.ads_for_service[("prod", "b")] == ("prod-only",)
+    snap = snap.apply(deletes=[ObjectRef("Service", "prod", "b")])
+    assert ("prod", "b") not in snap.ads_for_service

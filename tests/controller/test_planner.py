@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.planner import DRAIN_AS_PATH_PREPEND, Plan, plan
+from controller.planner import DRAIN_AS_PATH_PREPEND, NodePlanner, Plan, plan
 from controller.reasons import ObjectRef, Reason, ReasonCode
 from controller.snapshot import Snapshot
 from speaker.schema import DesiredState, parse_desired_state
@@ -589,3 +589,32 @@ def test_reasons_come_in_plan_order_with_services_sorted() -> None:
         (R.NoAddressAssigned, "a"),
         (R.NoAddressAssigned, "b"),
     ]
+
+
+def test_node_planner_follows_endpoint_changes_of_an_unchanged_service() -> None:
+    snap = Snapshot.build(
+        [
+            *BASE,
+            advertisement(serviceAddresses=LB),
+            service(etp="Local"),
+            endpoint_slice("web", "default", endpoint("n2")),
+        ]
+    )
+    planner = NodePlanner("n1")
+    assert prefixes(planner.plan(snap).state) == set()
+    snap = snap.apply(upserts=[endpoint_slice("web", "default", endpoint("n1"))])
+    again = planner.plan(snap)
+    assert prefixes(again.state) == {"203.0.113.10/32"}
+    assert again == plan(snap, "n1")
+    snap = snap.apply(deletes=[ObjectRef("EndpointSlice", "default", "web-abcde")])
+    assert prefixes(planner.plan(snap).state) == set()
+
+
+def test_node_planner_follows_a_removed_service_and_a_changed_advertisement() -> None:
+    snap = Snapshot.build([*BASE, advertisement(serviceAddresses=LB), service()])
+    planner = NodePlanner("n1")
+    assert prefixes(planner.plan(snap).state) == {"203.0.113.10/32"}
+    snap = snap.apply(upserts=[advertisement(serviceAddresses=LB, communities=["1:1"])])
+    assert planner.plan(snap).state.advertisements[0].communities == ("1:1",)  # type: ignore[union-attr]
+    snap = snap.apply(deletes=[ObjectRef("Service", "default", "web")])
+    assert prefixes(planner.plan(snap).state) == set()

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.planner import NodePlanner, plan
+from controller.reasons import ObjectRef
 from controller.snapshot import Snapshot
 from tests.controller.manifests import (
     Raw,
@@ -127,8 +128,16 @@ def test_incremental_planner_agrees_with_a_fresh_plan(
         assert planners[n].plan(snapshot) == plan(snapshot, n)  # idempotent with a warm cache
     # Change one Service (or its endpoints, or an advertisement) at a time.
     for step in range(3):
-        change = data.draw(st.sampled_from(["service", "endpoints", "advertisement", "peer"]))
-        if change == "service":
+        change = data.draw(
+            st.sampled_from(["service", "endpoints", "delete", "advertisement", "peer"])
+        )
+        deletes: list[ObjectRef] = []
+        upserts: list[Raw] = []
+        if change == "delete":
+            ns, name = data.draw(st.sampled_from([*snapshot.services, ("default", "s0")]))
+            deletes = [ObjectRef("Service", ns, name), ObjectRef("EndpointSlice", ns, f"{name}-0")]
+            upserts = data.draw(services(data.draw(st.integers(8, 9))))  # and one added
+        elif change == "service":
             upserts = data.draw(services(data.draw(st.integers(0, 7))))
         elif change == "endpoints":
             # Only the EndpointSlices of an existing Service change.
@@ -142,6 +151,6 @@ def test_incremental_planner_agrees_with_a_fresh_plan(
             upserts = [advertisement("a0", serviceAddresses=KINDS, communities=[f"9:{step}"])]
         else:
             upserts = [peer("p0", labels={"role": "tor"})]
-        snapshot = snapshot.apply(upserts=upserts)
+        snapshot = snapshot.apply(upserts=upserts, deletes=deletes)
         for n in NODES:
             assert planners[n].plan(snapshot) == plan(snapshot, n)
