@@ -156,6 +156,8 @@ def _decode_segments(value: bytes, width: int, allowed: tuple[int, ...]) -> tupl
         if end > n:
             raise Malformed(Sub.MalformedAS_PATH, "segment overruns the attribute")
         asns = tuple(int.from_bytes(value[j : j + width], "big") for j in range(i + 2, end, width))
+        if 0 in asns:
+            raise Malformed(Sub.MalformedAS_PATH, "AS number 0 (RFC 7607 §2)")
         segments.append((seg_type, asns))
         i = end
     return tuple(segments)
@@ -306,7 +308,10 @@ class AggregatorAttribute(Attribute):
         width = 4 if ctx.four_octet_as else 2
         if len(value) != width + 4:
             raise Malformed(Sub.AttributeLengthError, f"AGGREGATOR length is not {width + 4}")
-        return cls(int.from_bytes(value[:width], "big"), value[width:])
+        asn = int.from_bytes(value[:width], "big")
+        if asn == 0:
+            raise Malformed(Sub.OptionalAttributeError, "AGGREGATOR AS 0 (RFC 7607 §2)")
+        return cls(asn, value[width:])
 
 
 class WellKnownCommunity(enum.IntEnum):
@@ -575,7 +580,10 @@ class As4AggregatorAttribute(Attribute):
     def decode_value(cls, value: bytes, ctx: DecodeContext) -> As4AggregatorAttribute:
         if len(value) != 8:
             raise Malformed(Sub.AttributeLengthError, "AS4_AGGREGATOR length is not 8")
-        return cls(int.from_bytes(value[:4], "big"), value[4:])
+        asn = int.from_bytes(value[:4], "big")
+        if asn == 0:
+            raise Malformed(Sub.OptionalAttributeError, "AS4_AGGREGATOR AS 0 (RFC 7607 §2)")
+        return cls(asn, value[4:])
 
 
 LargeCommunity = tuple[int, int, int]

@@ -215,13 +215,17 @@ class Open(Message):
                 )
             caps.extend(decode_capabilities(value))
             i += head + p_len
-        return cls(
+        opened = cls(
             version=version,
             my_as=my_as,
             hold_time=hold_time,
             bgp_id=bgp_id,
             capabilities=tuple(caps),
         )
+        if my_as == 0 or opened.asn == 0:
+            # RFC 7607 §2; RFC 4271 §6.2 specifies no data for Bad Peer AS.
+            raise _open_error(OPENMessageErrorSubcode.BadPeerAS, "AS 0")
+        return opened
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -168,13 +168,10 @@ def prefixes(bits: int, max_size: int = 8) -> st.SearchStrategy[tuple[Prefix, ..
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
+asn32 = st.integers(1, 0xFFFFFFFF)  # AS 0 is malformed (RFC 7607)
 ipv4_host = st.builds(
     lambda a, b: bytes((a,)) + b, st.integers(1, 223), st.binary(min_size=3, max_size=3)
 )
-segments = st.lists(
-    st.tuples(st.integers(1, 4), st.lists(u16, min_size=1, max_size=6).map(tuple)),
-    max_size=3,
-).map(tuple)
 
 
 def _mp_reach(afi: int, ctx: DecodeContext) -> st.SearchStrategy[MpReachNlriAttribute]:
@@ -194,7 +191,7 @@ def _mp_reach(afi: int, ctx: DecodeContext) -> st.SearchStrategy[MpReachNlriAttr
 
 
 def optional_attributes(ctx: DecodeContext) -> st.SearchStrategy[list[Attribute]]:
-    asn = u32 if ctx.four_octet_as else u16
+    asn = st.integers(1, 0xFFFFFFFF if ctx.four_octet_as else 0xFFFF)
     choices: list[st.SearchStrategy[Attribute]] = [
         st.builds(MultiExitDiscAttribute, u32),
         st.builds(LocalPrefAttribute, u32),
@@ -210,11 +207,11 @@ def optional_attributes(ctx: DecodeContext) -> st.SearchStrategy[list[Attribute]
         st.builds(
             As4PathAttribute,
             st.lists(
-                st.tuples(st.integers(1, 2), st.lists(u32, min_size=1, max_size=4).map(tuple)),
+                st.tuples(st.integers(1, 2), st.lists(asn32, min_size=1, max_size=4).map(tuple)),
                 max_size=2,
             ).map(tuple),
         ),
-        st.builds(As4AggregatorAttribute, u32, st.binary(min_size=4, max_size=4)),
+        st.builds(As4AggregatorAttribute, asn32, st.binary(min_size=4, max_size=4)),
         st.builds(
             LargeCommunitiesAttribute,
             st.lists(st.tuples(u32, u32, u32), min_size=1, max_size=3).map(tuple),
@@ -245,10 +242,10 @@ def updates(draw: st.DrawFn, ctx: DecodeContext) -> Update:
         OriginAttribute(draw(st.integers(0, 2))),
         AsPathAttribute(
             tuple(
-                (t, tuple(a if ctx.four_octet_as else a & 0xFFFF for a in asns))
+                (t, tuple(a if ctx.four_octet_as else a % 0xFFFF + 1 for a in asns))
                 for t, asns in draw(
                     st.lists(
-                        st.tuples(st.integers(1, 4), st.lists(u32, min_size=1, max_size=5)),
+                        st.tuples(st.integers(1, 4), st.lists(asn32, min_size=1, max_size=5)),
                         max_size=3,
                     )
                 )
@@ -297,7 +294,7 @@ def capabilities() -> st.SearchStrategy[Capability]:
             restart_time=st.integers(0, 4095),
             families=st.lists(family3, max_size=4).map(tuple),
         ),
-        st.builds(FourOctetASCapability, u32),
+        st.builds(FourOctetASCapability, asn32),
         st.builds(AddPathCapability, st.lists(family3, min_size=1, max_size=4).map(tuple)),
         st.just(EnhancedRouteRefreshCapability()),
         st.builds(
@@ -318,7 +315,7 @@ def capabilities() -> st.SearchStrategy[Capability]:
 messages = st.one_of(
     st.builds(
         Open,
-        my_as=u16,
+        my_as=st.integers(1, 0xFFFF),
         hold_time=st.one_of(st.just(0), st.integers(3, 0xFFFF)),
         bgp_id=st.integers(1, 0xFFFFFFFF),
         capabilities=st.lists(capabilities(), max_size=60).map(tuple),

@@ -156,6 +156,17 @@ def test_open_zero_identifier_is_bad_bgp_identifier() -> None:
     assert err.data == b""
 
 
+@pytest.mark.parametrize(
+    ("head", "caps"),
+    [("04 0000 005a c000020b", ""), ("04 5ba0 005a c000020b", "02 06 41 04 00000000")],
+    ids=["my-as", "4-octet-capability"],
+)
+def test_open_as_zero_is_bad_peer_as_rfc7607_2(head: str, caps: str) -> None:
+    err = _open_error(_open_bytes(caps, head))
+    assert err.subcode == OPENMessageErrorSubcode.BadPeerAS
+    assert err.data == b""
+
+
 def test_open_unknown_optional_parameter_rfc4271_6_2() -> None:
     err = _open_error(_open_bytes("01 02 abcd"))  # type 1 (authentication, deprecated)
     assert err.subcode == OPENMessageErrorSubcode.UnsupportedOptionalParameter

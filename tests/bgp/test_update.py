@@ -322,6 +322,10 @@ MALFORMED = [
     ("40 02 02 02 00", REST_NO_AS_PATH, Sub.MalformedAS_PATH, False, TAW),  # empty segment
     ("40 02 05 02 01 0000fc", REST_NO_AS_PATH, Sub.MalformedAS_PATH, False, TAW),  # overrun
     ("40 02 01 02", REST_NO_AS_PATH, Sub.MalformedAS_PATH, False, TAW),  # truncated header
+    ("40 02 06 02 01 00000000", REST_NO_AS_PATH, Sub.MalformedAS_PATH, False, TAW),  # RFC 7607
+    ("c0 07 08 00000000c0000202", BASIC, Sub.OptionalAttributeError, True, DISCARD),  # RFC 7607
+    ("c0 12 08 00000000c0000202", BASIC, Sub.OptionalAttributeError, True, DISCARD),
+    ("c0 11 06 02 01 00000000", BASIC, Sub.MalformedAS_PATH, False, DISCARD),
     ("40 03 05 c000020100", REST_NO_NEXT_HOP, Sub.AttributeLengthError, True, TAW),  # §7.3
     ("40 03 04 00000000", REST_NO_NEXT_HOP, Sub.InvalidNEXT_HOPAttribute, True, TAW),
     ("40 03 04 e0000001", REST_NO_NEXT_HOP, Sub.InvalidNEXT_HOPAttribute, True, TAW),
