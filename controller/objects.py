@@ -154,6 +154,8 @@ class _Reader:
 
     def cidr(self, value: object, path: str) -> str:
         text = self.string(value, path)
+        if "/" not in text:
+            raise self.fail(path, f"{text!r} is not a CIDR (address/length)")
         try:
             return str(ipaddress.ip_network(text, strict=True))
         except ValueError:
@@ -431,6 +433,8 @@ def parse_bgp_peer(raw: Mapping[str, object]) -> BGPPeer:
         if fam not in FAMILIES:
             raise r.fail(f"spec.families[{i}]", f"must be one of {sorted(FAMILIES)}")
     source = spec.get("sourceAddress")
+    if source is not None and family_of(r.ip(source, "spec.sourceAddress")) != family_of(address):
+        raise r.fail("spec.sourceAddress", "must be of the same address family as peerAddress")
     return BGPPeer(
         ref=ref,
         labels=r.str_map(meta.get("labels"), "metadata.labels"),
@@ -555,6 +559,7 @@ class LoadBalancerIPPool:
 
     ref: ObjectRef
     cidrs: tuple[str, ...]
+    ranges: tuple[tuple[str, str], ...]  # (first, last), inclusive
     service_selector: LabelSelector
     namespaces: frozenset[str]
     auto_assign: bool
@@ -567,11 +572,22 @@ def parse_load_balancer_ip_pool(raw: Mapping[str, object]) -> LoadBalancerIPPool
     cidrs = tuple(
         r.cidr(c, f"spec.cidrs[{i}]") for i, c in enumerate(r.seq(spec.get("cidrs"), "spec.cidrs"))
     )
-    if not cidrs:
-        raise r.fail("spec.cidrs", "must name at least one CIDR")
+    ranges: list[tuple[str, str]] = []
+    for i, item in enumerate(r.seq(spec.get("ranges"), "spec.ranges")):
+        rng = r.mapping(item, f"spec.ranges[{i}]")
+        start = r.ip(rng.get("start"), f"spec.ranges[{i}].start")
+        end = r.ip(rng.get("end"), f"spec.ranges[{i}].end")
+        if family_of(start) != family_of(end):
+            raise r.fail(f"spec.ranges[{i}]", "start and end must be of one address family")
+        if int(ipaddress.ip_address(start)) > int(ipaddress.ip_address(end)):
+            raise r.fail(f"spec.ranges[{i}]", "start must not be after end")
+        ranges.append((start, end))
+    if not cidrs and not ranges:
+        raise r.fail("spec", "a pool needs at least one CIDR or range")
     return LoadBalancerIPPool(
         ref=ref,
         cidrs=cidrs,
+        ranges=tuple(ranges),
         service_selector=r.selector(spec.get("serviceSelector"), "spec.serviceSelector"),
         namespaces=frozenset(r.strings(spec.get("namespaces"), "spec.namespaces")),
         auto_assign=r.boolean(spec.get("autoAssign"), "spec.autoAssign", True),

@@ -92,7 +92,9 @@ INVALID = [
     (advertisement(), "spec.localPreference", -1, "spec.localPreference:"),
     (advertisement(), "spec.med", "low", "spec.med: must be an integer"),
     (advertisement(), "spec.podCIDRs", "yes", "spec.podCIDRs: must be true or false"),
-    (POOL, "spec.cidrs", [], "spec.cidrs: must name at least one CIDR"),
+    (POOL, "spec.cidrs", [], "spec: a pool needs at least one CIDR or range"),
+    (POOL, "spec.ranges", [{"start": "203.0.113.9", "end": "203.0.113.1"}], "spec.ranges[0]:"),
+    (peer(), "spec.sourceAddress", "2001:db8::1", "spec.sourceAddress: must be of the same"),
     (POOL, "spec.cidrs", ["203.0.113.1/24"], "spec.cidrs[0]:"),
 ]
 
