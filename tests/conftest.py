@@ -1,0 +1,3 @@
+"""Test-wide setup: the lab fixtures (real BGP daemons, network namespaces)."""
+
+pytest_plugins = ["tests.lab.fixtures"]
