@@ -1,0 +1,459 @@
+"""The speaker's control socket: the NDJSON protocol of `speaker.ipc`, served with asyncio.
+
+The server knows the BGP runtime only through `StateSink`: `apply(state)` returns once the
+state is in every Adj-RIB-Out, `status()` reports the peers. What it guarantees:
+
+- Access: the socket file is created 0600 (0660 with a `group`), bound under a temporary name,
+  given its mode and group before `listen()`, then renamed into place; that rename also replaces
+  a stale socket left by a dead speaker. A path some live process listens on, or a path that is
+  not a socket, is left alone (`ControlError`). Each connection's SO_PEERCRED uid must be in
+  `allowed_uids` (root and the server's own uid by default); another uid gets a nack and is
+  closed.
+- Protocol: `hello` with the applied epoch/generation on connect; requests on one connection
+  are answered one by one, in order. Snapshot and delta are checked by `ipc.accept` (epoch and
+  generation rules, delta base, schema) and applied one at a time across all connections;
+  `ack` once `apply` returned and the state was saved, a `nack` with the reason otherwise, the
+  running state untouched. Status is answered at once, also while an apply is in flight.
+- Bounds: a line over `max_line` bytes gets a nack and the connection is closed; the stream
+  reader stops buffering at about twice the limit, so the rest is never read into memory. Each
+  connection has its own write queue of `write_queue` lines; a client whose queue is full, or
+  whose socket does not take a line within `write_timeout` seconds, is dropped. Nothing waits
+  on a client but that client's own tasks, so a stuck reader blocks neither other clients nor
+  the sink.
+- An apply that was started finishes even if its client goes away; a client going away changes
+  nothing else (the speaker keeps advertising). A sink that raises gets the client a nack, and
+  the speaker then has no applied version (the next request must be a snapshot).
+- Start-up: the state saved in `state_store` (if any) is applied to the sink and reported in
+  `hello`; otherwise `initial` (the `--config` file) is applied, with no version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+from speaker.ipc import (
+    DEFAULT_MAX_LINE,
+    Ack,
+    AppliedState,
+    Delta,
+    Hello,
+    IpcError,
+    Nack,
+    PeerStatus,
+    Reply,
+    Request,
+    Snapshot,
+    StateVersion,
+    Status,
+    accept,
+    encode,
+    parse_request,
+)
+from speaker.schema import DesiredState
+from speaker.state_store import StateStore, StateStoreError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WRITE_QUEUE: Final = 64
+"""Lines waiting to be written to one client before it is dropped."""
+DEFAULT_WRITE_TIMEOUT: Final = 10.0
+"""Seconds a client's socket may refuse to take a line before it is dropped."""
+PARSE_IN_THREAD_BYTES: Final = 256 * 1024
+"""Lines longer than this are parsed in a worker thread, so BGP timers keep running."""
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class StateSink(Protocol):
+    """What the control server needs from the BGP runtime."""
+
+    async def apply(self, state: DesiredState) -> None:
+        """Converge to `state`; return once it is in every Adj-RIB-Out. Raise if it cannot."""
+        ...
+
+    def status(self) -> Sequence[PeerStatus]:
+        """Every configured peer, now. Must not block."""
+        ...
+
+
+class ControlError(Exception):
+    """The control socket cannot be served (path in use, not a socket, bad group)."""
+
+
+class _Client:
+    """One connection's writing side: a bounded queue drained by its own task."""
+
+    def __init__(
+        self, writer: asyncio.StreamWriter, *, name: str, queue: int, timeout: float
+    ) -> None:
+        self.name = name
+        self.dropped: str | None = None
+        self._writer = writer
+        self._timeout = timeout
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue)
+        self._task = asyncio.create_task(self._write_loop(), name=f"control-write {name}")
+
+    @property
+    def gone(self) -> bool:
+        return self.dropped is not None or self._writer.transport.is_closing()
+
+    def send(self, line: bytes) -> None:
+        if self.gone:
+            return
+        try:
+            self._queue.put_nowait(line)
+        except asyncio.QueueFull:
+            self.drop(f"it does not read its replies ({self._queue.maxsize} lines queued)")
+
+    def drop(self, reason: str) -> None:
+        if self.dropped is None:
+            self.dropped = reason
+            log.warning("control: dropping client %s: %s", self.name, reason)
+        self._writer.transport.abort()
+
+    async def _write_loop(self) -> None:
+        while (line := await self._queue.get()) is not None:
+            self._writer.write(line)
+            try:
+                await asyncio.wait_for(self._writer.drain(), self._timeout)
+            except TimeoutError:
+                self.drop(f"it took no data for {self._timeout:g} s")
+                return
+            except ConnectionError:
+                self._writer.transport.abort()
+                return
+
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
+    async def finish(self) -> None:
+        """Write what is queued (within the write timeout), then close."""
+        if not self.gone:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._timeout)
+            except TimeoutError:
+                self.drop(f"it took no data for {self._timeout:g} s")
+        self._task.cancel()
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+
+class ControlServer:
+    """A running control socket. Build it with `serve_control`; stop it with `close()`."""
+
+    def __init__(
+        self,
+        sink: StateSink,
+        *,
+        path: Path,
+        allowed_uids: frozenset[int],
+        state_store: StateStore | None,
+        max_line: int,
+        write_queue: int,
+        write_timeout: float,
+    ) -> None:
+        self.path = path
+        self.allowed_uids = allowed_uids
+        self.max_line = max_line
+        self.dropped_clients = 0
+        self._sink = sink
+        self._store = state_store
+        self._write_queue = write_queue
+        self._write_timeout = write_timeout
+        self._applied: AppliedState | None = None
+        self._lock = asyncio.Lock()
+        self._inflight: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._clients: set[_Client] = set()
+        self._server: asyncio.Server | None = None
+        self._inode: tuple[int, int] | None = None
+
+    @property
+    def applied(self) -> AppliedState | None:
+        """The last state applied through this server (or resumed), with its version."""
+        return self._applied
+
+    @property
+    def client_count(self) -> int:
+        return len(self._handlers)
+
+    async def _start(self, *, initial: DesiredState | None, mode: int, gid: int | None) -> None:
+        await self._resume(initial)
+        sock = _bind(self.path, mode=mode, gid=gid)
+        st = os.stat(self.path)
+        self._inode = (st.st_dev, st.st_ino)
+        self._server = await asyncio.start_unix_server(
+            self._serve_client, sock=sock, limit=self.max_line
+        )
+        log.info(
+            "control: listening on %s (mode %o, uids %s)",
+            self.path,
+            mode,
+            sorted(self.allowed_uids),
+        )
+
+    async def _resume(self, initial: DesiredState | None) -> None:
+        restored = None
+        if self._store is not None:
+            result = await asyncio.to_thread(self._store.load)
+            if result.problem:
+                log.error("control: %s", result.problem)
+            restored = result.applied
+        if restored is not None:
+            log.info(
+                "control: resuming the saved state of epoch %d generation %d (%d peers, "
+                "%d advertisements)",
+                restored.version.epoch,
+                restored.version.generation,
+                len(restored.state.peers),
+                len(restored.state.advertisements),
+            )
+            try:
+                await self._sink.apply(restored.state)
+            except Exception:
+                log.exception("control: the saved state could not be applied; starting empty")
+                return
+            self._applied = restored
+        elif initial is not None:
+            await self._sink.apply(initial)
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, let an apply in flight finish, and remove
+        the socket file if it is still ours."""
+        if self._server is not None:
+            self._server.close()
+        for client in list(self._clients):
+            client.abort()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                await self._inflight
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(OSError):
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                os.unlink(self.path)
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        sock = writer.get_extra_info("socket")
+        pid, uid, _gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        )
+        client = _Client(
+            writer,
+            name=f"pid {pid} uid {uid}",
+            queue=self._write_queue,
+            timeout=self._write_timeout,
+        )
+        self._clients.add(client)
+        try:
+            if uid not in self.allowed_uids:
+                log.warning("control: refused %s: uid not allowed", client.name)
+                client.send(encode(Nack(reason=f"uid {uid} may not use this socket", want=None)))
+                return
+            client.send(encode(Hello(applied=self._version())))
+            await self._read_loop(reader, client)
+        except asyncio.CancelledError:
+            # Only close() cancels a handler. asyncio.streams reads the task's exception when it
+            # ends, and a cancelled one raises there, so end it normally.
+            pass
+        finally:
+            if client.dropped is not None:
+                self.dropped_clients += 1
+            try:
+                await client.finish()
+            finally:
+                self._clients.discard(client)
+                self._handlers.discard(task)
+
+    async def _read_loop(self, reader: asyncio.StreamReader, client: _Client) -> None:
+        while not client.gone:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as err:
+                if err.partial.strip():
+                    log.info("control: %s closed in the middle of a line", client.name)
+                return
+            except asyncio.LimitOverrunError:
+                client.send(
+                    encode(Nack(reason=f"line over the limit of {self.max_line} bytes; closing"))
+                )
+                return
+            except ConnectionError:
+                return
+            if not line.strip():
+                continue
+            client.send(encode(await self._answer(line)))
+
+    async def _answer(self, line: bytes) -> Reply:
+        try:
+            if len(line) > PARSE_IN_THREAD_BYTES:
+                request = await asyncio.to_thread(parse_request, line, max_line=self.max_line)
+            else:
+                request = parse_request(line, max_line=self.max_line)
+        except IpcError as err:
+            return Nack(reason=err.reason, want=err.want)
+        if isinstance(request, Snapshot | Delta):
+            return await self._apply(request)
+        return self._status()
+
+    def _status(self) -> Reply:
+        try:
+            peers = tuple(self._sink.status())
+        except Exception as err:
+            log.exception("control: status failed")
+            return Nack(reason=f"status failed: {err}", want=None)
+        return Status(peers=peers, applied=self._version())
+
+    async def _apply(self, request: Request) -> Reply:
+        assert isinstance(request, Snapshot | Delta)
+        async with self._lock:
+            try:
+                new = accept(self._applied, request)
+            except IpcError as err:
+                return Nack(reason=err.reason, want=err.want)
+            self._inflight = asyncio.create_task(self._sink.apply(new.state))
+            try:
+                # Shielded: a client going away (or close()) does not cut an apply in half.
+                await asyncio.shield(self._inflight)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.exception("control: applying generation %d failed", new.version.generation)
+                self._applied = None
+                return Nack(reason=f"the speaker could not apply the state: {err}")
+            self._applied = new
+            if self._store is not None:
+                try:
+                    await asyncio.to_thread(self._store.save, new)
+                except StateStoreError as err:
+                    # Applied and running; only a restart would miss it. Say so, keep going.
+                    log.error("control: %s", err)
+            return Ack(epoch=new.version.epoch, generation=new.version.generation)
+
+    def _version(self) -> StateVersion | None:
+        return None if self._applied is None else self._applied.version
+
+
+async def serve_control(
+    sink: StateSink,
+    path: str | os.PathLike[str],
+    *,
+    allowed_uids: Collection[int] | None = None,
+    group: str | int | None = None,
+    state_store: StateStore | None = None,
+    max_line: int = DEFAULT_MAX_LINE,
+    initial: DesiredState | None = None,
+    mode: int | None = None,
+    write_queue: int = DEFAULT_WRITE_QUEUE,
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+) -> ControlServer:
+    """Resume the saved state (else apply `initial`), then listen on `path`.
+
+    `allowed_uids` defaults to root and this process's uid. `group` (name or gid) makes the
+    socket 0660 owned by that group; `mode` overrides the mode. Raises `ControlError` when the
+    path is held by a live process or is not a socket, or the group is unknown."""
+    uids = frozenset({0, os.getuid()} if allowed_uids is None else allowed_uids)
+    gid = _gid(group)
+    server = ControlServer(
+        sink,
+        path=Path(path),
+        allowed_uids=uids,
+        state_store=state_store,
+        max_line=max_line,
+        write_queue=write_queue,
+        write_timeout=write_timeout,
+    )
+    socket_mode = mode if mode is not None else (0o600 if gid is None else 0o660)
+    await server._start(initial=initial, mode=socket_mode, gid=gid)
+    return server
+
+
+def _gid(group: str | int | None) -> int | None:
+    if group is None or isinstance(group, int):
+        return group
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ControlError(f"no group named {group!r}") from None
+
+
+def _bind(path: Path, *, mode: int, gid: int | None) -> socket.socket:
+    """A socket bound at `path` with `mode` and `gid`, not yet listening."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _check_replaceable(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Nobody can connect before listen(), so the umask's mode between bind and chmod is
+        # harmless; the rename puts the finished file in place at once.
+        sock.bind(os.fsdecode(tmp))
+        os.chmod(tmp, mode)
+        if gid is not None:
+            os.chown(tmp, -1, gid)
+        os.replace(tmp, path)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _check_replaceable(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fsdecode(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.info("control: replacing the stale socket %s", path)
+        return
+    except OSError as err:
+        raise ControlError(f"{path}: cannot tell whether it is in use: {err}") from None
+    finally:
+        probe.close()
+    raise ControlError(f"{path} is in use: another process (a running speaker?) listens on it")
+
+
+__all__ = [
+    "DEFAULT_WRITE_QUEUE",
+    "DEFAULT_WRITE_TIMEOUT",
+    "ControlError",
+    "ControlServer",
+    "StateSink",
+    "serve_control",
+]
