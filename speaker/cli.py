@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from speaker import control_cmd, decode_cmd
+from speaker import control_cmd, decode_cmd, run_cmd
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     decode_cmd.register(subparsers)
+    run_cmd.register(subparsers)
     control_cmd.register(subparsers)
     return parser
 

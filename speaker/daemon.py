@@ -1,0 +1,338 @@
+"""The asyncio runtime: moves bytes between sockets and `speaker.bgp.fsm.Session`s, fires their
+deadlines, and converges on a desired state.
+
+    speaker = Speaker()
+    await speaker.apply(state)      # returns once the state is in every Adj-RIB-Out
+    speaker.status()                # per-peer name/address/state/since/prefixes/lastError
+    await speaker.close()           # Cease/Administrative Shutdown to every peer
+
+Each peer has its own `PeerRunner` (its session, its connections, one timer); nothing one
+peer does waits on another: writes never block (asyncio buffers per transport), connects are
+separate tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+
+from speaker.bgp.adj_rib_out import Table
+from speaker.bgp.errors import CeaseSubcode
+from speaker.bgp.fsm import (
+    Close,
+    Connect,
+    Event,
+    IdleReason,
+    Send,
+    Session,
+    SessionConfig,
+    State,
+    StateChanged,
+)
+from speaker.ipc import PeerStatus
+from speaker.routes import RouteTables, local_asn, session_config
+from speaker.schema import DesiredState, Listen, Peer
+from speaker.transport import (
+    Listener,
+    SocketOptions,
+    apply_options,
+    connect,
+    local_address_bytes,
+    normalise,
+)
+
+log = logging.getLogger("kubgp.speaker")
+
+
+def socket_options(state: DesiredState, peer: Peer) -> SocketOptions:
+    ebgp = local_asn(state, peer) != peer.asn
+    return SocketOptions(
+        source_address=peer.source_address, ttl=peer.ebgp_multihop if ebgp else None
+    )
+
+
+class _Protocol(asyncio.Protocol):
+    __slots__ = ("conn", "runner", "transport")
+
+    def __init__(self, runner: PeerRunner, conn: int) -> None:
+        self.runner = runner
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.runner.on_data(self.conn, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.runner.on_lost(self.conn)
+
+
+class PeerRunner:
+    """One peer: its Session, its live transports and pending connects, and one timer."""
+
+    def __init__(self, peer: Peer, config: SessionConfig, options: SocketOptions) -> None:
+        self.peer = peer
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.session = Session(config, name=peer.name, now=self.loop.time())
+        self._transports: dict[int, asyncio.Transport] = {}
+        self._closing: dict[int, asyncio.Transport] = {}
+        self._connecting: dict[int, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.closed = asyncio.Event()
+
+    # -- driving the session -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._run(self.session.start(self.loop.time()))
+
+    def stop(self, reason: IdleReason, subcode: int, message: str = "") -> None:
+        self._run(self.session.stop(self.loop.time(), reason=reason, subcode=subcode,
+                                    message=message))  # fmt: skip
+        for task in self._connecting.values():
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def set_routes(self, table: Table) -> None:
+        self._run(self.session.set_routes(table))
+
+    def _run(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Send):
+                transport = self._transports.get(event.conn)
+                if transport is not None:
+                    transport.write(event.data)
+            elif isinstance(event, Connect):
+                task = self.loop.create_task(self._connect(event.conn))
+                self._connecting[event.conn] = task
+            elif isinstance(event, Close):
+                pending = self._connecting.pop(event.conn, None)
+                if pending is not None:
+                    pending.cancel()
+                transport = self._transports.pop(event.conn, None)
+                if transport is not None:
+                    self._closing[event.conn] = transport
+                    transport.close()  # flushes what was written first
+            elif isinstance(event, StateChanged):
+                self._log_state(event)
+        self._schedule()
+
+    def _log_state(self, event: StateChanged) -> None:
+        text = f"peer {self.peer.name} ({self.peer.address}): {event.old.name} -> {event.new.name}"
+        if event.reason is not None:
+            text += f" ({event.reason.value}: {event.detail})" if event.detail else ""
+            log.warning(text)
+        elif event.new is State.Established:
+            neg = self.session.negotiated
+            hold = neg.hold_time if neg is not None else 0
+            fams = ",".join(f"{a}/{s}" for a, s in sorted(self.session.families))
+            log.info("%s (hold %ss, families %s)", text, hold, fams)
+        else:
+            log.info(text)
+
+    def _schedule(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run(self.session.handle_timer(self.loop.time()))
+
+    # -- transport callbacks -------------------------------------------------------------------
+
+    async def _connect(self, conn: int) -> None:
+        try:
+            sock = await connect(self.peer.address, self.peer.port, self.options)
+        except asyncio.CancelledError:
+            raise
+        except OSError as exc:
+            self._connecting.pop(conn, None)
+            self._run(self.session.connection_failed(conn, self.loop.time(), str(exc)))
+            return
+        self._connecting.pop(conn, None)
+        if conn not in self.session.connection_ids():
+            sock.close()
+            return
+        try:
+            await self._attach(conn, sock)
+        except OSError as exc:
+            sock.close()
+            self._run(self.session.connection_failed(conn, self.loop.time(), str(exc)))
+            return
+        if conn in self._transports:
+            local = local_address_bytes(sock)
+            self._run(self.session.connection_made(conn, self.loop.time(), local_address=local))
+
+    async def _attach(self, conn: int, sock: socket.socket) -> None:
+        transport, _ = await self.loop.connect_accepted_socket(
+            lambda: _Protocol(self, conn), sock=sock
+        )
+        assert isinstance(transport, asyncio.Transport)
+        self._transports[conn] = transport
+
+    def accept(self, sock: socket.socket) -> None:
+        """An incoming connection from this peer's address."""
+        try:
+            apply_options(sock, SocketOptions(ttl=self.options.ttl))
+            local = local_address_bytes(sock)
+        except OSError:
+            sock.close()
+            return
+        conn, events = self.session.accept(self.loop.time(), local_address=local)
+        if conn is None:
+            sock.close()
+            self._run(events)
+            return
+        self.loop.create_task(self._accepted(conn, sock, events))
+
+    async def _accepted(self, conn: int, sock: socket.socket, events: list[Event]) -> None:
+        try:
+            await self._attach(conn, sock)
+        except OSError:
+            sock.close()
+            self._run(events + self.session.connection_lost(conn, self.loop.time()))
+            return
+        self._run(events)
+
+    def on_data(self, conn: int, data: bytes) -> None:
+        self._run(self.session.data_received(conn, data, self.loop.time()))
+
+    def on_lost(self, conn: int) -> None:
+        self._closing.pop(conn, None)
+        if self._transports.pop(conn, None) is not None:
+            self._run(self.session.connection_lost(conn, self.loop.time()))
+        if not self._transports and not self._closing:
+            self.closed.set()
+
+    def status(self) -> PeerStatus:
+        s = self.session
+        return PeerStatus(
+            name=self.peer.name,
+            address=self.peer.address,
+            state=s.state.name,
+            since=time.time() - (self.loop.time() - s.since),
+            prefixes_advertised=len(s.rib_out),
+            prefixes_received=len(s.rib_in),
+            last_error=s.last_error or None,
+        )
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (bounded) until every transport has flushed and closed."""
+        for conn, transport in list(self._transports.items()):
+            self._closing[conn] = self._transports.pop(conn)
+            transport.close()
+        if self._closing:
+            self.closed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closed.wait(), timeout)
+        for transport in self._closing.values():
+            transport.abort()
+
+
+class Speaker:
+    """The declarative BGP speaker: give it a whole desired state; it converges to it."""
+
+    def __init__(self) -> None:
+        self.state: DesiredState | None = None
+        self.runners: dict[str, PeerRunner] = {}
+        self._by_address: dict[str, PeerRunner] = {}
+        self._listener: Listener | None = None
+        self._listen: Listen | None = None
+
+    async def apply(self, state: DesiredState) -> None:
+        """Converge on `state`: returns once it is in every peer's Adj-RIB-Out (sending goes on).
+
+        Advertisement changes never reset a session; an added or removed peer touches only that
+        peer; a peer whose session parameters (or the local ASN / router id) changed is reset.
+        """
+        old = self.state
+        self.state = state
+        self._apply_listener(state.listen)
+        wanted = {p.name: p for p in state.peers}
+        for name, runner in list(self.runners.items()):
+            peer = wanted.get(name)
+            if peer is None:
+                log.info("peer %s (%s): removed from the configuration", name, runner.peer.address)
+                self._remove(name, IdleReason.PeerDeconfigured, CeaseSubcode.PeerDeConfigured)
+            elif (
+                peer != runner.peer
+                or old is None
+                or session_config(state, peer) != runner.session.config
+                or socket_options(state, peer) != runner.options
+            ):
+                log.info("peer %s (%s): session parameters changed, resetting", name, peer.address)
+                self._remove(
+                    name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
+                )
+        tables = RouteTables(state)
+        for peer in state.peers:
+            current = self.runners.get(peer.name)
+            if current is None:
+                new = PeerRunner(peer, session_config(state, peer), socket_options(state, peer))
+                self.runners[peer.name] = new
+                self._by_address[normalise(peer.address)] = new
+                new.session.set_routes(tables.for_peer(peer))
+                log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
+                new.start()
+            else:
+                current.set_routes(tables.for_peer(peer))
+
+    def _remove(self, name: str, reason: IdleReason, subcode: int) -> None:
+        runner = self.runners.pop(name)
+        self._by_address.pop(normalise(runner.peer.address), None)
+        runner.stop(reason, subcode)
+
+    def _apply_listener(self, listen: Listen | None) -> None:
+        if listen == self._listen:
+            return
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._listen = listen
+        if listen is not None:
+            listener = Listener(
+                listen.address, listen.port, wanted=self._wanted, on_accept=self._on_accept
+            )
+            listener.start()
+            self._listener = listener
+            log.info("listening on %s port %s", listen.address, listen.port)
+
+    def _wanted(self, address: str) -> bool:
+        if address in self._by_address:
+            return True
+        log.warning("refused a connection from %s: not a configured peer", address)
+        return False
+
+    def _on_accept(self, sock: socket.socket, address: str) -> None:
+        self._by_address[address].accept(sock)
+
+    def status(self) -> list[PeerStatus]:
+        return [self.runners[name].status() for name in sorted(self.runners)]
+
+    async def close(self, message: str = "", timeout: float = 5.0) -> None:
+        """Cease/Administrative Shutdown to every peer, then wait (bounded) for the bytes out."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.stop(IdleReason.AdministrativeShutdown, CeaseSubcode.AdministrativeShutdown,
+                        message)  # fmt: skip
+        await asyncio.gather(*(r.wait_closed(timeout) for r in runners))

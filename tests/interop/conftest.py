@@ -1,0 +1,3 @@
+from tests.interop.speaker_proc import speaker_factory
+
+__all__ = ["speaker_factory"]
