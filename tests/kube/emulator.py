@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import kmock
 import kmock._internal.parsing as kmock_parsing
+import kubernetes
 import yaml
 from kmock._internal.rendering import Response
 
@@ -418,6 +419,13 @@ class KubeAPI:
             raise KeyError((kind, namespace, name))
         resource = self.store.by_kind(obj["apiVersion"], kind)
         return self.store.delete(resource, namespace, name)
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """A real `kubernetes` client configured from the kubeconfig file (close it after)."""
+        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return client
 
     def compact(self) -> None:
         """Drop the watch history: clients resuming from an older resourceVersion get 410."""
