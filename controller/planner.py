@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -55,6 +55,7 @@ from controller.snapshot import Key, Snapshot
 from speaker.schema import (
     DEFAULT_PORT,
     FAMILY_IPV4,
+    FAMILY_IPV6,
     Advertisement,
     DesiredState,
     GracefulRestart,
@@ -99,14 +100,21 @@ class _Local(Enum):
     NONE = 3
 
 
-@dataclass(frozen=True, slots=True)
-class _ServiceEntry:
+# What one Service contributes to one prefix: the prefix, the advertisements (as they apply to
+# this node) that announce it, and the AS-path prepend. The Advertisement value is built once
+# per prefix, from the union of every contributing Service's contexts (`_remerge`), not once
+# per Service.
+_Contribution = tuple[str, tuple[_AdContext, ...], int]
+_NOTHING: Final[tuple[_Contribution, ...]] = ()
+
+
+class _ServiceEntry(NamedTuple):
     """One Service's contribution, valid while its inputs are the very same objects."""
 
     service: Service
     slices: tuple[EndpointSlice, ...]
     ad_names: tuple[str, ...]
-    advertisements: tuple[Advertisement, ...]
+    contributions: Sequence[_Contribution]  # never changed once the entry is made
     reasons: tuple[Reason, ...]
 
 
@@ -128,7 +136,13 @@ class NodePlanner:
     def _reset(self, context: tuple[_AdContext, ...] | None) -> None:
         self._context = context
         self._entries: dict[Key, _ServiceEntry] = {}
-        self._contributions: dict[str, dict[Key, Advertisement]] = {}
+        self._contributions: dict[str, dict[Key, _Contribution]] = {}
+        # Tuples of contexts are interned, so that equal ones are identical and their merged
+        # attributes are computed once: (ctx,) per context, `_with(contexts, ctx)` for the rest,
+        # all keyed by id (every interned tuple stays alive in these dicts).
+        self._alone: dict[int, tuple[_AdContext, ...]] = {id(c): (c,) for c in context or ()}
+        self._with_memo: dict[tuple[int, int], tuple[_AdContext, ...]] = {}
+        self._attributes: dict[int, _Attributes] = {}
         self._merged: dict[str, Advertisement] = {}
         self._order: list[str] = []  # keys of _merged, in prefix order
         self._reasons: tuple[Reason, ...] = ()
@@ -196,17 +210,18 @@ class NodePlanner:
         slices_by_service = snapshot.slices_by_service
         ads_for_service = snapshot.ads_for_service
         services = snapshot.services
-        candidates: Iterable[Key] = services
+        all_contributions = self._contributions
+        candidates: Iterable[tuple[Key, Service | None]] = services.items()
         if snapshot.previous_token is self._token and snapshot.changed_services is not None:
-            candidates = snapshot.changed_services  # only these can differ from last time
+            # only these can differ from last time
+            candidates = [(k, services.get(k)) for k in snapshot.changed_services]
         self._token = snapshot.token
-        for key in candidates:
-            service = services.get(key)
+        for key, service in candidates:
             if service is None:
                 continue  # removed: handled below
             slices = slices_by_service.get(key, ())
             ad_names = ads_for_service.get(key, ())
-            old = entries.get(key)
+            old = entries.get(key) if entries else None
             if (
                 old is not None
                 and old.service is service
@@ -219,16 +234,21 @@ class NodePlanner:
                 by_kind = kinds_memo[ad_names] = _by_kind(
                     [contexts[n] for n in ad_names if n in contexts]
                 )
-            advs, service_reasons = self._service(service, slices, by_kind, bool(contexts))
-            entry = _ServiceEntry(service, slices, ad_names, advs, service_reasons)
+            found, service_reasons = self._service(service, slices, by_kind, bool(contexts))
+            entry = _ServiceEntry(service, slices, ad_names, found, service_reasons)
             if old is not None:
                 self._withdraw(key, old, dirty)
                 reasons_changed = reasons_changed or old.reasons != service_reasons
             else:
                 reasons_changed = reasons_changed or bool(service_reasons)
-            for adv in advs:
-                self._contributions.setdefault(adv.prefix, {})[key] = adv
-                dirty.add(adv.prefix)
+            for contribution in found:
+                prefix = contribution[0]
+                contributors = all_contributions.get(prefix)
+                if contributors is None:
+                    all_contributions[prefix] = {key: contribution}
+                else:
+                    contributors[key] = contribution
+                dirty.add(prefix)
             entries[key] = entry
         if len(entries) > len(snapshot.services):
             for key in [k for k in entries if k not in snapshot.services]:
@@ -247,10 +267,9 @@ class NodePlanner:
             self._reasons = tuple(r for k in snapshot.services for r in entries[k].reasons)
 
     def _withdraw(self, key: Key, entry: _ServiceEntry, dirty: set[str]) -> None:
-        for adv in entry.advertisements:
-            contributors = self._contributions[adv.prefix]
-            del contributors[key]
-            dirty.add(adv.prefix)
+        for prefix, _, _ in entry.contributions:
+            del self._contributions[prefix][key]
+            dirty.add(prefix)
 
     def _remerge(self, prefix: str, *, insert: bool) -> None:
         contributors = self._contributions.get(prefix)
@@ -264,12 +283,28 @@ class NodePlanner:
                     del self._order[bisect.bisect_left(self._order, key, key=prefix_sort_key)]
             return
         it = iter(contributors.values())
-        adv = next(it)
-        for other in it:
-            adv = _merge(adv, other)
-        self._merged[prefix] = adv
+        _, contexts, prepend = next(it)
+        for _, other, other_prepend in it:
+            if other is not contexts:
+                for ctx in other:
+                    contexts = self._with(contexts, ctx)
+            if other_prepend < prepend:
+                prepend = other_prepend
+        attributes = self._attributes.get(id(contexts))
+        if attributes is None:
+            attributes = self._attributes[id(contexts)] = _merged_attributes(contexts)
+        self._merged[prefix] = _make_advertisement(prefix, attributes, prepend)
         if insert and not had:
             bisect.insort(self._order, prefix, key=prefix_sort_key)
+
+    def _with(self, contexts: tuple[_AdContext, ...], ctx: _AdContext) -> tuple[_AdContext, ...]:
+        """The interned tuple of `contexts` (interned) and `ctx`."""
+        key = (id(contexts), id(ctx))
+        out = self._with_memo.get(key)
+        if out is None:
+            out = contexts if any(c is ctx for c in contexts) else (*contexts, ctx)
+            self._with_memo[key] = out
+        return out
 
     # --- peers and advertisements ----------------------------------------------------------
 
@@ -381,7 +416,7 @@ class NodePlanner:
                 if family_of(cidr) not in ctx.families:
                     reasons.append(_no_family(node.ref, cidr, ctx))
                     continue
-                adv = _advertisement(cidr, [ctx], 0)
+                adv = _advertisement(cidr, (ctx,), 0)
                 old = merged.get(cidr)
                 merged[cidr] = adv if old is None else _merge(old, adv)
 
@@ -393,53 +428,67 @@ class NodePlanner:
         slices: tuple[EndpointSlice, ...],
         by_kind: _ByKind | None,
         any_context: bool,
-    ) -> tuple[tuple[Advertisement, ...], tuple[Reason, ...]]:
+    ) -> tuple[Sequence[_Contribution], tuple[Reason, ...]]:
         ref = service.ref
         if service.annotations.get(ANNOTATION_ADVERTISE) == "false":
-            return (), (Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}"),)
+            return _NOTHING, (Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}"),)
         if by_kind is None:
             if not any_context:
-                return (), ()
+                return _NOTHING, ()
             detail = "no BGPAdvertisement for this node selects it"
-            return (), (Reason(ReasonCode.ServiceNotSelected, ref, detail),)
-        reasons: list[Reason] = []
-        # prefix -> (contexts that announce it, AS-path prepend)
-        found: dict[str, tuple[list[_AdContext], int]] = {}
+            return _NOTHING, (Reason(ReasonCode.ServiceNotSelected, ref, detail),)
+        reasons: list[Reason] | None = None
+        alone = self._alone
+        # A Service yields a handful of prefixes: a list searched linearly beats a dict here.
+        found: list[_Contribution] = []
+        local: _Local | None = None
         for kind, wanting in by_kind:
             addresses, traffic_local, why = _addresses(service, kind)
             if why is not None:
-                reasons.append(why)
+                reasons = [why] if reasons is None else [*reasons, why]
                 continue
             if not addresses:
                 continue
             prepend = 0
             if traffic_local:
-                local = _local_state(slices, self.node_name)
+                if local is None:
+                    local = _local_state(slices, self.node_name)
                 if local is _Local.NONE:
-                    reasons.append(Reason(ReasonCode.NoLocalReadyEndpoint, ref, _NO_LOCAL[kind]))
+                    why = Reason(ReasonCode.NoLocalReadyEndpoint, ref, _NO_LOCAL[kind])
+                    reasons = [why] if reasons is None else [*reasons, why]
                     continue
                 if local is _Local.DRAINING:
                     prepend = DRAIN_AS_PATH_PREPEND
-                    reasons.append(
-                        Reason(ReasonCode.DrainingTerminatingEndpoint, ref, _DRAINING[kind])
-                    )
+                    why = Reason(ReasonCode.DrainingTerminatingEndpoint, ref, _DRAINING[kind])
+                    reasons = [why] if reasons is None else [*reasons, why]
             for ctx in wanting:
+                ad = ctx.ad
                 for address in addresses:
-                    prefix = _aggregate(address, ctx.ad)
-                    if family_of(prefix) not in ctx.families:
-                        reasons.append(_no_family(ref, prefix, ctx))
-                        continue
-                    seen = found.get(prefix)
-                    if seen is None:
-                        found[prefix] = ([ctx], prepend)
+                    if ":" in address:
+                        prefix = _prefix_of(address, ad.aggregation_length_ipv6)
+                        family = FAMILY_IPV6
                     else:
-                        if ctx not in seen[0]:
-                            seen[0].append(ctx)
-                        found[prefix] = (seen[0], min(seen[1], prepend))
-        advs = tuple([_advertisement(p, ctxs, prepend) for p, (ctxs, prepend) in found.items()])
+                        prefix = _prefix_of(address, ad.aggregation_length_ipv4)
+                        family = FAMILY_IPV4
+                    if family not in ctx.families:
+                        why = _no_family(ref, prefix, ctx)
+                        reasons = [why] if reasons is None else [*reasons, why]
+                        continue
+                    for i, (seen, contexts, seen_prepend) in enumerate(found):
+                        if seen == prefix:
+                            found[i] = (
+                                prefix,
+                                self._with(contexts, ctx),
+                                min(seen_prepend, prepend),
+                            )
+                            break
+                    else:
+                        found.append((prefix, alone[id(ctx)], prepend))
+        if reasons is None:
+            return found or _NOTHING, ()
         if len(reasons) > 1:
-            return advs, tuple(dict.fromkeys(reasons))
-        return advs, tuple(reasons)
+            return found or _NOTHING, tuple(dict.fromkeys(reasons))
+        return found or _NOTHING, tuple(reasons)
 
 
 _ByKind = tuple[tuple[str, tuple[_AdContext, ...]], ...]
@@ -511,34 +560,53 @@ def _no_family(ref: ObjectRef, prefix: str, ctx: _AdContext) -> Reason:
     )
 
 
-def _advertisement(prefix: str, contexts: list[_AdContext], prepend: int) -> Advertisement:
-    """The advertisement of one prefix that several BGPAdvertisements select (merged as
-    `_merge` does, without building the intermediate values)."""
+class _Attributes(NamedTuple):
+    """What an Advertisement carries besides its prefix and AS-path prepend."""
+
+    peers: tuple[str, ...] | None
+    communities: tuple[str, ...]
+    large_communities: tuple[str, ...]
+    local_preference: int | None
+    med: int | None
+
+
+def _merged_attributes(contexts: Sequence[_AdContext]) -> _Attributes:
+    """The attributes of a prefix that several BGPAdvertisements select: what `_merge` gives
+    for their advertisements, without building the intermediate values (a view's communities
+    are sorted and unique, so one advertisement's equal their union)."""
     if len(contexts) == 1:
         ad = contexts[0].ad
-        return Advertisement(
-            prefix=prefix,
-            peers=contexts[0].peers,
-            communities=ad.communities,
-            large_communities=ad.large_communities,
-            local_preference=ad.local_preference,
-            med=ad.med,
-            as_path_prepend=prepend,
+        return _Attributes(
+            contexts[0].peers, ad.communities, ad.large_communities, ad.local_preference, ad.med
         )
     peers: tuple[str, ...] | None = None
     if all(c.peers is not None for c in contexts):
         peers = tuple(sorted({p for c in contexts for p in c.peers or ()}))
     prefs = [c.ad.local_preference for c in contexts if c.ad.local_preference is not None]
     meds = [c.ad.med for c in contexts if c.ad.med is not None]
+    return _Attributes(
+        peers,
+        tuple(sorted({x for c in contexts for x in c.ad.communities})),
+        tuple(sorted({x for c in contexts for x in c.ad.large_communities})),
+        max(prefs) if prefs else None,
+        min(meds) if meds else None,
+    )
+
+
+def _make_advertisement(prefix: str, a: _Attributes, prepend: int) -> Advertisement:
     return Advertisement(
         prefix=prefix,
-        peers=peers,
-        communities=tuple(sorted({x for c in contexts for x in c.ad.communities})),
-        large_communities=tuple(sorted({x for c in contexts for x in c.ad.large_communities})),
-        local_preference=max(prefs) if prefs else None,
-        med=min(meds) if meds else None,
+        peers=a.peers,
+        communities=a.communities,
+        large_communities=a.large_communities,
+        local_preference=a.local_preference,
+        med=a.med,
         as_path_prepend=prepend,
     )
+
+
+def _advertisement(prefix: str, contexts: Sequence[_AdContext], prepend: int) -> Advertisement:
+    return _make_advertisement(prefix, _merged_attributes(contexts), prepend)
 
 
 def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
@@ -600,12 +668,6 @@ def _local_state(slices: tuple[EndpointSlice, ...], node_name: str) -> _Local:
                 if ep.serving and ep.terminating:
                     draining = True
     return _Local.DRAINING if draining else _Local.NONE
-
-
-def _aggregate(address: str, ad: BGPAdvertisement) -> str:
-    if ":" in address:
-        return _prefix_of(address, ad.aggregation_length_ipv6)
-    return _prefix_of(address, ad.aggregation_length_ipv4)
 
 
 @lru_cache(maxsize=1 << 16)
