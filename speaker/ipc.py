@@ -373,9 +373,12 @@ def _decode_line(line: bytes, max_line: int) -> tuple[Mapping[str, object], str]
     if len(body) > max_line:
         raise IpcError(f"line of {len(body)} bytes is over the limit of {max_line} bytes")
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        # Decoded here, not by json.loads: that would guess UTF-16/32 from the first bytes.
+        text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise IpcError(f"malformed line: not UTF-8 ({err.reason} at byte {err.start})") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise IpcError(f"malformed JSON: {err.msg} at column {err.colno}") from None
     except RecursionError:
