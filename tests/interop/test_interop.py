@@ -29,9 +29,13 @@ PEER_ASN = 4200000002
 NH = "192.0.2.10"
 
 
-def _daemon(lab: Lab, kind: str, asn: int, **kw: object) -> RouterDaemon:
-    maker = {"bird": lab.bird, "gobgp": lab.gobgp, "frr": lab.frr}[kind]
-    return maker(asn=asn, **kw)  # type: ignore[operator, no-any-return]
+def _daemon(
+    lab: Lab, kind: str, asn: int, *, address: str | None = None, netns: str | None = None
+) -> RouterDaemon:
+    maker: Callable[..., RouterDaemon] = {"bird": lab.bird, "gobgp": lab.gobgp, "frr": lab.frr}[
+        kind
+    ]
+    return maker(asn=asn, address=address, netns=netns)
 
 
 def _peer(name: str, daemon: RouterDaemon, me: str, **kw: object) -> dict[str, object]:
