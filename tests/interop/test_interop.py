@@ -9,13 +9,14 @@ real address.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from collections.abc import Callable
 
 import pytest
 
 from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.daemon import RouterDaemon
+from tests.lab.daemon import RouterDaemon, wait_for
 from tests.lab.lab import Lab
 from tests.lab.model import ESTABLISHED, IPV4_UNICAST, IPV6_UNICAST, PeerSpec, Route
 from tests.lab.netns import NetnsPair
@@ -243,3 +244,53 @@ def test_ipv6_session_and_ipv6_over_an_ipv4_session(
     assert (r6.next_hop, r6.as_path, r6.communities) == (a.ipv6, (65001,), ("65001:6",))
     assert v6.received_routes("kubgp", IPV4_UNICAST) == []
     assert sp.stop() == 0
+
+
+def test_sighup_touches_only_what_changed_and_sigterm_ceases(
+    lab: Lab, speaker_factory: Factory
+) -> None:
+    me = lab.address()
+    t1, t2 = lab.bird(asn=65021), lab.bird(asn=65022)
+    for tor in (t1, t2):
+        tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=65001, hold_time=9)
+        tor.start()
+
+    def doc(peers: list[dict[str, object]]) -> dict[str, object]:
+        return {"routerId": me, "asn": 65001, "listen": {"address": me, "port": 179},
+                "peers": peers, "advertisements": [{"prefix": "10.70.0.0/24"}]}  # fmt: skip
+
+    p1, p2 = _peer("t1", t1, me), _peer("t2", t2, me)
+    sp = speaker_factory()
+    sp.start(doc([p1, p2]))
+    for tor in (t1, t2):
+        tor.wait_established("kubgp")
+        tor.wait_routes("kubgp", _has("10.70.0.0/24"))
+
+    at = len(sp.log())
+    sp.reload(doc([p1]))  # remove t2
+    sp.wait_log("Established -> Idle (peer-deconfigured", after=at)
+    assert "Received: Peer de-configured" in t2.log_tail(200)
+    sp.reload(doc([p1, p2]))  # add it back
+    t2.wait_established("kubgp")
+    t2.wait_routes("kubgp", _has("10.70.0.0/24"))
+
+    at = len(sp.log())
+    sp.config.write_text("peers: [")  # a broken file: logged, running state kept
+    sp.signal(signal.SIGHUP)
+    sp.wait_log("keeping the running state", after=at)
+
+    at = len(sp.log())
+    sp.reload(doc([p1, {**p2, "holdTime": 12}]))  # a session parameter of t2 only
+    sp.wait_log("session parameters changed", after=at)
+    wait_for("t2 re-established", lambda: _transitions(sp, "t2", "Established") == 3, timeout=30)
+    t2.wait_established("kubgp")
+    t2.wait_routes("kubgp", _has("10.70.0.0/24"))
+    assert "Received: Other configuration change" in t2.log_tail(200)
+    assert _transitions(sp, "t1", "Established") == 1 and _transitions(sp, "t1", "Idle") == 0
+    assert _transitions(sp, "t2", "Established") == 3
+    assert t1.session_state("kubgp") == ESTABLISHED
+
+    assert sp.stop() == 0
+    log = sp.log()
+    assert "Established -> Idle (administrative-shutdown: sent NOTIFICATION" in log
+    assert 'Received: Administrative shutdown: "kubgp-speaker shutting down"' in t1.log_tail(200)
