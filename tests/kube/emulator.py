@@ -237,9 +237,9 @@ class Handler(kmock.KubernetesScaffold):
         initial_end = since is None and params.get("sendInitialEvents") == "true"
 
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        queue: asyncio.Queue[WatchEvent | ApiError | None] = asyncio.Queue()
 
-        def deliver(event: WatchEvent | None) -> None:
+        def deliver(event: WatchEvent | ApiError | None) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
@@ -291,6 +291,9 @@ class Handler(kmock.KubernetesScaffold):
                         continue
                     if event is None:
                         return  # the server is stopping
+                    if isinstance(event, ApiError):
+                        yield {"type": "ERROR", "object": event.status()}
+                        return
                     seen_rv = max(seen_rv, event.rv)
                     seen = event.as_seen_by(predicate)
                     if seen is not None:
@@ -427,9 +430,10 @@ class KubeAPI:
         )
         return client
 
-    def compact(self) -> None:
-        """Drop the watch history: clients resuming from an older resourceVersion get 410."""
-        self.store.compact()
+    def compact(self, *, expire_watches: bool = False) -> None:
+        """Drop the watch history: clients resuming from an older resourceVersion get 410;
+        with expire_watches, open watches end with a 410 ERROR event too."""
+        self.store.compact(expire_watches=expire_watches)
 
     @property
     def requests(self) -> list[kmock.Request]:

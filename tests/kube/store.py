@@ -96,7 +96,8 @@ class Watcher:
     resource: ResourceType
     namespace: str | None
     predicate: Predicate
-    deliver: Callable[[WatchEvent | None], None]  # None: the server is closing the stream
+    # None: the server is closing the stream; an ApiError: end it with that ERROR event.
+    deliver: Callable[[WatchEvent | ApiError | None], None]
 
 
 @dataclass(kw_only=True)
@@ -484,11 +485,18 @@ class Store:
         with self.lock:
             self.watchers.discard(watcher)
 
-    def compact(self) -> None:
-        """Forget the event history, as etcd compaction does: resuming any older watch is 410."""
+    def compact(self, *, expire_watches: bool = False) -> None:
+        """Forget the event history, as etcd compaction does: resuming from an older version
+        is 410 Gone. With expire_watches, open watches also end with a 410 ERROR event (as
+        when the server's watch cache falls behind), so their clients must list again."""
         with self.lock:
             self.history.clear()
             self.compacted_rv = self.rv
+            if expire_watches:
+                gone = ApiError(410, "Expired", "the watch expired: the history was compacted")
+                for watcher in list(self.watchers):
+                    watcher.deliver(gone)
+                self.watchers.clear()
 
     def close_watches(self) -> None:
         with self.lock:
