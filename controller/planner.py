@@ -257,9 +257,20 @@ class NodePlanner:
                 reasons_changed = reasons_changed or bool(old.reasons)
         if len(dirty) > len(self._order) // 8:
             # Many changes (a first plan): merge, then sort once instead of inserting each.
+            merged = self._merged
+            attributes = self._attributes
             for prefix in dirty:
-                self._remerge(prefix, insert=False)
-            self._order = sorted(self._merged, key=prefix_sort_key)
+                contributors = all_contributions.get(prefix)
+                if contributors is not None and len(contributors) == 1:
+                    # the common case, inlined: one Service announces the prefix
+                    for _, announcing, prepend in contributors.values():
+                        attrs = attributes.get(id(announcing))
+                        if attrs is None:
+                            attrs = attributes[id(announcing)] = _merged_attributes(announcing)
+                        merged[prefix] = _make_advertisement(prefix, attrs, prepend)
+                else:
+                    self._remerge(prefix, insert=False)
+            self._order = sorted(merged, key=prefix_sort_key)
         else:
             for prefix in dirty:
                 self._remerge(prefix, insert=True)
@@ -288,8 +299,7 @@ class NodePlanner:
             if other is not contexts:
                 for ctx in other:
                     contexts = self._with(contexts, ctx)
-            if other_prepend < prepend:
-                prepend = other_prepend
+            prepend = min(prepend, other_prepend)
         attributes = self._attributes.get(id(contexts))
         if attributes is None:
             attributes = self._attributes[id(contexts)] = _merged_attributes(contexts)
@@ -431,7 +441,8 @@ class NodePlanner:
     ) -> tuple[Sequence[_Contribution], tuple[Reason, ...]]:
         ref = service.ref
         if service.annotations.get(ANNOTATION_ADVERTISE) == "false":
-            return _NOTHING, (Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}"),)
+            opted_out = Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}")
+            return _NOTHING, (opted_out,)
         if by_kind is None:
             if not any_context:
                 return _NOTHING, ()
