@@ -124,32 +124,36 @@ class _Client:
         while (line := await self._queue.get()) is not None:
             self._writer.write(line)
             try:
-                await asyncio.wait_for(self._writer.drain(), self._timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(self._timeout):
+                    await self._writer.drain()
             except TimeoutError:
                 self.drop(f"it took no data for {self._timeout:g} s")
                 return
             except ConnectionError:
-                self._writer.transport.abort()
+                self.abort()
                 return
 
     def abort(self) -> None:
         self._writer.transport.abort()
 
     async def finish(self) -> None:
-        """Write what is queued (within the write timeout), then close."""
+        """Write what is queued (within the write timeout), then close. Never waits longer
+        than the write timeout on the client."""
         if not self.gone:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._timeout)
-            except TimeoutError:
+            done, _ = await asyncio.wait({self._task}, timeout=self._timeout)
+            if not done:
                 self.drop(f"it took no data for {self._timeout:g} s")
         self._task.cancel()
         self._writer.close()
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            await self._task
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
+        await asyncio.wait({self._task}, timeout=self._timeout)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._writer.wait_closed()
+        except (TimeoutError, ConnectionError):
+            self.abort()
 
 
 class ControlServer:
@@ -179,6 +183,7 @@ class ControlServer:
         self._inflight: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._clients: set[_Client] = set()
+        self._closing = False
         self._server: asyncio.Server | None = None
         self._inode: tuple[int, int] | None = None
 
@@ -234,13 +239,16 @@ class ControlServer:
     async def close(self) -> None:
         """Stop listening, close every connection, let an apply in flight finish, and remove
         the socket file if it is still ours."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
+        # Aborted connections end their handlers (the reader sees EOF); a handler waiting for
+        # the apply lock gets a nack. Handlers are not cancelled: one waiting on an apply in
+        # flight lets it finish.
         for client in list(self._clients):
             client.abort()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers))
         if self._inflight is not None:
             with contextlib.suppress(Exception):
                 await self._inflight
@@ -277,8 +285,8 @@ class ControlServer:
             client.send(encode(Hello(applied=self._version())))
             await self._read_loop(reader, client)
         except asyncio.CancelledError:
-            # Only close() cancels a handler. asyncio.streams reads the task's exception when it
-            # ends, and a cancelled one raises there, so end it normally.
+            # Only loop shutdown cancels a handler. asyncio.streams reads the task's exception
+            # when it ends, and a cancelled one raises there, so end it normally.
             pass
         finally:
             if client.dropped is not None:
@@ -331,6 +339,8 @@ class ControlServer:
     async def _apply(self, request: Request) -> Reply:
         assert isinstance(request, Snapshot | Delta)
         async with self._lock:
+            if self._closing:
+                return Nack(reason="the speaker is stopping", want=None)
             try:
                 new = accept(self._applied, request)
             except IpcError as err:
