@@ -18,6 +18,7 @@ import re
 import struct
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,6 +165,30 @@ def _passive_daemon(
     return _measure(lab, receiver_address, sender.address, n, sender.pid)
 
 
+def _rib_bytes_per_route(n: int) -> float:
+    """Memory the speaker holds per advertised route once applied (one established peer):
+    the desired table (prefix objects, dict) shared with the Adj-RIB-Out, measured with
+    tracemalloc in this process; the DesiredState document itself is not counted."""
+    from speaker.bgp.fsm import Session
+    from speaker.routes import RouteTables, session_config
+    from speaker.schema import parse_desired_state
+
+    state = parse_desired_state({
+        "routerId": "192.0.2.1", "asn": SENDER_ASN,
+        "peers": [{"name": "r", "address": "127.0.0.9", "asn": RECEIVER_ASN}],
+        "advertisements": [{"prefix": p, "nextHop": NEXT_HOP, "communities": [COMMUNITY]}
+                           for p in _hosts(n)],
+    })  # fmt: skip
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    session = Session(session_config(state, state.peers[0]))
+    session.set_routes(RouteTables(state).for_peer(state.peers[0]))
+    session.rib_out.update(session.desired, list(session.desired))  # as when Established
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held / n
+
+
 def _ratio(a: float, b: float) -> str:
     return f"x{a / b:.2f}" if b > 0 else "n/a (below resolution)"
 
@@ -193,6 +218,8 @@ def run(short: bool) -> None:
             o = rows[(other, n)]
             print(f"kubgp/{other} at {n}: time {_ratio(k[0], o[0])}, CPU {_ratio(k[1], o[1])}, "
                   f"RSS {_ratio(k[2], o[2])}")  # fmt: skip
+    for n in sizes:
+        print(f"kubgp RIB memory held per advertised route at {n}: {_rib_bytes_per_route(n):.0f} B")
     if len(sizes) == 2:
         small, big = sizes
         per_route = (rows[("kubgp", big)][2] - rows[("kubgp", small)][2]) / (big - small)

@@ -104,7 +104,8 @@ class AdjRibOut:
                 change.withdrawn[family] = withdrawn
             if changed:
                 change.announced[family] = _group(changed)
-            self.routes[family] = dict(new)
+            # Desired tables are built fresh per state and never mutated: share, do not copy.
+            self.routes[family] = new if isinstance(new, dict) else dict(new)
         return change
 
     def full(self, family: Family) -> RibChange:
