@@ -1,0 +1,407 @@
+"""The Helm chart (deploy/helm/kubgp), rendered and linted by the real Helm SDK over a matrix of
+values; every manifest validated against the Kubernetes API schemas (kubernetes-validate,
+strict) or, for our own kinds, against our CRDs; what each workload and role must be."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from tests.control.test_client import server_thread
+from tests.controller.test_crds import admit
+from tests.packaging.chart import (
+    CHART_DIR,
+    KUBERNETES_VERSION,
+    NAMESPACE,
+    ROOT,
+    Manifest,
+    component_name,
+    container,
+    find,
+    load_documents,
+    one,
+    render,
+    render_files,
+)
+
+BIN = Path(sys.executable).parent
+
+# The values matrix: defaults, everything optional switched on, everything switched off, and
+# the knobs that change the shape of the workloads.
+MATRIX: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "everything": {
+        "image": {"digest": "sha256:" + "ab" * 32},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "logLevel": "debug",
+        "defaultASN": 4200000000,
+        "node": {
+            "stateHostPath": "/var/lib/kubgp",
+            "runAsNonRoot": True,
+            "priorityClassName": "system-node-critical",
+            "podAnnotations": {"example.com/a": "b"},
+            "podLabels": {"team": "net"},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "bgp", "operator": "Exists"}]}
+                        ]
+                    }
+                }
+            },
+        },
+        "speaker": {"extraArgs": ["--extra=1"], "extraEnv": [{"name": "A", "value": "b"}]},
+        "nodeAgent": {"extraArgs": ["--extra=2"]},
+        "controller": {
+            "replicas": 3,
+            "tolerations": [{"key": "role", "operator": "Equal", "value": "infra"}],
+            "priorityClassName": "system-cluster-critical",
+        },
+        "serviceAccount": {"annotations": {"example.com/role": "x"}},
+        "rbac": {"peerSecretNamespaces": ["bgp-secrets", "kube-system"]},
+        "metrics": {
+            "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+        },
+        "defaultAdvertisement": {
+            "enabled": True,
+            "serviceAddresses": ["LoadBalancerIP", "ExternalIP"],
+            "communities": ["64512:100", "no-export"],
+        },
+    },
+    "minimal": {
+        "controller": {"enabled": False},
+        "metrics": {"enabled": False},
+        "rbac": {"viewer": {"enabled": False}},
+    },
+    "on-delete-named-secrets": {
+        "fullnameOverride": "bgp",
+        "node": {"updateStrategy": {"type": "OnDelete"}},
+        "rbac": {"peerSecretNames": ["tor-password"], "viewer": {"aggregateToView": False}},
+        "defaultAdvertisement": {"enabled": True, "serviceAddresses": [], "podCIDRs": True},
+    },
+}
+
+# prometheus-operator's kinds: no schema ships offline, so they are checked by hand below.
+MONITORING = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+OUR_CRDS = {p.stem: p.name for p in (ROOT / "crds").glob("*.yaml")}
+
+
+def test_chart_crds_are_the_repository_crds() -> None:
+    """One source of truth: deploy/helm/sync-crds.sh copies crds/ into the chart."""
+    ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+    charted = {p.name: p.read_bytes() for p in (CHART_DIR / "crds").glob("*.yaml")}
+    assert ours, "no CRDs in crds/"
+    assert sorted(charted) == sorted(ours), "run deploy/helm/sync-crds.sh"
+    drifted = [name for name in ours if charted[name] != ours[name]]
+    assert not drifted, f"{drifted} differ from crds/: run deploy/helm/sync-crds.sh"
+
+
+def test_the_sync_script_reproduces_the_chart_crds(tmp_path: Path) -> None:
+    tree = tmp_path / "repo"
+    shutil.copytree(ROOT / "crds", tree / "crds")
+    (tree / "deploy" / "helm" / "kubgp").mkdir(parents=True)
+    shutil.copy(ROOT / "deploy" / "helm" / "sync-crds.sh", tree / "deploy" / "helm")
+    subprocess.run(["sh", str(tree / "deploy" / "helm" / "sync-crds.sh")], check=True)
+    made = {p.name: p.read_bytes() for p in (tree / "deploy/helm/kubgp/crds").iterdir()}
+    assert made == {p.name: p.read_bytes() for p in (CHART_DIR / "crds").iterdir()}
+
+
+def test_helm_loads_the_crds_and_they_validate() -> None:
+    with helm.Chart.load(CHART_DIR) as chart:
+        crds = chart.crds
+    assert sorted(Path(c["filename"]).name for c in crds) == sorted(OUR_CRDS.values())
+    for c in crds:
+        doc = yaml.safe_load(c["data"])
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("case", sorted(MATRIX))
+def test_helm_lint_is_clean(case: str) -> None:
+    report = helm.lint(CHART_DIR, MATRIX[case], strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report
+    assert report["total_charts_linted"] == 1
+
+
+def _validate(doc: Manifest) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    if doc["apiVersion"] == "kubgp.io/v1alpha1":
+        crd = next(f for f in OUR_CRDS.values() if f.startswith(doc["kind"].lower()))
+        assert admit(crd, doc) == [], doc
+    elif key in MONITORING:
+        _check_monitoring(doc)
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("case", sorted(MATRIX))
+def test_every_manifest_validates(case: str) -> None:
+    docs = render(MATRIX[case])
+    assert docs
+    seen: set[tuple[str, str, str]] = set()
+    for doc in docs:
+        _validate(doc)
+        meta = doc["metadata"]
+        key = (doc["kind"], meta.get("namespace", ""), meta["name"])
+        assert key not in seen, f"{key} rendered twice"
+        seen.add(key)
+        assert meta["labels"]["app.kubernetes.io/instance"] == "kubgp"
+        assert len(meta["name"]) <= 63
+
+
+def test_the_validator_can_fail() -> None:
+    """kubernetes-validate in strict mode rejects an unknown field and a wrong type."""
+    ds = one(render(), "DaemonSet")
+    bad = copy.deepcopy(ds)
+    bad["spec"]["template"]["spec"]["hostNetwrok"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
+    bad = copy.deepcopy(ds)
+    bad["spec"]["minReadySeconds"] = "ten"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
+
+
+def test_duplicate_keys_are_refused() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError):
+        load_documents("a: 1\nb: 2\na: 3\n")
+
+
+def _check_monitoring(doc: Manifest) -> None:
+    spec = doc["spec"]
+    if doc["kind"] == "PodMonitor":
+        assert spec["selector"]["matchLabels"]
+        assert all(e["port"] and e["interval"] for e in spec["podMetricsEndpoints"])
+    else:
+        for group in spec["groups"]:
+            for rule in group["rules"]:
+                assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+                assert rule["alert"].startswith("Kubgp") and rule["expr"].strip()
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"speaker": {"extraArg": []}}, "extraArg"),
+        ({"logLevel": "chatty"}, "logLevel"),
+        ({"metrics": {"speakerPort": 70000}}, "speakerPort"),
+        ({"defaultASN": 0}, "defaultASN"),
+        ({"node": {"socketDir": "relative"}}, "socketDir"),
+        ({"defaultAdvertisement": {"serviceAddresses": ["NodePort"]}}, "serviceAddresses"),
+        ({"rbac": {"peerSecretNamespaces": ["Not_A_Namespace"]}}, "peerSecretNamespaces"),
+        ({"image": {"digest": "latest"}}, "digest"),
+    ],
+)
+def test_the_values_schema_refuses(values: dict[str, Any], complaint: str) -> None:
+    with helm.Chart.load(CHART_DIR) as chart:
+        with pytest.raises(helm.HelmError, match=complaint):
+            chart.validate_schema(chart.merge_values(values))
+        with pytest.raises(helm.HelmError):
+            chart.render(values, name="kubgp", namespace=NAMESPACE)
+
+
+# --- the node DaemonSet -------------------------------------------------------------------
+
+
+def _pod(doc: Manifest) -> Manifest:
+    spec: Manifest = doc["spec"]["template"]["spec"]
+    return spec
+
+
+def test_daemonset_runs_speaker_and_agent_sharing_the_socket_and_state() -> None:
+    ds = one(render(), "DaemonSet", component_name("node"))
+    pod = _pod(ds)
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert [c["name"] for c in pod["containers"]] == ["speaker", "node-agent"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["run"] and "emptyDir" in volumes["state"]
+    speaker, agent = container(ds, "speaker"), container(ds, "node-agent")
+    mounts = {
+        c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]} for c in (speaker, agent)
+    }
+    assert mounts["speaker"]["run"] == mounts["node-agent"]["run"] == "/run/kubgp"
+    assert mounts["speaker"]["state"] == "/var/lib/kubgp"
+    assert "--socket=/run/kubgp/speaker.sock" in speaker["args"]
+    assert "--state-dir=/var/lib/kubgp" in speaker["args"]
+    assert "--speaker-socket=/run/kubgp/speaker.sock" in agent["args"]
+    assert "--node-name=$(NODE_NAME)" in agent["args"]
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert {"operator": "Exists"} in pod["tolerations"]
+    assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
+
+
+def test_the_state_dir_can_outlive_the_pod() -> None:
+    ds = one(render({"node": {"stateHostPath": "/var/lib/kubgp-state"}}), "DaemonSet")
+    state = next(v for v in _pod(ds)["volumes"] if v["name"] == "state")
+    assert state == {
+        "name": "state",
+        "hostPath": {"path": "/var/lib/kubgp-state", "type": "DirectoryOrCreate"},
+    }
+
+
+def test_capabilities_are_only_what_the_speaker_uses() -> None:
+    ds = one(render(), "DaemonSet")
+    speaker, agent = container(ds, "speaker"), container(ds, "node-agent")
+    assert speaker["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_BIND_SERVICE"],
+    }
+    assert agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    for c in (speaker, agent):
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    nonroot = one(render({"node": {"runAsNonRoot": True}}), "DaemonSet")
+    assert _pod(nonroot)["securityContext"]["runAsUser"] == 65532
+    assert _pod(nonroot)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_speaker_probes_ask_the_speaker_on_its_socket(tmp_path: Path) -> None:
+    """The probe command, as rendered, run against a live control socket: 0 while the speaker
+    answers, non-zero when nothing listens (so a hung or dead speaker is restarted)."""
+    with server_thread() as (socket_path, _sink):
+        ds = one(render({"node": {"socketDir": str(socket_path.parent)}}), "DaemonSet")
+        speaker = container(ds, "speaker")
+        assert speaker["livenessProbe"]["exec"] == speaker["readinessProbe"]["exec"]
+        command = speaker["livenessProbe"]["exec"]["command"]
+        assert command[0] == "kubgp-speaker"
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        ok = subprocess.run(
+            command, check=False, capture_output=True, text=True, env=env, timeout=30
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert '"type": "status"' in ok.stdout
+    gone = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=30)
+    assert gone.returncode != 0
+
+
+# --- the cluster controller, ServiceAccounts and RBAC ------------------------------------
+
+
+def test_controller_deployment() -> None:
+    docs = render()
+    dep = one(docs, "Deployment", component_name("controller"))
+    assert dep["spec"]["replicas"] == 2
+    pod = _pod(dep)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "hostNetwork" not in pod
+    ctl = container(dep, "controller")
+    assert ctl["args"][:2] == ["kubgp-controller", "cluster"]
+    assert ctl["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert find(render({"controller": {"enabled": False}}), "Deployment") == []
+
+
+def test_one_service_account_per_component() -> None:
+    docs = render()
+    accounts = sorted(d["metadata"]["name"] for d in find(docs, "ServiceAccount"))
+    assert accounts == [component_name("controller"), component_name("node")]
+    assert _pod(one(docs, "DaemonSet"))["serviceAccountName"] == component_name("node")
+    assert _pod(one(docs, "Deployment"))["serviceAccountName"] == component_name("controller")
+
+
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+
+
+def _writes(docs: list[Manifest], role_kind: str, name: str) -> set[tuple[str, str]]:
+    out = set()
+    for doc in find(docs, role_kind, name):
+        for rule in doc["rules"]:
+            if WRITE_VERBS & set(rule["verbs"]):
+                out |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+    return out
+
+
+def test_least_privilege() -> None:
+    docs = render()
+    node, ctl = component_name("node"), component_name("controller")
+    for role in find(docs, "ClusterRole") + find(docs, "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["apiGroups"] + rule["resources"], role
+            # No ClusterRole may read Secrets: only Roles in the peer-secret namespaces.
+            if role["kind"] == "ClusterRole":
+                assert "secrets" not in rule["resources"], role["metadata"]["name"]
+    # What each component may change.
+    assert _writes(docs, "ClusterRole", node) == {
+        ("kubgp.io", "bgpnodestates"),
+        ("kubgp.io", "bgpnodestates/status"),
+        ("", "events"),
+        ("events.k8s.io", "events"),
+    }
+    assert _writes(docs, "ClusterRole", ctl) == {
+        ("", "services/status"),
+        ("kubgp.io", "loadbalancerippools/status"),
+        ("kubgp.io", "bgppeers/status"),
+        ("", "events"),
+        ("events.k8s.io", "events"),
+    }
+    assert _writes(docs, "Role", f"{ctl}-leader-election") == {("coordination.k8s.io", "leases")}
+    assert _writes(docs, "ClusterRole", component_name("viewer")) == set()
+
+
+def test_peer_secrets_are_readable_only_in_the_configured_namespaces() -> None:
+    docs = render({"rbac": {"peerSecretNamespaces": ["bgp", "kube-system"]}})
+    roles = find(docs, "Role", component_name("node") + "-peer-secrets")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["bgp", "kube-system"]
+    assert all(
+        r["rules"]
+        == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+        for r in roles
+    )
+    default = find(render(), "Role", component_name("node") + "-peer-secrets")
+    assert [r["metadata"]["namespace"] for r in default] == [NAMESPACE]
+    named = find(
+        render({"rbac": {"peerSecretNames": ["pw"]}}),
+        "Role",
+        component_name("node") + "-peer-secrets",
+    )
+    assert named[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pw"], "verbs": ["get"]}
+    ]
+
+
+# --- monitoring, the default advertisement, NOTES ------------------------------------------
+
+
+def test_monitoring_is_optional() -> None:
+    assert find(render(), "PodMonitor") == find(render(), "PrometheusRule") == []
+    docs = render(MATRIX["everything"])
+    monitors = find(docs, "PodMonitor")
+    ports = {e["port"] for m in monitors for e in m["spec"]["podMetricsEndpoints"]}
+    ds, dep = one(docs, "DaemonSet"), one(docs, "Deployment")
+    declared = {
+        p["name"] for c in _pod(ds)["containers"] + _pod(dep)["containers"] for p in c["ports"]
+    }
+    assert ports == declared == {"speaker-metrics", "agent-metrics", "metrics"}
+    alerts = {r["alert"] for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {"KubgpBGPSessionDown", "KubgpIPPoolExhausted", "KubgpSpeakerStateStale"}
+
+
+def test_default_advertisement() -> None:
+    assert find(render(), "BGPAdvertisement") == []
+    ad = one(render({"defaultAdvertisement": {"enabled": True}}), "BGPAdvertisement")
+    assert ad["spec"] == {"podCIDRs": True, "serviceAddresses": ["LoadBalancerIP"]}
+    assert "namespace" not in ad["metadata"]  # cluster-scoped
+
+
+def test_notes_tell_the_next_step() -> None:
+    notes = render_files()["kubgp/templates/NOTES.txt"]
+    assert "kind: BGPPeer" in notes and "kind: BGPAdvertisement" in notes
+    assert "kubectl kubgp status" in notes
+    enabled = render_files({"defaultAdvertisement": {"enabled": True}})["kubgp/templates/NOTES.txt"]
+    assert "kind: BGPAdvertisement" not in enabled and '"default" announces' in enabled
