@@ -1,0 +1,190 @@
+"""The node agent without Kubernetes: it is fed object changes (by controller.kube.node_agent,
+or by a test), keeps the cluster snapshot, re-plans after a burst of changes and hands the
+plan to the push loop; the status reporter writes what the speaker runs back.
+
+    agent = NodeAgent(node_name="n1", push=PushLoop(path, ...), reporter=..., metrics=...)
+    agent.resync(every_raw_object)      # once everything is listed (kopf: indexes are ready)
+    agent.upsert(raw); agent.delete(raw)  # per watch event; never raise, never block
+    await agent.run()                   # the planning loop, the push loop and the reporter
+
+Coalescing: a change is planned once no other change came for `quiet` seconds, and at the
+latest `max_delay` seconds after the first change of the burst. Every feed method is cheap
+(a dict assignment), so kopf's handlers stay trivially correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from controller.agent.node_status import NodeStatusReporter
+from controller.agent.push import PushLoop
+from controller.metrics import AgentMetrics
+from controller.planner import DEFAULT_ASN, NodePlanner
+from controller.reasons import ObjectRef, Reason
+from controller.snapshot import Snapshot
+from speaker.schema import DesiredState
+
+log = logging.getLogger("kubgp.agent")
+
+DEFAULT_QUIET: Final = 0.05
+DEFAULT_MAX_DELAY: Final = 0.5
+
+Raw = Mapping[str, Any]
+
+
+def object_ref(raw: Raw) -> ObjectRef:
+    meta = raw.get("metadata") or {}
+    return ObjectRef(str(raw.get("kind", "")), str(meta.get("namespace") or ""),
+                     str(meta.get("name", "")))  # fmt: skip
+
+
+def coalesce_deadline(first: float, last: float, *, quiet: float, max_delay: float) -> float:
+    """When a burst of changes that began at `first` and last grew at `last` is planned."""
+    return min(last + quiet, first + max_delay)
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        push: PushLoop,
+        metrics: AgentMetrics,
+        reporter: NodeStatusReporter | None = None,
+        default_asn: int = DEFAULT_ASN,
+        quiet: float = DEFAULT_QUIET,
+        max_delay: float = DEFAULT_MAX_DELAY,
+        clock: Callable[[], float] = time.monotonic,
+        freeze_after_sync: bool = False,
+    ) -> None:
+        """`freeze_after_sync`: `gc.freeze()` after the first plan, so the long-lived snapshot
+        stays out of the collector's full scans (docs/planner.md); for the agent process."""
+        self.node_name = node_name
+        self._freeze = freeze_after_sync
+        self.push = push
+        self.reporter = reporter
+        self._metrics = metrics
+        self._planner = NodePlanner(node_name, default_asn=default_asn)
+        self._quiet = quiet
+        self._max_delay = max_delay
+        self._clock = clock
+        self.snapshot = Snapshot()
+        self.synced = False
+        self._full: dict[ObjectRef, Raw] | None = None  # a resync not yet planned
+        self._changes: dict[ObjectRef, Raw | None] = {}  # None: deleted
+        self._event_times: list[float] = []
+        self._first: float | None = None
+        self._last = 0.0
+        self._wake = asyncio.Event()
+        self._offered: DesiredState | None = None
+        self._reasons: tuple[Reason, ...] = ()
+        self.plans = 0  # for tests and logs
+        if reporter is not None:
+            reporter.configured = self._peer_configured
+
+    # -- feeding: called from kopf's handlers; cheap, never raise ---------------------------
+
+    def resync(self, raws: Iterable[Raw]) -> None:
+        """The whole cluster as it is now (replaces the snapshot at the next plan)."""
+        self._full = {object_ref(raw): raw for raw in raws}
+        self._changes.clear()
+        self.synced = True
+        self._touch(live=False)
+
+    def upsert(self, raw: Raw, *, live: bool = True) -> None:
+        """An object was added or changed. `live`: a watch event, not an initial listing (only
+        those count for the event -> ack latency)."""
+        ref = object_ref(raw)
+        if self._full is not None:
+            self._full[ref] = raw
+        else:
+            self._changes[ref] = raw
+        self._touch(live=live)
+
+    def delete(self, raw: Raw, *, live: bool = True) -> None:
+        ref = object_ref(raw)
+        if self._full is not None:
+            self._full.pop(ref, None)
+        else:
+            self._changes[ref] = None
+        self._touch(live=live)
+
+    def _touch(self, *, live: bool) -> None:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        self._last = now
+        if live:
+            self._event_times.append(now)
+        self._wake.set()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._plan_loop(), name="plan")
+            tasks.create_task(self.push.run(), name="push")
+            if self.reporter is not None:
+                tasks.create_task(self.reporter.run(), name="status")
+
+    async def _plan_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self.synced or self._first is None:
+                await self._wake.wait()
+                continue
+            due = coalesce_deadline(
+                self._first, self._last, quiet=self._quiet, max_delay=self._max_delay
+            )
+            delay = due - self._clock()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue  # look again: the burst may have grown
+            try:
+                self._replan()
+            except Exception:  # a planner bug must not stop the agent; the next change retries
+                log.exception("planning failed")
+
+    def _replan(self) -> None:
+        full, self._full = self._full, None
+        changes, self._changes = self._changes, {}
+        times, self._event_times = self._event_times, []
+        self._first = None
+        first_plan = self.plans == 0
+        if full is not None:
+            self.snapshot = Snapshot.build(full.values())
+        else:
+            self.snapshot = self.snapshot.apply(
+                upserts=[raw for raw in changes.values() if raw is not None],
+                deletes=[ref for ref, raw in changes.items() if raw is None],
+            )
+        started = time.perf_counter()
+        plan = self._planner.plan(self.snapshot)
+        self._metrics.plan_duration.observe(time.perf_counter() - started)
+        self.plans += 1
+        if first_plan and self._freeze:
+            gc.collect()
+            gc.freeze()  # the snapshot is long-lived: keep it out of the collector's scans
+        if plan.reasons != self._reasons:
+            self._reasons = plan.reasons
+            for reason in plan.reasons:
+                log.debug("plan: %s %s: %s", reason.code, reason.ref, reason.detail)
+        if plan.state is None:
+            why = "; ".join(f"{r.code} {r.ref}: {r.detail}" for r in plan.reasons[:3])
+            log.warning("no valid state for node %s, sending nothing: %s", self.node_name, why)
+            return
+        if plan.state == self._offered:
+            return  # nothing changed for this node
+        self._offered = plan.state
+        self.push.offer(plan.state, times)
+
+    def _peer_configured(self, name: str) -> bool:
+        return any(p.name == name for p in self.snapshot.peers)

@@ -1,0 +1,130 @@
+"""controller.agent.node_agent: feeding, coalescing and planning, pushed through a real
+PushLoop to the real control server (RecordingSink behind it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from controller.agent.node_agent import NodeAgent, coalesce_deadline
+from controller.agent.push import PushLoop
+from controller.metrics import AgentMetrics
+from speaker.control import serve_control
+from tests.control.helpers import RecordingSink, socket_dir
+from tests.controller import manifests as m
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def agent_with_speaker(
+    *, quiet: float = 0.05, max_delay: float = 0.5
+) -> AsyncIterator[tuple[NodeAgent, RecordingSink, AgentMetrics]]:
+    with socket_dir() as d:
+        sink = RecordingSink()
+        server = await serve_control(sink, d / "s.sock")
+        metrics = AgentMetrics()
+        push = PushLoop(str(d / "s.sock"), metrics=metrics, status_interval=0.05)
+        agent = NodeAgent(node_name="n1", push=push, metrics=metrics, quiet=quiet,
+                          max_delay=max_delay)  # fmt: skip
+        task = asyncio.create_task(agent.run())
+        try:
+            yield agent, sink, metrics
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await server.close()
+
+
+def prefixes(sink: RecordingSink) -> list[str]:
+    assert sink.current is not None
+    return [a.prefix for a in sink.current.advertisements]
+
+
+def test_coalesce_deadline_is_quiet_after_the_last_change_but_bounded() -> None:
+    assert coalesce_deadline(10.0, 10.0, quiet=0.25, max_delay=0.5) == 10.25
+    assert coalesce_deadline(10.0, 10.125, quiet=0.25, max_delay=0.5) == 10.375
+    assert coalesce_deadline(10.0, 10.375, quiet=0.25, max_delay=0.5) == 10.5
+
+
+def test_nothing_is_planned_or_pushed_before_the_initial_listing_is_complete() -> None:
+    async def main() -> None:
+        async with agent_with_speaker() as (agent, sink, metrics):
+            agent.upsert(m.node(), live=False)
+            agent.upsert(m.peer(), live=False)
+            await asyncio.sleep(0.2)
+            assert agent.plans == 0 and sink.applied == []
+            agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
+            await until(lambda: sink.current is not None)
+            assert prefixes(sink) == ["10.244.1.0/24"]
+            # Initial listings do not count as events for the event -> ack latency.
+            assert metrics.value("kubgp_agent_event_to_ack_seconds_count") == 0
+            assert metrics.value("kubgp_agent_plan_duration_seconds_count") == 1
+
+    asyncio.run(main())
+
+
+def test_a_burst_of_changes_is_planned_and_pushed_once() -> None:
+    async def main() -> None:
+        async with agent_with_speaker(quiet=0.1, max_delay=2.0) as (agent, sink, metrics):
+            ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
+            agent.resync([m.node(), m.peer(), ad])
+            await until(lambda: sink.current is not None)
+            for i in range(50):
+                agent.upsert(m.service(f"s{i}", lb_ips=(f"203.0.113.{i + 1}",)))
+            await until(lambda: sink.current is not None and len(prefixes(sink)) == 51)
+            await asyncio.sleep(0.2)
+            assert agent.plans == 2 and len(sink.applied) == 2
+            assert metrics.value("kubgp_agent_event_to_ack_seconds_count") == 50
+            # Deleting objects plans too; a change that is nothing to this node pushes nothing.
+            for i in range(50):
+                agent.delete(m.service(f"s{i}"))
+            await until(lambda: prefixes(sink) == ["10.244.1.0/24"])
+            agent.upsert(m.node("n2", ip="192.0.2.12"))
+            await until(lambda: agent.plans == 4)
+            await asyncio.sleep(0.1)
+            assert len(sink.applied) == 3
+
+    asyncio.run(main())
+
+
+def test_a_steady_stream_of_changes_is_planned_at_least_every_max_delay() -> None:
+    async def main() -> None:
+        async with agent_with_speaker(quiet=0.05, max_delay=0.15) as (agent, sink, _):
+            ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
+            agent.resync([m.node(), m.peer(), ad])
+            await until(lambda: sink.current is not None)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            i = 0
+            while loop.time() - start < 0.8:  # a change every 10 ms: never quiet for 50 ms
+                i += 1
+                agent.upsert(m.service("web", lb_ips=(f"203.0.113.{i % 250 + 1}",)))
+                await asyncio.sleep(0.01)
+            # Without the bound there would be no plan until the stream stops.
+            assert 4 <= agent.plans - 1 <= 8, agent.plans
+            await until(lambda: f"203.0.113.{i % 250 + 1}/32" in prefixes(sink))
+
+    asyncio.run(main())
+
+
+def test_a_node_without_valid_state_sends_nothing() -> None:
+    async def main() -> None:
+        async with agent_with_speaker() as (agent, sink, _):
+            agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
+            await until(lambda: sink.current is not None)
+            # A broken ASN annotation: no state; the speaker keeps the last one.
+            agent.upsert(m.node(annotations={"kubgp.io/asn": "not-a-number"}))
+            await until(lambda: agent.plans == 2)
+            await asyncio.sleep(0.1)
+            assert len(sink.applied) == 1
+            agent.upsert(m.node(pod_cidrs=("10.244.9.0/24",)))
+            await until(lambda: sink.current is not None and prefixes(sink) == ["10.244.9.0/24"])
+
+    asyncio.run(main())

@@ -1,0 +1,200 @@
+"""controller.agent.node_status: the BGPNodeState document, what counts as a change, the rate
+limit, and which session transitions become Events — with an in-memory KubeWriter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from controller.agent.node_status import (
+    EventType,
+    NodeStatusReporter,
+    SessionEvent,
+    SessionReason,
+    build_status,
+    rfc3339,
+    session_events,
+)
+from controller.metrics import AgentMetrics
+from speaker.client import PeerStatus, StateVersion
+from speaker.schema import parse_desired_state
+from tests.control.helpers import STATE_DOC
+
+STATE = parse_desired_state(STATE_DOC)
+V1 = StateVersion(epoch=7, generation=1)
+T0 = 1_700_000_000.0
+
+
+def peer(name: str, state: str, since: float = T0, **kw: Any) -> PeerStatus:
+    return PeerStatus(name=name, address=f"127.0.0.{len(name)}", state=state, since=since, **kw)
+
+
+class MemoryWriter:
+    def __init__(self, stored: Mapping[str, Any] | None = None) -> None:
+        self.stored = stored
+        self.writes: list[Mapping[str, Any]] = []
+        self.events: list[SessionEvent] = []
+        self.fail_writes = 0
+        self.fail_events = 0
+
+    async def read_node_state(self) -> Mapping[str, Any] | None:
+        return self.stored
+
+    async def write_node_state(self, status: Mapping[str, Any]) -> None:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise RuntimeError("503 Service Unavailable")
+        self.writes.append(status)
+        self.stored = status
+
+    async def post_event(self, event: SessionEvent) -> None:
+        if self.fail_events:
+            self.fail_events -= 1
+            raise RuntimeError("503 Service Unavailable")
+        self.events.append(event)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def run_reporter(
+    writer: MemoryWriter,
+    scenario: Callable[[NodeStatusReporter], Awaitable[None]],
+    **options: Any,
+) -> None:
+    async def main() -> None:
+        reporter = NodeStatusReporter(
+            node_name="n1", writer=writer, metrics=AgentMetrics(), **options
+        )
+        task = asyncio.create_task(reporter.run())
+        try:
+            await until(lambda: reporter.written is not None or writer.stored is None)
+            await asyncio.sleep(0.01)  # let load() finish
+            await asyncio.wait_for(scenario(reporter), 20)
+        finally:
+            task.cancel()
+
+    asyncio.run(main())
+
+
+def test_build_status_fills_every_field_and_keeps_a_wobbling_since() -> None:
+    peers = [
+        peer("tor-b", "Active", since=T0 + 5, last_error="x" * 2000),
+        peer("tor-a", "Established", prefixes_advertised=2, prefixes_received=1),
+    ]
+    doc = build_status(state=STATE, applied=V1, peers=peers)
+    assert doc == {
+        "routerId": "192.0.2.11",
+        "asn": 64512,
+        "advertisedPrefixes": 2,
+        "appliedEpoch": 7,
+        "appliedGeneration": 1,
+        "configuredPeers": 2,
+        "establishedPeers": 1,
+        "peers": [
+            {"name": "tor-a", "address": "127.0.0.5", "state": "Established",
+             "since": rfc3339(T0), "prefixesAdvertised": 2, "prefixesReceived": 1},
+            {"name": "tor-b", "address": "127.0.0.5", "state": "Active",
+             "since": rfc3339(T0 + 5), "prefixesAdvertised": 0, "prefixesReceived": 0,
+             "lastError": "x" * 1024},
+        ],
+    }  # fmt: skip
+    # The speaker's `since` is now - age: it moves a little between reads, across a second
+    # boundary too. Within the tolerance it is the same state; a real change is not.
+    again = build_status(state=STATE, applied=V1, previous=doc,
+                         peers=[peer("tor-b", "Active", since=T0 + 5.9, last_error="x" * 2000),
+                                peer("tor-a", "Established", since=T0 + 0.999,
+                                     prefixes_advertised=2, prefixes_received=1)])  # fmt: skip
+    assert again == doc
+    moved = build_status(state=STATE, applied=V1, previous=doc, peers=[peer("tor-a", "Idle")])
+    assert moved["peers"][0]["since"] == rfc3339(T0) and moved["establishedPeers"] == 0
+
+
+def test_session_events_up_down_flap_and_gone() -> None:
+    def doc(*peers: PeerStatus) -> dict[str, Any]:
+        return build_status(state=STATE, applied=V1, peers=peers)
+
+    up = doc(peer("tor-a", "Established"))
+    events = session_events("n1", None, up)
+    assert [(e.peer, e.type, e.reason) for e in events] == [
+        ("tor-a", EventType.Normal, SessionReason.SessionEstablished)
+    ]
+    assert "node n1" in events[0].message and "127.0.0.5" in events[0].message
+    assert session_events("n1", up, up) == []
+    assert session_events("n1", doc(peer("tor-a", "Active")), doc(peer("tor-a", "Connect"))) == []
+
+    down = doc(peer("tor-a", "Idle", since=T0 + 10, last_error="hold timer expired"))
+    [event] = session_events("n1", up, down)
+    assert event.reason is SessionReason.SessionDown and event.type is EventType.Warning
+    assert event.message.endswith("went down: hold timer expired")
+
+    flapped = doc(peer("tor-a", "Established", since=T0 + 60))
+    assert [e.reason for e in session_events("n1", up, flapped)] == [
+        SessionReason.SessionDown, SessionReason.SessionEstablished,
+    ]  # fmt: skip
+
+    # Gone from the speaker: reported while its BGPPeer exists, not after it was deleted.
+    gone = doc()
+    [event] = session_events("n1", up, gone, configured=lambda name: True)
+    assert "no longer configured" in event.message
+    assert session_events("n1", up, gone, configured=lambda name: False) == []
+
+
+def test_writes_only_on_change_and_at_most_once_per_interval() -> None:
+    writer = MemoryWriter()
+
+    async def scenario(reporter: NodeStatusReporter) -> None:
+        reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Active")])
+        await until(lambda: len(writer.writes) == 1)  # the first write is immediate
+        for _ in range(20):  # a quiet speaker: nothing to write
+            reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Active")])
+            await asyncio.sleep(0.005)
+        assert len(writer.writes) == 1
+        # Changes within the interval fold into one write of the latest document.
+        reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Connect")])
+        reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "OpenSent")])
+        reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Established")])
+        await until(lambda: len(writer.writes) == 2)
+        await asyncio.sleep(0.1)
+        assert len(writer.writes) == 2
+        assert writer.writes[1]["peers"][0]["state"] == "Established"
+        assert writer.writes[1]["establishedPeers"] == 1
+        assert [e.reason for e in writer.events] == [SessionReason.SessionEstablished]
+
+    run_reporter(writer, scenario, min_interval=0.3)
+
+
+def test_a_restarted_agent_neither_rewrites_nor_reannounces() -> None:
+    stored = build_status(state=STATE, applied=V1, peers=[peer("tor-a", "Established")])
+    writer = MemoryWriter(stored)
+
+    async def scenario(reporter: NodeStatusReporter) -> None:
+        await until(lambda: reporter.written == stored)
+        reporter.observe(state=STATE, applied=V1,
+                         peers=[peer("tor-a", "Established", since=T0 + 0.5)])  # fmt: skip
+        await asyncio.sleep(0.2)
+        assert writer.writes == [] and writer.events == []
+        # A new epoch is a change worth one write, still no Event.
+        reporter.observe(state=STATE, applied=StateVersion(epoch=8, generation=1),
+                         peers=[peer("tor-a", "Established")])  # fmt: skip
+        await until(lambda: len(writer.writes) == 1)
+        assert writer.writes[0]["appliedEpoch"] == 8 and writer.events == []
+
+    run_reporter(writer, scenario, min_interval=0.05)
+
+
+def test_failed_writes_and_events_are_retried() -> None:
+    writer = MemoryWriter()
+    writer.fail_writes = 2
+    writer.fail_events = 1
+
+    async def scenario(reporter: NodeStatusReporter) -> None:
+        reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Established")])
+        await until(lambda: len(writer.writes) == 1 and len(writer.events) == 1)
+        assert writer.writes[0]["establishedPeers"] == 1
+
+    run_reporter(writer, scenario, min_interval=0.01, retry_interval=0.05)
