@@ -17,13 +17,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
+from controller.conditions import Condition, name_list, set_condition
 from controller.objects import (
     ANNOTATION_LB_IPS,
     LOAD_BALANCER_CLASS,
+    InvalidObjectError,
     LabelSelector,
     LoadBalancerIPPool,
+    parse_load_balancer_ip_pool,
 )
 from controller.reasons import ObjectRef
 
@@ -658,3 +661,75 @@ def pool_usage(
         available=total - available_used,
         outside=tuple(sorted(outside)),
     )
+
+
+def pool_status(
+    raw_pool: Mapping[str, Any],
+    pools: Sequence[Pool],
+    held: Mapping[IPAddress, Sequence[LBService]],
+    now: str,
+) -> dict[str, Any] | None:
+    """A LoadBalancerIPPool's new status (counts capped at int64, conditions Valid, Exhausted,
+    AddressesOutsidePool), or None when its current status already says it."""
+    meta = raw_pool.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, Mapping) else None
+    observed = generation if isinstance(generation, int) else None
+    current_raw = raw_pool.get("status")
+    current: Mapping[str, Any] = current_raw if isinstance(current_raw, Mapping) else {}
+    conditions = current.get("conditions")
+    try:
+        pool = Pool.from_view(parse_load_balancer_ip_pool(raw_pool))
+    except InvalidObjectError as err:
+        conditions = set_condition(
+            conditions,
+            Condition(
+                type="Valid",
+                status="False",
+                reason="InvalidSpec",
+                message=err.detail,
+                observed_generation=observed,
+            ),
+            now,
+        )
+        desired = {**current, "total": 0, "assigned": 0, "available": 0, "conditions": conditions}
+        return None if desired == dict(current) else desired
+    usage = pool_usage(pool, pools, held)
+    checks = [
+        Condition(
+            type="Valid",
+            status="True",
+            reason="Valid",
+            message="the pool's addresses are in use for allocation",
+            observed_generation=observed,
+        ),
+        Condition(
+            type="Exhausted",
+            status="True" if usage.available == 0 else "False",
+            reason="NoFreeAddresses" if usage.available == 0 else "FreeAddresses",
+            message=f"{usage.available} of {usage.total} addresses free",
+            observed_generation=observed,
+        ),
+        Condition(
+            type="AddressesOutsidePool",
+            status="True" if usage.outside else "False",
+            reason="AddressesOutsidePool" if usage.outside else "NoneOutside",
+            message=(
+                "Services this pool selects hold addresses in no pool (shrunk or deleted "
+                "pool?), kept until they ask for another: "
+                + name_list([f"{ns}/{name} {ip}" for ns, name, ip in usage.outside])
+                if usage.outside
+                else "no Service this pool selects holds an address outside every pool"
+            ),
+            observed_generation=observed,
+        ),
+    ]
+    for condition in checks:
+        conditions = set_condition(conditions, condition, now)
+    desired = {
+        **current,
+        "total": min(usage.total, INT64_MAX),
+        "assigned": min(usage.assigned, INT64_MAX),
+        "available": min(usage.available, INT64_MAX),
+        "conditions": conditions,
+    }
+    return None if desired == dict(current) else desired
