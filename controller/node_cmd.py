@@ -15,7 +15,12 @@ import os
 import sys
 from typing import Any
 
-from controller.agent.node_agent import DEFAULT_MAX_DELAY, DEFAULT_QUIET, NodeAgent
+from controller.agent.node_agent import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_QUIET,
+    DEFAULT_SECRET_REFRESH,
+    NodeAgent,
+)
 from controller.agent.node_status import DEFAULT_MIN_INTERVAL, NodeStatusReporter
 from controller.agent.push import DEFAULT_STATUS_INTERVAL, PushLoop
 from controller.metrics import AgentMetrics
@@ -70,6 +75,13 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
         metavar="SECONDS",
         help="at most one BGPNodeState write per this long (default %(default)s)",
     )
+    p.add_argument(
+        "--secret-refresh",
+        type=float,
+        default=DEFAULT_SECRET_REFRESH,
+        metavar="SECONDS",
+        help="re-read BGPPeer password Secrets this often (default %(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -97,9 +109,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
     peer_uids = glue.PeerUids()
-    writer = glue.KubeNodeStateWriter(
-        glue.api_client(), node_name=args.node_name, peer_uids=peer_uids
-    )
+    client = glue.api_client()
+    writer = glue.KubeNodeStateWriter(client, node_name=args.node_name, peer_uids=peer_uids)
     reporter = NodeStatusReporter(
         node_name=args.node_name,
         writer=writer,
@@ -123,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.coalesce_quiet,
         max_delay=args.coalesce_max_delay,
         freeze_after_sync=True,
+        secrets=glue.KubeSecretSource(client),
+        secret_refresh=args.secret_refresh,
     )
     logging.getLogger("kubgp.agent").info(
         "node agent for %s, speaker at %s, epoch %d", args.node_name, args.speaker_socket,

@@ -10,6 +10,12 @@ plan to the push loop; the status reporter writes what the speaker runs back.
 Coalescing: a change is planned once no other change came for `quiet` seconds, and at the
 latest `max_delay` seconds after the first change of the burst. Every feed method is cheap
 (a dict assignment), so kopf's handlers stay trivially correct.
+
+Secrets are not watched (the node agent may read only the Secrets BGPPeers point at, by name,
+in their namespaces): a `SecretSource` GETs each referenced Secret before the plan that first
+needs it, and again every `secret_refresh` seconds for rotations. A Secret that does not exist
+is planned as missing (no session); one that cannot be read (API error) holds the plan back
+until it can, so an agent restart never drops a peer for want of its password.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from controller.agent.node_status import NodeStatusReporter
 from controller.agent.push import PushLoop
@@ -34,8 +40,25 @@ log = logging.getLogger("kubgp.agent")
 
 DEFAULT_QUIET: Final = 0.05
 DEFAULT_MAX_DELAY: Final = 0.5
+DEFAULT_SECRET_REFRESH: Final = 60.0
+SECRET_RETRY_MAX: Final = 5.0
 
 Raw = Mapping[str, Any]
+SecretKey = tuple[str, str]  # namespace, name
+
+
+class SecretSource(Protocol):
+    async def get_secret(self, namespace: str, name: str) -> Raw | None:
+        """The Secret, or None when it does not exist. Raises when it cannot tell."""
+        ...
+
+
+def referenced_secrets(snapshot: Snapshot) -> set[SecretKey]:
+    return {
+        (p.password_secret_ref.namespace, p.password_secret_ref.name)
+        for p in snapshot.peers
+        if p.password_secret_ref is not None
+    }
 
 
 def object_ref(raw: Raw) -> ObjectRef:
@@ -62,6 +85,8 @@ class NodeAgent:
         max_delay: float = DEFAULT_MAX_DELAY,
         clock: Callable[[], float] = time.monotonic,
         freeze_after_sync: bool = False,
+        secrets: SecretSource | None = None,
+        secret_refresh: float = DEFAULT_SECRET_REFRESH,
     ) -> None:
         """`freeze_after_sync`: `gc.freeze()` after the first plan, so the long-lived snapshot
         stays out of the collector's full scans (docs/planner.md); for the agent process."""
@@ -85,6 +110,9 @@ class NodeAgent:
         self._offered: DesiredState | None = None
         self._reasons: tuple[Reason, ...] = ()
         self.plans = 0  # for tests and logs
+        self._secrets = secrets
+        self._secret_refresh = secret_refresh
+        self._secret_cache: dict[SecretKey, Raw | None] = {}  # None: does not exist
         if reporter is not None:
             reporter.configured = self._peer_configured
 
@@ -132,6 +160,8 @@ class NodeAgent:
             tasks.create_task(self.push.run(), name="push")
             if self.reporter is not None:
                 tasks.create_task(self.reporter.run(), name="status")
+            if self._secrets is not None:
+                tasks.create_task(self._refresh_secrets(), name="secrets")
 
     async def _plan_loop(self) -> None:
         while True:
@@ -149,11 +179,11 @@ class NodeAgent:
                         await self._wake.wait()
                 continue  # look again: the burst may have grown
             try:
-                self._replan()
+                await self._replan()
             except Exception:  # a planner bug must not stop the agent; the next change retries
                 log.exception("planning failed")
 
-    def _replan(self) -> None:
+    async def _replan(self) -> None:
         full, self._full = self._full, None
         changes, self._changes = self._changes, {}
         times, self._event_times = self._event_times, []
@@ -166,6 +196,8 @@ class NodeAgent:
                 upserts=[raw for raw in changes.values() if raw is not None],
                 deletes=[ref for ref, raw in changes.items() if raw is None],
             )
+        if self._secrets is not None:
+            await self._add_secrets()
         started = time.perf_counter()
         plan = self._planner.plan(self.snapshot)
         self._metrics.plan_duration.observe(time.perf_counter() - started)
@@ -186,5 +218,59 @@ class NodeAgent:
         self._offered = plan.state
         self.push.offer(plan.state, times)
 
+    async def _add_secrets(self) -> None:
+        """Put every referenced Secret into the snapshot, fetching the ones never fetched."""
+        wanted = referenced_secrets(self.snapshot)
+        for key in sorted(wanted - self._secret_cache.keys()):
+            self._secret_cache[key] = await self._fetch_secret(key)
+        present = self.snapshot.secrets.keys()
+        found = [
+            raw
+            for key in sorted(wanted)
+            if key not in present and (raw := self._secret_cache.get(key)) is not None
+        ]
+        if found:
+            self.snapshot = self.snapshot.apply(upserts=found)
+
+    async def _fetch_secret(self, key: SecretKey) -> Raw | None:
+        """GET until the answer is known: the Secret, or None when it does not exist."""
+        assert self._secrets is not None
+        delay = 0.1
+        while True:
+            try:
+                raw = await self._secrets.get_secret(*key)
+            except Exception as err:  # noqa: BLE001 - any API failure: unknown, retry
+                log.warning("cannot read Secret %s/%s (retrying): %s", *key, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SECRET_RETRY_MAX)
+                continue
+            if raw is None:
+                log.warning("Secret %s/%s referenced by a BGPPeer does not exist", *key)
+            return raw
+
+    async def _refresh_secrets(self) -> None:
+        """Re-read the referenced Secrets now and then: rotations and deletions reach the
+        plan through the same feed as watch events."""
+        while True:
+            await asyncio.sleep(self._secret_refresh)
+            if not self.synced:
+                continue
+            for key in sorted(referenced_secrets(self.snapshot)):
+                raw = await self._fetch_secret(key)
+                old = self._secret_cache.get(key)
+                if _secret_content(raw) == _secret_content(old) and key in self._secret_cache:
+                    continue
+                self._secret_cache[key] = raw
+                ref = {"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"namespace": key[0], "name": key[1]}}  # fmt: skip
+                if raw is None:
+                    self.delete(ref, live=False)
+                else:
+                    self.upsert(raw, live=False)
+
     def _peer_configured(self, name: str) -> bool:
         return any(p.name == name for p in self.snapshot.peers)
+
+
+def _secret_content(raw: Raw | None) -> object:
+    return None if raw is None else (raw.get("data"), raw.get("stringData"))

@@ -12,6 +12,9 @@ so the first handler call sees the whole cluster in the indexes: that is when th
 for the first time. Planning any earlier would push a partial state (say, Services not listed
 yet) and withdraw routes the speaker kept across an agent restart. Every event after that is
 fed to the agent as it comes; the handlers never raise (kopf does not retry event handlers).
+
+Secrets are not watched: the agent may read only those BGPPeers reference (RBAC by namespace,
+maybe by name), so `KubeSecretSource` GETs them for the agent (see controller.agent.node_agent).
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ WATCHED: Final = (
     NODES,
     Watched("", "v1", "services", "Service"),
     Watched("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
-    Watched("", "v1", "secrets", "Secret"),
     PEERS,
     Watched(GROUP, VERSION, "bgpadvertisements", "BGPAdvertisement"),
 )
@@ -158,6 +160,29 @@ def api_client() -> Any:
             client_configuration=configuration
         )
     return kubernetes.client.ApiClient(configuration)
+
+
+class KubeSecretSource:
+    """controller.agent.node_agent.SecretSource through the sync client, in a worker thread."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._core = kubernetes.client.CoreV1Api(client)
+
+    async def get_secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        def get() -> Mapping[str, Any] | None:
+            try:
+                obj = self._core.read_namespaced_secret(name, namespace)
+            except kubernetes.client.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+            raw: dict[str, Any] = self._client.sanitize_for_serialization(obj)
+            raw.setdefault("apiVersion", "v1")
+            raw.setdefault("kind", "Secret")
+            return raw
+
+        return await asyncio.to_thread(get)
 
 
 class KubeNodeStateWriter:

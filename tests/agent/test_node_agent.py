@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from controller.agent.node_agent import NodeAgent, coalesce_deadline
 from controller.agent.push import PushLoop
@@ -21,9 +22,25 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
+class FakeSecrets:
+    """SecretSource: `secrets[(ns, name)]`; `errors` GETs fail first (an API outage)."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.errors = 0
+        self.gets = 0
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets += 1
+        if self.errors:
+            self.errors -= 1
+            raise RuntimeError("503")
+        return self.secrets.get((namespace, name))
+
+
 @contextlib.asynccontextmanager
 async def agent_with_speaker(
-    *, quiet: float = 0.05, max_delay: float = 0.5
+    *, quiet: float = 0.05, max_delay: float = 0.5, **options: Any
 ) -> AsyncIterator[tuple[NodeAgent, RecordingSink, AgentMetrics]]:
     with socket_dir() as d:
         sink = RecordingSink()
@@ -31,7 +48,7 @@ async def agent_with_speaker(
         metrics = AgentMetrics()
         push = PushLoop(str(d / "s.sock"), metrics=metrics, status_interval=0.05)
         agent = NodeAgent(node_name="n1", push=push, metrics=metrics, quiet=quiet,
-                          max_delay=max_delay)  # fmt: skip
+                          max_delay=max_delay, **options)  # fmt: skip
         task = asyncio.create_task(agent.run())
         try:
             yield agent, sink, metrics
@@ -126,5 +143,30 @@ def test_a_node_without_valid_state_sends_nothing() -> None:
             assert len(sink.applied) == 1
             agent.upsert(m.node(pod_cidrs=("10.244.9.0/24",)))
             await until(lambda: sink.current is not None and prefixes(sink) == ["10.244.9.0/24"])
+
+    asyncio.run(main())
+
+
+def test_referenced_secrets_are_read_before_the_first_plan_and_refreshed() -> None:
+    source = FakeSecrets()
+    source.secrets[("kubgp", "bgp-auth")] = m.secret(password="s3cret")
+    source.errors = 2  # the API fails first: the plan waits rather than drop the peer
+
+    async def main() -> None:
+        async with agent_with_speaker(secrets=source, secret_refresh=0.1) as (agent, sink, _):
+            ref = {"namespace": "kubgp", "name": "bgp-auth", "key": "password"}
+            agent.resync([m.node(), m.peer(passwordSecretRef=ref)])
+            await until(lambda: sink.current is not None)
+            assert sink.applied[0].peers[0].password == "s3cret"
+            source.secrets[("kubgp", "bgp-auth")] = m.secret(password="rotated")
+            await until(lambda: sink.current is not None and
+                        sink.current.peers[0].password == "rotated")  # fmt: skip
+            # Deleted: the peer goes (never a session without its password).
+            del source.secrets[("kubgp", "bgp-auth")]
+            await until(lambda: sink.current is not None and sink.current.peers == ())
+            # A peer pointing at a Secret that does not exist has no session from the start.
+            agent.upsert(m.peer("tor-b", passwordSecretRef={**ref, "name": "nope"}))
+            await asyncio.sleep(0.3)
+            assert sink.current.peers == ()
 
     asyncio.run(main())
