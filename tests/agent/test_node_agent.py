@@ -167,6 +167,6 @@ def test_referenced_secrets_are_read_before_the_first_plan_and_refreshed() -> No
             # A peer pointing at a Secret that does not exist has no session from the start.
             agent.upsert(m.peer("tor-b", passwordSecretRef={**ref, "name": "nope"}))
             await asyncio.sleep(0.3)
-            assert sink.current.peers == ()
+            assert sink.current is not None and sink.current.peers == ()
 
     asyncio.run(main())
