@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from speaker.bgp.adj_rib_in import AdjRibIn
 from speaker.bgp.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
+from speaker.bgp.attributes import AS_SEQUENCE, Attribute, MpUnreachNlriAttribute
 from speaker.bgp.capabilities import (
     ExtendedMessageCapability,
     MultiprotocolCapability,
@@ -50,6 +51,7 @@ from speaker.bgp.messages import (
     Open,
     RouteRefresh,
     RouteRefreshSubtype,
+    Update,
     decode_message,
     decode_update,
 )
@@ -141,6 +143,15 @@ class SessionConfig:
         return self.local_asn != self.peer_asn
 
 
+def treat_as_withdraw(update: Update) -> Update:
+    """The UPDATE's announced prefixes as withdrawals, nothing else (RFC 7606 §2)."""
+    attrs: tuple[Attribute, ...] = ()
+    reach = update.mp_reach
+    if reach is not None and reach.nlri:
+        attrs = (MpUnreachNlriAttribute(afi=reach.afi, safi=reach.safi, withdrawn=reach.nlri),)
+    return Update(withdrawn=update.nlri, attributes=attrs)
+
+
 def build_open(config: SessionConfig) -> Open:
     caps: list[object] = [
         MultiprotocolCapability(afi=a, safi=s) for a, s in sorted(config.families)
@@ -217,6 +228,7 @@ class Session:
         self.desired: Table = {}
         self.eor_received: set[Family] = set()
         self.skipped_routes = 0
+        self.withdrawn_first_as = 0  # UPDATEs treated as withdraw: wrong first AS (eBGP)
         self._local_open = build_open(config)
         self._last_state = State.Idle
 
@@ -692,6 +704,13 @@ class Session:
         if family is not None:
             self.eor_received.add(family)
             return
+        if self.config.ebgp and not self._first_as_ok(update):
+            unreach = update.mp_unreach
+            self.rib_in.apply(
+                Update(withdrawn=update.withdrawn, attributes=(unreach,) if unreach else ())
+            )
+            update = treat_as_withdraw(update)
+            self.withdrawn_first_as += 1
         self.rib_in.apply(update)
         limit = self.config.max_prefixes
         if limit and len(self.rib_in) > limit:
@@ -710,6 +729,16 @@ class Session:
                 conn=conn,
                 notification=notification,
             )
+
+    def _first_as_ok(self, update: Update) -> bool:
+        """RFC 4271 §6.3: from an external peer, the leftmost AS must be the peer's; RFC 7606
+        §7.2 makes a failure treat-as-withdraw rather than a session reset."""
+        if not update.nlri and (update.mp_reach is None or not update.mp_reach.nlri):
+            return True
+        path = update.as_path()
+        if not path or path[0][0] != AS_SEQUENCE or not path[0][1]:
+            return False
+        return path[0][1][0] == self.config.peer_asn
 
     def _on_route_refresh(self, out: list[Event], conn: _Conn, refresh: RouteRefresh) -> None:
         family = (refresh.afi, refresh.safi)

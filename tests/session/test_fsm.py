@@ -306,3 +306,14 @@ def test_open_carries_families_route_refresh_and_4_octet_as() -> None:
     assert a.state is State.Established
     opened = next(m for m in wire.messages(a) if isinstance(m, Open))
     assert opened.my_as == 23456 and opened.asn == 4200000001
+
+
+def test_ebgp_path_not_starting_with_the_peer_as_is_treated_as_withdraw() -> None:
+    wire, a, b = pair()
+    wire.feed(a, a.set_routes(table(hosts(3), ATTRS)))
+    assert b.rib_in.count(IPV4_UNICAST) == 3
+    # The same prefixes again, now with a path whose first AS is not a's: withdrawn at b.
+    foreign = PathAttributes((OriginAttribute(0), AsPathAttribute.sequence(65099, 65001)))
+    wire.feed(a, a.set_routes(table(hosts(3)[:2], foreign)))
+    assert b.rib_in.count(IPV4_UNICAST) == 0  # two treated as withdraw, one withdrawn
+    assert b.withdrawn_first_as == 1 and b.state is State.Established
