@@ -1,15 +1,44 @@
-# kubgp: one image for the node agent, the speaker and the cluster controller.
-# Minimal for now: it installs the package and its console scripts. The packaging issue adds
-# a non-root user with only the capabilities the speaker needs (NET_BIND_SERVICE for port 179,
-# NET_ADMIN for TCP MD5 and kernel routes), multi-arch builds and an SBOM.
-FROM python:3.11-slim-bookworm
+# syntax=docker/dockerfile:1
+# kubgp: one image for the speaker, the node agent and the cluster controller, and the
+# kubectl-kubgp plugin. The chart (deploy/helm/kubgp) sets each container's command line:
+#   kubgp-speaker run --socket ... --state-dir ...    (speaker)
+#   kubgp-controller node --node-name ... ...         (node agent)
+#   kubgp-controller cluster ...                      (cluster controller)
+#
+# Runs as uid 65532 by default. What the speaker needs and why (the chart grants exactly this):
+#   NET_BIND_SERVICE  listen on TCP 179 for passive peers (host network: the node's port).
+#                     Kubernetes gives added capabilities to uid 0 only, so the chart runs the
+#                     node pod as uid 0 with every other capability dropped; with no passive
+#                     peer it can run as 65532 with no capability at all.
+#   nothing else      TCP MD5 (TCP_MD5SIG), GTSM (IP_MINTTL / IPV6_MINHOPCOUNT) and TTL socket
+#                     options need no capability. NET_ADMIN would be needed only to program
+#                     kernel routes over netlink, which the speaker does not do.
+# Nothing is fetched at run time: dependencies are installed into /opt/kubgp at build time.
 
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
 WORKDIR /src
+RUN python -m venv /opt/kubgp
 COPY pyproject.toml README.md ./
 COPY speaker ./speaker
 COPY controller ./controller
-COPY crds ./crds
-RUN pip install --no-cache-dir . && rm -rf /src/speaker /src/controller
+RUN /opt/kubgp/bin/pip install --no-cache-dir . \
+    && /opt/kubgp/bin/pip uninstall --yes pip \
+    && /opt/kubgp/bin/kubgp-speaker --help >/dev/null \
+    && /opt/kubgp/bin/kubgp-controller --help >/dev/null \
+    && /opt/kubgp/bin/kubectl-kubgp --help >/dev/null
 
-# The chart sets the command per container: kubgp-speaker run ..., kubgp-controller node ...
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="kubgp" \
+      org.opencontainers.image.description="BGP for Kubernetes: speaker, node agent, cluster controller" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/kubgp /opt/kubgp
+ENV PATH=/opt/kubgp/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    KUBGP_SPEAKER_SOCKET=/run/kubgp/speaker.sock
+USER 65532:65532
 CMD ["kubgp-speaker", "--help"]

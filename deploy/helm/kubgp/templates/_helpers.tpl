@@ -78,7 +78,7 @@ seccompProfile:
 - --state-dir={{ .Values.node.stateDir }}
 - --log-level={{ .Values.logLevel }}
 {{- if .Values.metrics.enabled }}
-- --metrics-address=0.0.0.0:{{ .Values.metrics.speakerPort }}
+- --metrics-address=:{{ .Values.metrics.speakerPort }}
 {{- end }}
 {{- with .Values.speaker.extraArgs }}
 {{ toYaml . }}
@@ -93,7 +93,7 @@ seccompProfile:
 - --default-asn={{ .Values.defaultASN }}
 - --log-level={{ .Values.logLevel }}
 {{- if .Values.metrics.enabled }}
-- --metrics-address=0.0.0.0:{{ .Values.metrics.nodeAgentPort }}
+- --metrics-address=:{{ .Values.metrics.nodeAgentPort }}
 {{- end }}
 {{- with .Values.nodeAgent.extraArgs }}
 {{ toYaml . }}
@@ -106,7 +106,7 @@ seccompProfile:
 - --namespace=$(POD_NAMESPACE)
 - --log-level={{ .Values.logLevel }}
 {{- if .Values.metrics.enabled }}
-- --metrics-address=0.0.0.0:{{ .Values.metrics.controllerPort }}
+- --metrics-address=:{{ .Values.metrics.controllerPort }}
 {{- end }}
 {{- with .Values.controller.extraArgs }}
 {{ toYaml . }}
