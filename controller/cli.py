@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from controller import node_cmd, plan_cmd
+from controller import cluster_cmd, node_cmd, plan_cmd
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     plan_cmd.register(subparsers)
     node_cmd.register(subparsers)
+    cluster_cmd.register(subparsers)
     return parser
 
 

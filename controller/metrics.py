@@ -7,9 +7,9 @@ process serves its one with `serve(address)`.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # Planning one node: ~1 ms incrementally, ~100 ms from scratch on a 10k-Service cluster.
 PLAN_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -69,5 +69,75 @@ class AgentMetrics:
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (None counts as 0), for tests and logs."""
+        got = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if got is None else got
+
+
+# --- the cluster controller (issue 9) ---------------------------------------------------------
+
+
+class ClusterMetrics:
+    """The cluster controller's metrics: addresses per pool, allocation failures, leadership.
+    A removed pool's series are dropped (MetalLB's DeleteSession idea)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.pool_addresses = Gauge(
+            "kubgp_lb_pool_addresses",
+            "Addresses of a LoadBalancerIPPool by state: total (allocatable) and used (held "
+            "by Services)",
+            ["pool", "state"],
+            registry=self.registry,
+        )
+        self.allocation_failures = Counter(
+            "kubgp_lb_allocation_failures",
+            "LoadBalancer requests that could not be met, by reason (counted once per new "
+            "outcome of a Service, not per retry)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "kubgp_cluster_controller_leader",
+            "1 while this replica holds the Lease and acts, else 0",
+            registry=self.registry,
+        )
+        self._pools: set[str] = set()
+        self._server: Any = None
+
+    def set_pools(self, usage: dict[str, tuple[int, int]]) -> None:
+        """Every pool's (total, used); pools not in `usage` lose their series."""
+        for gone in self._pools - usage.keys():
+            for state in ("total", "used"):
+                self.pool_addresses.remove(gone, state)
+        for pool, (total, used) in usage.items():
+            self.pool_addresses.labels(pool=pool, state="total").set(total)
+            self.pool_addresses.labels(pool=pool, state="used").set(used)
+        self._pools = set(usage)
+
+    def allocation_failed(self, reason: str) -> None:
+        self.allocation_failures.labels(reason=reason).inc()
+
+    def set_leader(self, leader: bool) -> None:
+        self.leader.set(1 if leader else 0)
+
+    def serve(self, address: str) -> tuple[str, int]:
+        """Serve /metrics on "HOST:PORT" (":PORT" = every address, port 0 = any free one)
+        from a thread that `close()` stops; returns the bound address."""
+        host, _, port = address.rpartition(":")
+        server, _thread = start_http_server(
+            int(port),
+            addr=host.strip("[]") or "0.0.0.0",
+            registry=self.registry,
+        )
+        self._server = server
+        return str(server.server_address[0]), int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         got = self.registry.get_sample_value(name, labels or {})
         return 0.0 if got is None else got

@@ -1,0 +1,123 @@
+"""Run the cluster controller (real kopf, real client) against the emulator in a thread, and
+wait for conditions instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import kopf
+
+from controller.kube.cluster_controller import ClusterOptions, run_cluster
+from controller.kube.leader import LeaseConfig
+from controller.metrics import ClusterMetrics
+from tests.kube.emulator import KubeAPI
+
+T = TypeVar("T")
+
+# Short but sane: a standby takes over ~2 s after the leader goes silent.
+FAST_LEASE = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.2}
+
+
+def lease(identity: str) -> LeaseConfig:
+    return LeaseConfig(
+        namespace="kube-system", name="kubgp-cluster-controller", identity=identity, **FAST_LEASE
+    )
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Controller:
+    """One controller process's worth: `run_cluster` on its own loop in a thread."""
+
+    def __init__(self, api: KubeAPI, *, identity: str | None = "c1", elect: bool = True) -> None:
+        self.api = api
+        self.client = api.api_client()
+        self.metrics = ClusterMetrics()
+        self.options = ClusterOptions(
+            login=lambda: kopf.ConnectionInfo(server=api.url, token="emulator"),
+            lease=lease(identity or "c1") if elect else None,
+            metrics=self.metrics,
+            server_timeout=5,
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.started = threading.Event()
+        self.result: int | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> int:
+            self.loop = asyncio.get_running_loop()
+            self.stop_event = asyncio.Event()
+            self.started.set()
+            return await run_cluster(self.client, self.options, self.stop_event)
+
+        try:
+            self.result = asyncio.run(main())
+        except BaseException as err:  # noqa: BLE001
+            self.result = err
+
+    def start(self) -> Controller:
+        self.thread.start()
+        assert self.started.wait(5)
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.stop_event is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+        self.client.close()  # type: ignore[no-untyped-call]
+        if self.thread.is_alive():
+            raise AssertionError("the controller did not stop within 30 s")
+        if self.result != 0:
+            raise AssertionError(f"the controller ended with {self.result!r}")
+
+
+@contextlib.contextmanager
+def running(api: KubeAPI, **kwargs: Any) -> Iterator[Controller]:
+    controller = Controller(api, **kwargs).start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def ingress(api: KubeAPI, name: str, namespace: str = "default") -> tuple[str, ...]:
+    obj = api.get("Service", name, namespace)
+    if obj is None:
+        return ()
+    items = (obj.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    return tuple(i["ip"] for i in items if "ip" in i)
+
+
+def events(api: KubeAPI, name: str, namespace: str = "default") -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the core/v1 Events about an object, oldest first."""
+    return [
+        (e["type"], e["reason"], e["message"])
+        for e in api.objects("Event", namespace)
+        if e.get("involvedObject", {}).get("name") == name and "reason" in e
+    ]
+
+
+def reasons(api: KubeAPI, name: str, namespace: str = "default") -> list[str]:
+    return [reason for _, reason, _ in events(api, name, namespace)]
+
+
+def status_writes(api: KubeAPI, path_suffix: str) -> int:
+    return sum(
+        1 for method, path, _ in api.writes() if method == "PATCH" and path.endswith(path_suffix)
+    )
