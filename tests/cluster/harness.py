@@ -106,11 +106,13 @@ def ingress(api: KubeAPI, name: str, namespace: str = "default") -> tuple[str, .
 
 def events(api: KubeAPI, name: str, namespace: str = "default") -> list[tuple[str, str, str]]:
     """(type, reason, message) of the core/v1 Events about an object, oldest first."""
-    return [
-        (e["type"], e["reason"], e["message"])
+    found = [
+        e
         for e in api.objects("Event", namespace)
         if e.get("involvedObject", {}).get("name") == name and "reason" in e
     ]
+    found.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [(e["type"], e["reason"], e["message"]) for e in found]
 
 
 def reasons(api: KubeAPI, name: str, namespace: str = "default") -> list[str]:
@@ -121,3 +123,15 @@ def status_writes(api: KubeAPI, path_suffix: str) -> int:
     return sum(
         1 for method, path, _ in api.writes() if method == "PATCH" and path.endswith(path_suffix)
     )
+
+
+def status_of(api: KubeAPI, kind: str, name: str) -> dict[str, Any]:
+    obj = api.get(kind, name)
+    return dict((obj or {}).get("status") or {})
+
+
+def condition(api: KubeAPI, kind: str, name: str, type_: str) -> dict[str, Any]:
+    for c in status_of(api, kind, name).get("conditions") or ():
+        if c["type"] == type_:
+            return dict(c)
+    return {}
