@@ -29,12 +29,11 @@ def test_automatic_allocation_events_pool_status_and_metrics(kube_api: KubeAPI) 
         assert events(kube_api, "web") == [
             ("Normal", "IPAllocated", "assigned 203.0.113.0 (pool v4)")
         ]
-        status = wait_for(
-            lambda: (
-                (s := status_of(kube_api, "LoadBalancerIPPool", "v4")).get("assigned") == 1 and s
-            ),
+        wait_for(
+            lambda: status_of(kube_api, "LoadBalancerIPPool", "v4").get("assigned") == 1,
             "pool status",
         )
+        status = status_of(kube_api, "LoadBalancerIPPool", "v4")
         assert (status["total"], status["assigned"], status["available"]) == (4, 1, 3)
         assert condition(kube_api, "LoadBalancerIPPool", "v4", "Exhausted")["status"] == "False"
         used = {"pool": "v4", "state": "used"}
