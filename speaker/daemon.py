@@ -212,7 +212,16 @@ class PeerRunner:
         self._run(events)
 
     def on_data(self, conn: int, data: bytes) -> None:
-        self._run(self.session.data_received(conn, data, self.loop.time()))
+        session = self.session
+        eor = len(session.eor_received)
+        before = len(session.rib_in) if log.isEnabledFor(logging.DEBUG) else -1
+        self._run(session.data_received(conn, data, self.loop.time()))
+        if len(session.eor_received) > eor:
+            log.info("peer %s (%s): End-of-RIB received; %d prefixes received", self.peer.name,
+                     self.peer.address, len(session.rib_in))  # fmt: skip
+        if before >= 0 and len(session.rib_in) != before:
+            log.debug("peer %s (%s): %d prefixes received", self.peer.name, self.peer.address,
+                      len(session.rib_in))  # fmt: skip
 
     def on_lost(self, conn: int) -> None:
         self._closing.pop(conn, None)
@@ -262,9 +271,8 @@ class Speaker:
         Advertisement changes never reset a session; an added or removed peer touches only that
         peer; a peer whose session parameters (or the local ASN / router id) changed is reset.
         """
-        old = self.state
-        self.state = state
-        self._apply_listener(state.listen)
+        self._apply_listener(state.listen)  # may raise OSError: nothing else changed then
+        old, self.state = self.state, state
         wanted = {p.name: p for p in state.peers}
         for name, runner in list(self.runners.items()):
             peer = wanted.get(name)

@@ -158,6 +158,7 @@ def test_ibgp_stranger_refused_restart_freeze_and_wrong_asn(
     me = lab.address()
     tor = _daemon(lab, kind, 65010)
     tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=65010, hold_time=6)
+    tor.originate("10.99.0.0/24")  # what it sends us lands in our Adj-RIB-In
     tor.start()
 
     def doc(asn: int) -> dict[str, object]:
@@ -175,6 +176,7 @@ def test_ibgp_stranger_refused_restart_freeze_and_wrong_asn(
     tor.wait_established("kubgp")
     (route,) = tor.wait_routes("kubgp", _has("10.50.0.0/24"))
     assert (route.local_pref, route.as_path, route.next_hop) == (250, (), NH)
+    sp.wait_log(f"peer tor ({tor.address}): 1 prefixes received")  # its route, in our RIB-In
 
     # A router we do not know connects: closed before any OPEN; the session is untouched.
     stranger = lab.address()
