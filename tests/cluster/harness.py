@@ -135,3 +135,74 @@ def condition(api: KubeAPI, kind: str, name: str, type_: str) -> dict[str, Any]:
         if c["type"] == type_:
             return dict(c)
     return {}
+
+
+class ServiceRecorder:
+    """Every Service event, in order, from a real watch (resumed by resourceVersion): the whole
+    history of who held which address, not a sample of it."""
+
+    def __init__(self, api: KubeAPI) -> None:
+        self.client = api.api_client()
+        self.history: list[tuple[str, tuple[str, str], tuple[str, ...]]] = []
+        self.last_event = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ServiceRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()  # type: ignore[no-untyped-call]
+        assert not self._thread.is_alive()
+
+    def _run(self) -> None:
+        import kubernetes
+
+        core = kubernetes.client.CoreV1Api(self.client)
+        rv = "0"
+        while not self._stop.is_set():
+            watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+            for event in watch.stream(  # type: ignore[no-untyped-call]
+                core.list_service_for_all_namespaces,
+                resource_version=rv,
+                timeout_seconds=1,
+            ):
+                obj = event["raw_object"]
+                rv = obj["metadata"]["resourceVersion"]
+                meta = obj["metadata"]
+                items = (obj.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+                ips = tuple(i["ip"] for i in items if "ip" in i)
+                key = (meta["namespace"], meta["name"])
+                self.history.append((event["type"], key, ips))
+                self.last_event = time.monotonic()
+                if self._stop.is_set():
+                    watch.stop()  # type: ignore[no-untyped-call]
+
+    def quiet_for(self, seconds: float) -> bool:
+        """No Service changed for `seconds` (the controllers have nothing left to do)."""
+        return time.monotonic() - self.last_event >= seconds
+
+    def double_holdings(
+        self, *, sharing: Callable[[tuple[str, str], tuple[str, str]], bool]
+    ) -> list[str]:
+        """Every moment two Services held one address without `sharing` allowing it."""
+        holding: dict[tuple[str, str], tuple[str, ...]] = {}
+        found = []
+        for kind, key, ips in self.history:
+            if kind == "DELETED":
+                holding.pop(key, None)
+            else:
+                holding[key] = ips
+            owners: dict[str, list[tuple[str, str]]] = {}
+            for k, addresses in holding.items():
+                for ip in addresses:
+                    owners.setdefault(ip, []).append(k)
+            for ip, keys in owners.items():
+                for i, a in enumerate(keys):
+                    for b in keys[i + 1 :]:
+                        if not sharing(a, b):
+                            found.append(f"{ip}: {a} and {b}")
+        return found
