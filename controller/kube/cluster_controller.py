@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 VERSION: Final = "v1alpha1"
 COMPONENT: Final = "kubgp-cluster-controller"
 MERGE_PATCH: Final = "application/merge-patch+json"
+# Core resources by group and version too: a bare "services" is ambiguous next to Knative.
+SERVICES: Final = ("", "v1", "services")
+NODES: Final = ("", "v1", "nodes")
 
 Key = tuple[str, str]
 
@@ -180,17 +183,17 @@ class ClusterController:
         def _login(**_: Any) -> kopf.ConnectionInfo:
             return login()
 
-        @kopf.index("services", id="lb_services", registry=registry)
+        @kopf.index(*SERVICES, id="lb_services", registry=registry)
         def lb_services(body: kopf.Body, **_: Any) -> dict[Key, LBService] | None:
             service = _service_view(body)
             return None if service is None else {service.key: service}
 
-        @kopf.index("services", id="lb_by_ip", registry=registry)
+        @kopf.index(*SERVICES, id="lb_by_ip", registry=registry)
         def lb_by_ip(body: kopf.Body, **_: Any) -> dict[IPAddress, LBService] | None:
             service = _service_view(body)
             return None if service is None else dict.fromkeys(service.assigned, service)
 
-        @kopf.index("services", id="lb_by_share", registry=registry)
+        @kopf.index(*SERVICES, id="lb_by_share", registry=registry)
         def lb_by_share(body: kopf.Body, **_: Any) -> dict[str, LBService] | None:
             service = _service_view(body)
             if service is None or service.sharing_key is None:
@@ -205,7 +208,7 @@ class ClusterController:
         def bgp_peers(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
             return {name: copy.deepcopy(dict(body))}
 
-        @kopf.index("nodes", id="bgp_nodes", registry=registry)
+        @kopf.index(*NODES, id="bgp_nodes", registry=registry)
         def bgp_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeLabels]:
             return {name: parse_node_labels(body)}
 
@@ -213,12 +216,13 @@ class ClusterController:
         def bgp_node_states(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeSessions]:
             return {name: parse_node_state(body)}
 
-        @kopf.on.event("services", registry=registry)
+        @kopf.on.event(*SERVICES, registry=registry)
         async def service_event(event: kopf.RawEvent, **kwargs: Any) -> None:
             ctl.idx = Indexes.from_kwargs(kwargs)
             namespace, name = str(kwargs["namespace"]), str(kwargs["name"])
             if event["type"] == "DELETED":
                 ctl._pending.discard((namespace, name))
+                ctl._reported.pop(str(kwargs.get("uid") or f"{namespace}/{name}"), None)
                 await ctl._sweeper.kick()  # its addresses are free: retry the waiting ones
                 return
             if (namespace, name) in ctl.idx.services or (namespace, name) in ctl._overlay:
@@ -234,7 +238,7 @@ class ClusterController:
             ctl.idx = Indexes.from_kwargs(kwargs)
             await ctl._roller.kick()
 
-        for args in (("nodes",), (GROUP, VERSION, "bgppeers"), (GROUP, VERSION, "bgpnodestates")):
+        for args in (NODES, (GROUP, VERSION, "bgppeers"), (GROUP, VERSION, "bgpnodestates")):
             kopf.on.event(*args, id="rollup", registry=registry)(rollup_event)
 
         return registry
