@@ -1,9 +1,15 @@
-"""`kubgp-speaker run --config FILE`: the standalone daemon on a desired-state file.
+"""`kubgp-speaker run [--config FILE] [--socket PATH --state-dir DIR]`: the speaker daemon.
 
-The file is YAML or JSON (`kubgp.io/speaker/v1`). A bad file at start is an error on stderr
-and exit code 2. SIGHUP re-reads it and applies the difference (a bad file then is logged and
-the running state kept); SIGTERM or SIGINT closes every session with Cease/Administrative
-Shutdown and exits 0.
+Standalone (`--config` only): the file is YAML or JSON (`kubgp.io/speaker/v1`). A bad file at
+start is an error on stderr and exit code 2. SIGHUP re-reads it and applies the difference (a
+bad file then is logged and the running state kept).
+
+Under the node agent (`--socket`): the control socket (newline-delimited JSON, see
+docs/control-socket.md) takes snapshots and deltas. The state last applied is persisted in
+`--state-dir` and resumed at start, before `--config` (which then only seeds a first start);
+the agent owns the state, so SIGHUP is ignored with a log line.
+
+SIGTERM or SIGINT closes every session with Cease/Administrative Shutdown and exits 0.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from speaker.control import ControlError, ControlServer, serve_control
 from speaker.daemon import Speaker
 from speaker.schema import DesiredState, SchemaError, parse_desired_state
+from speaker.state_store import StateStore
 
 log = logging.getLogger("kubgp.speaker")
 EXIT_CONFIG = 2
@@ -53,7 +61,15 @@ def load_config(path: Path) -> DesiredState:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
-async def serve(path: Path, state: DesiredState) -> int:
+async def serve(
+    path: Path | None,
+    state: DesiredState | None,
+    *,
+    socket_path: Path | None = None,
+    state_dir: Path | None = None,
+    socket_group: str | None = None,
+    allowed_uids: list[int] | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     speaker = Speaker()
     stop = asyncio.Event()
@@ -61,18 +77,34 @@ async def serve(path: Path, state: DesiredState) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
+    control: ControlServer | None = None
     try:
-        await speaker.apply(state)
-    except OSError as exc:  # e.g. the listen address cannot be bound
-        log.error("cannot apply %s: %s", path, exc)
+        if socket_path is not None:
+            # serve_control resumes the persisted state, else applies `state` (the file).
+            control = await serve_control(
+                speaker,
+                socket_path,
+                allowed_uids=allowed_uids or None,
+                group=socket_group,
+                state_store=StateStore(state_dir) if state_dir is not None else None,
+                initial=state,
+            )
+            log.info("control socket %s ready", socket_path)
+        elif state is not None:
+            await speaker.apply(state)
+            log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
+                     len(state.advertisements))  # fmt: skip
+    except (OSError, ControlError) as exc:  # e.g. the listen address cannot be bound
+        log.error("cannot start: %s", exc)
         await speaker.close("start-up failed")
         return 1
-    log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
-             len(state.advertisements))  # fmt: skip
 
     async def reloader() -> None:
         while True:
             await reloads.get()
+            if control is not None or path is None:
+                log.warning("SIGHUP ignored: the state is managed over the control socket")
+                continue
             try:
                 new = load_config(path)
             except ConfigError as exc:
@@ -89,6 +121,8 @@ async def serve(path: Path, state: DesiredState) -> int:
     task = loop.create_task(reloader())
     await stop.wait()
     task.cancel()
+    if control is not None:
+        await control.close()
     log.info("shutting down: Cease/Administrative Shutdown to every peer")
     await speaker.close("kubgp-speaker shutting down")
     return 0
@@ -100,13 +134,27 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    path = Path(args.config)
-    try:
-        state = load_config(path)
-    except ConfigError as exc:
-        print(f"kubgp-speaker: {exc}", file=sys.stderr)
+    if args.config is None and args.socket is None:
+        print("kubgp-speaker: run needs --config FILE, --socket PATH, or both", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(serve(path, state))
+    path = Path(args.config) if args.config is not None else None
+    state = None
+    if path is not None:
+        try:
+            state = load_config(path)
+        except ConfigError as exc:
+            print(f"kubgp-speaker: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    return asyncio.run(
+        serve(
+            path,
+            state,
+            socket_path=Path(args.socket) if args.socket else None,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            socket_group=args.socket_group,
+            allowed_uids=args.allowed_uid,
+        )
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -116,7 +164,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="desired state file")
+    parser.add_argument("--config", metavar="FILE", help="desired state file (YAML or JSON)")
+    parser.add_argument(
+        "--socket", metavar="PATH", help="serve the control socket (NDJSON) for the node agent"
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="persist the last applied state here and resume it on start (with --socket)",
+    )
+    parser.add_argument(
+        "--socket-group", metavar="GROUP", help="group allowed on the socket (mode 0660)"
+    )
+    parser.add_argument(
+        "--allowed-uid",
+        type=int,
+        action="append",
+        metavar="UID",
+        help="uid allowed to connect (repeatable; default: root and our own uid)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )

@@ -28,10 +28,13 @@ class SpeakerProcess:
         tmp.write_text(json.dumps(doc))
         tmp.rename(self.config)
 
-    def start(self, doc: dict[str, object]) -> None:
-        self.write(doc)
-        argv = [sys.executable, "-m", "speaker.cli", "run", "--config", str(self.config),
-                "--log-level", "debug"]  # fmt: skip
+    def start(self, doc: dict[str, object] | None, *extra: str) -> None:
+        """Runs `kubgp-speaker run`, with `doc` as its --config file when given, plus `extra`
+        arguments (e.g. --socket, --state-dir)."""
+        argv = [sys.executable, "-m", "speaker.cli", "run", "--log-level", "debug", *extra]
+        if doc is not None:
+            self.write(doc)
+            argv += ["--config", str(self.config)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         with self.logfile.open("ab") as log:

@@ -1,3 +1,0 @@
-from tests.interop.speaker_proc import speaker_factory
-
-__all__ = ["speaker_factory"]
