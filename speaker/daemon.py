@@ -214,11 +214,15 @@ class PeerRunner:
     def on_data(self, conn: int, data: bytes) -> None:
         session = self.session
         eor = len(session.eor_received)
+        refreshes = session.refreshes_served
         before = len(session.rib_in) if log.isEnabledFor(logging.DEBUG) else -1
         self._run(session.data_received(conn, data, self.loop.time()))
         if len(session.eor_received) > eor:
             log.info("peer %s (%s): End-of-RIB received; %d prefixes received", self.peer.name,
                      self.peer.address, len(session.rib_in))  # fmt: skip
+        if session.refreshes_served > refreshes:
+            log.info("peer %s (%s): ROUTE-REFRESH: re-sent %d prefixes", self.peer.name,
+                     self.peer.address, len(session.rib_out))  # fmt: skip
         if before >= 0 and len(session.rib_in) != before:
             log.debug("peer %s (%s): %d prefixes received", self.peer.name, self.peer.address,
                       len(session.rib_in))  # fmt: skip

@@ -229,6 +229,7 @@ class Session:
         self.eor_received: set[Family] = set()
         self.skipped_routes = 0
         self.withdrawn_first_as = 0  # UPDATEs treated as withdraw: wrong first AS (eBGP)
+        self.refreshes_served = 0  # ROUTE-REFRESH requests answered by re-sending a family
         self._local_open = build_open(config)
         self._last_state = State.Idle
 
@@ -744,6 +745,7 @@ class Session:
         family = (refresh.afi, refresh.safi)
         if refresh.subtype != RouteRefreshSubtype.NORMAL or family not in self.families:
             return  # RFC 7313 §5: ignore unknown subtypes; RFC 2918 §4: ignore unknown families
+        self.refreshes_served += 1
         self._send_change(out, conn, self.rib_out.full(family))
 
     # ---- routes ----------------------------------------------------------------------------

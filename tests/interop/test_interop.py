@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.interop.speaker_proc import SpeakerProcess
+from tests.lab.bird import Bird
 from tests.lab.daemon import RouterDaemon, wait_for
 from tests.lab.lab import Lab
 from tests.lab.model import ESTABLISHED, IPV4_UNICAST, IPV6_UNICAST, PeerSpec, Route
@@ -131,6 +132,13 @@ def test_ebgp_ipv4_10k_routes_attributes_and_change_without_reset(
     assert not set(hosts[:100]) & got.keys()
     assert got[drained[0]].as_path == (LOCAL_ASN,) * 3
     assert got[kept[10]].as_path == (LOCAL_ASN,) and got[added[0]].med == 20
+    if isinstance(tor, Bird):
+        # BIRD asks for the table again (ROUTE-REFRESH, RFC 2918): we re-send all of it. (GoBGP
+        # and FRR keep an Adj-RIB-In in the lab, so their soft reset sends no ROUTE-REFRESH.)
+        at = len(sp.log())
+        tor.birdc("reload", "in", tor.protocol("kubgp"))
+        sp.wait_log(f"ROUTE-REFRESH: re-sent {len(got)} prefixes", after=at)
+        assert len(tor.wait_routes("kubgp", converged, timeout=60)) == len(got)
     # No session reset: one Established, ever, on both sides of the log.
     log = sp.log()
     assert "-> Idle" not in log and _transitions(sp, "tor", "Established") == 1

@@ -8,6 +8,7 @@ from speaker.bgp.context import IPV4_UNICAST, IPV6_UNICAST, Family
 from speaker.bgp.errors import CeaseSubcode, ErrorCode, OPENMessageErrorSubcode
 from speaker.bgp.fsm import (
     IdleReason,
+    Send,
     Session,
     SessionConfig,
     State,
@@ -178,6 +179,13 @@ def test_route_refresh_resends_the_family() -> None:
     wire.feed(b, b.request_refresh(IPV4_UNICAST))
     assert [type(m) for m in wire.messages(b)] == [RouteRefresh]
     assert sorted(p for m in wire.messages(a) if isinstance(m, Update) for p in m.nlri) == hosts(5)
+    assert a.refreshes_served == 1
+    # A family that was not negotiated is ignored (RFC 2918 §4).
+    wire.sent.clear()
+    conn = b.established
+    assert conn is not None
+    wire.feed(b, [Send(conn.id, RouteRefresh(afi=2, safi=1).encode())])
+    assert [type(m) for m in wire.messages(a)] == [] and a.refreshes_served == 1
 
 
 def test_bad_peer_as_is_rejected_and_the_notification_is_not_answered() -> None:
