@@ -82,6 +82,14 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
         metavar="SECONDS",
         help="re-read BGPPeer password Secrets this often (default %(default)s)",
     )
+    p.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="LIST every watched kind this often to forget objects deleted while "
+        "unwatched (default %(default)s; a 410 re-list triggers one anyway)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -141,5 +149,6 @@ def run(args: argparse.Namespace) -> int:
         "node agent for %s, speaker at %s, epoch %d", args.node_name, args.speaker_socket,
         push.epoch,
     )  # fmt: skip
-    asyncio.run(glue.run_operator(agent, peer_uids))
+    sweeper = glue.Sweeper(client, agent, interval=args.sweep_interval)
+    asyncio.run(glue.run_operator(agent, peer_uids, sweeper=sweeper))
     return 0

@@ -113,6 +113,7 @@ class NodeAgent:
         self._secrets = secrets
         self._secret_refresh = secret_refresh
         self._secret_cache: dict[SecretKey, Raw | None] = {}  # None: does not exist
+        self._fed_at: dict[ObjectRef, float] = {}  # when each object was last fed
         if reporter is not None:
             reporter.configured = self._peer_configured
 
@@ -129,6 +130,7 @@ class NodeAgent:
         """An object was added or changed. `live`: a watch event, not an initial listing (only
         those count for the event -> ack latency)."""
         ref = object_ref(raw)
+        self._fed_at[ref] = self._clock()
         if self._full is not None:
             self._full[ref] = raw
         else:
@@ -137,11 +139,49 @@ class NodeAgent:
 
     def delete(self, raw: Raw, *, live: bool = True) -> None:
         ref = object_ref(raw)
+        self._fed_at.pop(ref, None)
         if self._full is not None:
             self._full.pop(ref, None)
         else:
             self._changes[ref] = None
         self._touch(live=live)
+
+    def was_fed(self, raw: Raw) -> bool:
+        """Whether this object came through `upsert` before (and was not deleted since)."""
+        return object_ref(raw) in self._fed_at
+
+    def now(self) -> float:
+        return self._clock()
+
+    def known(self, kind: str) -> set[ObjectRef]:
+        """The objects of `kind` the agent holds (planned or pending)."""
+        if self._full is not None:
+            refs = set(self._full)
+        else:
+            refs = {view.ref for view in self.snapshot.objects()} | set(self.snapshot.invalid)
+            for ref, raw in self._changes.items():
+                if raw is None:
+                    refs.discard(ref)
+                else:
+                    refs.add(ref)
+        return {ref for ref in refs if ref.kind == kind}
+
+    def sweep(self, kind: str, listed: Iterable[ObjectRef], *, listed_since: float) -> int:
+        """Forget objects of `kind` that a LIST begun at `listed_since` (clock()) did not
+        return and that nothing fed since: deleted while no watch saw it (kopf re-lists after
+        a 410 Gone but never reports what vanished meanwhile). Returns how many."""
+        present = set(listed)
+        gone = [
+            ref
+            for ref in self.known(kind)
+            if ref not in present and self._fed_at.get(ref, float("-inf")) < listed_since
+        ]
+        for ref in gone:
+            log.info("%s vanished while unwatched: forgetting it", ref)
+            self.delete({"kind": ref.kind,
+                         "metadata": {"namespace": ref.namespace, "name": ref.name}},
+                        live=False)  # fmt: skip
+        return len(gone)
 
     def _touch(self, *, live: bool) -> None:
         now = self._clock()

@@ -13,6 +13,12 @@ for the first time. Planning any earlier would push a partial state (say, Servic
 yet) and withdraw routes the speaker kept across an agent restart. Every event after that is
 fed to the agent as it comes; the handlers never raise (kopf does not retry event handlers).
 
+kopf re-lists after a 410 Gone but never reports objects that vanished in the gap (they would
+stay planned: a deleted Service's address announced until the agent restarts). So a re-list
+seen by the handlers (initial-listing events after the first sync) makes `Sweeper` LIST that
+kind itself a moment later and have the agent forget what is gone; it also sweeps every kind
+every `sweep_interval` as a safety net.
+
 Secrets are not watched: the agent may read only those BGPPeers reference (RBAC by namespace,
 maybe by name), so `KubeSecretSource` GETs them for the agent (see controller.agent.node_agent).
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +39,7 @@ import kubernetes
 
 from controller.agent.node_agent import NodeAgent
 from controller.agent.node_status import SessionEvent
+from controller.reasons import ObjectRef
 
 log = logging.getLogger("kubgp.agent")
 
@@ -88,7 +96,85 @@ class PeerUids:
         self.uids: dict[str, str] = {}
 
 
-def build_registry(agent: NodeAgent, peer_uids: PeerUids) -> kopf.OperatorRegistry:
+class Sweeper:
+    """LISTs a kind when kopf re-listed it (and every kind now and then) so that the agent
+    forgets objects deleted while no watch was open."""
+
+    def __init__(
+        self, client: Any, agent: NodeAgent, *, interval: float = 600.0, settle: float = 2.0
+    ) -> None:
+        self._client = client
+        self._agent = agent
+        self._interval = interval
+        self._settle = settle
+        self._pending: set[Watched] = set()
+        self._wake = asyncio.Event()
+        self.sweeps = 0
+
+    def relisted(self, watched: Watched) -> None:
+        self._pending.add(watched)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+                await asyncio.sleep(self._settle)  # let kopf's re-list reach the handlers
+                kinds, self._pending = self._pending, set()
+                self._wake.clear()
+            except TimeoutError:
+                kinds = set(WATCHED)
+            if not self._agent.synced:
+                continue
+            for watched in sorted(kinds, key=WATCHED.index):
+                try:
+                    await self.sweep(watched)
+                except Exception as err:  # noqa: BLE001 - any API failure: next time
+                    log.warning("cannot list %s to sweep: %s", watched.plural, err)
+
+    async def sweep(self, watched: Watched) -> int:
+        since = self._agent.now()
+        selector = f"metadata.name={self._agent.node_name}" if watched is NODES else None
+        refs = await asyncio.to_thread(list_refs, self._client, watched, selector)
+        self.sweeps += 1
+        return self._agent.sweep(watched.kind, refs, listed_since=since)
+
+
+def list_refs(client: Any, watched: Watched, field_selector: str | None = None) -> list[ObjectRef]:
+    """Every object of a kind (names only), through the `kubernetes` client, page by page."""
+    if watched.group:
+        path = f"/apis/{watched.group}/{watched.version}/{watched.plural}"
+    else:
+        path = f"/api/{watched.version}/{watched.plural}"
+    refs: list[ObjectRef] = []
+    token = ""
+    while True:
+        query: list[tuple[str, str]] = [("limit", "500")]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if token:
+            query.append(("continue", token))
+        method, url, headers, body, post = client.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )  # fmt: skip
+        rsp = client.call_api(method, url, header_params=headers, body=body, post_params=post)
+        rsp.read()
+        if not 200 <= rsp.status < 300:
+            raise kubernetes.client.ApiException(http_resp=rsp)
+        data: Any = json.loads(rsp.data)
+        for item in data.get("items") or ():
+            namespace, name = _key(item)
+            refs.append(ObjectRef(watched.kind, namespace, name))
+        token = (data.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return refs
+
+
+def build_registry(
+    agent: NodeAgent, peer_uids: PeerUids, sweeper: Sweeper | None = None
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -96,18 +182,25 @@ def build_registry(agent: NodeAgent, peer_uids: PeerUids) -> kopf.OperatorRegist
         return kopf.login_via_client(**kwargs)
 
     for watched in WATCHED:
-        _register(registry, agent, peer_uids, watched)
+        _register(registry, agent, peer_uids, sweeper, watched)
     return registry
 
 
 def _register(
-    registry: kopf.OperatorRegistry, agent: NodeAgent, peer_uids: PeerUids, watched: Watched
+    registry: kopf.OperatorRegistry,
+    agent: NodeAgent,
+    peer_uids: PeerUids,
+    sweeper: Sweeper | None,
+    watched: Watched,
 ) -> None:
     def index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
         return {_key(body): _raw(body, watched)}
 
     async def on_event(event: kopf.RawEvent, **kwargs: Any) -> None:
         try:
+            raw_ref = _raw(event["object"], watched)
+            if event["type"] is None and sweeper is not None and agent.was_fed(raw_ref):
+                sweeper.relisted(watched)  # a listing of what was seen already: a re-list
             if not agent.synced:
                 raws = [
                     raw for w in WATCHED for store in kwargs[w.index_id].values() for raw in store
@@ -272,14 +365,25 @@ class KubeNodeStateWriter:
 
 
 async def run_operator(
-    agent: NodeAgent, peer_uids: PeerUids, *, stop: asyncio.Event | None = None
+    agent: NodeAgent,
+    peer_uids: PeerUids,
+    *,
+    sweeper: Sweeper | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """kopf and the agent side by side in this event loop, until SIGTERM/SIGINT (kopf's own
     handlers) or `stop`. If the agent's tasks end (they should not), kopf is stopped too."""
-    registry = build_registry(agent, peer_uids)
+    registry = build_registry(agent, peer_uids, sweeper)
     settings = build_settings(agent.node_name)
     stop = stop or asyncio.Event()
-    agent_task = asyncio.create_task(agent.run(), name="node-agent")
+
+    async def agent_and_sweeper() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(agent.run(), name="agent")
+            if sweeper is not None:
+                tasks.create_task(sweeper.run(), name="sweeper")
+
+    agent_task = asyncio.create_task(agent_and_sweeper(), name="node-agent")
     agent_task.add_done_callback(lambda _: stop.set())
     try:
         await kopf.operator(

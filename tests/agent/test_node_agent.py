@@ -11,6 +11,7 @@ from typing import Any
 from controller.agent.node_agent import NodeAgent, coalesce_deadline
 from controller.agent.push import PushLoop
 from controller.metrics import AgentMetrics
+from controller.reasons import ObjectRef
 from speaker.control import serve_control
 from tests.control.helpers import RecordingSink, socket_dir
 from tests.controller import manifests as m
@@ -168,5 +169,31 @@ def test_referenced_secrets_are_read_before_the_first_plan_and_refreshed() -> No
             agent.upsert(m.peer("tor-b", passwordSecretRef={**ref, "name": "nope"}))
             await asyncio.sleep(0.3)
             assert sink.current is not None and sink.current.peers == ()
+
+    asyncio.run(main())
+
+
+def test_sweep_forgets_only_what_a_listing_missed_and_nothing_fed_since() -> None:
+    async def main() -> None:
+        async with agent_with_speaker() as (agent, sink, _):
+            ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
+            agent.resync([m.node(), m.peer(), ad, m.service("a", lb_ips=("203.0.113.1",))])
+            await until(lambda: sink.current is not None)
+            assert not agent.was_fed(m.service("a"))
+            agent.upsert(m.service("b", lb_ips=("203.0.113.2",)))
+            await until(lambda: len(prefixes(sink)) == 3)
+            assert agent.was_fed(m.service("b"))
+            since = agent.now()
+            agent.upsert(m.service("c", lb_ips=("203.0.113.3",)))  # after the LIST began
+            # The LIST returned only b: a vanished unseen; c is newer than the LIST.
+            listed = [ObjectRef("Service", "default", "b")]
+            assert agent.sweep("Service", listed, listed_since=since) == 1
+            await until(lambda: prefixes(sink) == ["10.244.1.0/24", "203.0.113.2/32",
+                                                  "203.0.113.3/32"])  # fmt: skip
+            assert agent.known("Service") == {
+                ObjectRef("Service", "default", "b"), ObjectRef("Service", "default", "c"),
+            }  # fmt: skip
+            assert agent.sweep("Service", listed, listed_since=since) == 0
+            assert agent.sweep("BGPPeer", [], listed_since=agent.now()) == 1
 
     asyncio.run(main())
