@@ -441,6 +441,8 @@ def assign(service: LBService, pools: Sequence[Pool], ledger: Ledger) -> Assignm
     """The addresses `service` should hold. None: not ours to touch (another class)."""
     if not service.ours:
         return None
+    if service.deleting:  # keeps what it holds until it is gone: nobody reuses it meanwhile
+        return Assignment(service.assigned)
     if not service.wants_addresses:
         return Assignment(())
     if service.problem is not None:

@@ -367,6 +367,13 @@ def test_assign(
     assert run(service, raw_pools, others) == got  # deterministic
 
 
+def test_a_service_being_deleted_keeps_its_address_until_gone() -> None:
+    raw = lb_service(assigned=("203.0.113.3",), request="203.0.113.1")
+    raw["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    got = run(parse_lb_service(raw), [V4])
+    assert got.texts == ("203.0.113.3",) and got.failure is None
+
+
 def test_foreign_class_is_not_ours() -> None:
     assert assign(svc(lb_class="example.com/lb"), pools(V4), MemoryLedger()) is None
 
