@@ -154,7 +154,12 @@ class RouteTables:
         out: dict[Family, dict[Prefix, PathAttributes]] = {f: {} for f in families}
         attrs = self._attributes
         name = peer.name
+        # Over an IPv6 session, next-hop self has no IPv4 form (RFC 8950 is not implemented):
+        # such IPv4 routes are not advertised to that peer at all.
+        v6_session = ":" in peer.address
         for family, prefix, template, only in self._routes:
             if family in families and (only is None or name in only):
+                if v6_session and family == _V4 and template.next_hop == "self":
+                    continue
                 out[family][prefix] = attrs(template, ebgp, asn)
         return out

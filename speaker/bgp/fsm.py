@@ -393,6 +393,7 @@ class Session:
         notification = Notification.shutdown(subcode, message)
         if subcode not in (CeaseSubcode.AdministrativeShutdown, CeaseSubcode.AdministrativeReset):
             notification = Notification(code=ErrorCode.Cease, subcode=subcode)
+        had_connections = any(c.state >= State.OpenSent for c in self._conns.values())
         for conn in list(self._conns.values()):
             self._drop(out, conn, notification)
         self.rib_in.clear()
@@ -400,7 +401,8 @@ class Session:
         self._base = State.Idle
         self._retry_at = None
         self.last_reason = reason
-        self.last_error = f"sent NOTIFICATION {notification_text(notification)}"
+        if had_connections:
+            self.last_error = f"sent NOTIFICATION {notification_text(notification)}"
         self._transition(out, now, reason, self.last_error)
         return out
 

@@ -80,3 +80,17 @@ def test_attribute_sets_are_shared_between_routes_and_peers() -> None:
     a = tables.for_peer(peer("ebgp"))[IPV4_UNICAST][p("10.244.1.0/24")]
     b = tables.for_peer(peer("ebgp"))[IPV4_UNICAST][p("10.244.1.0/24")]
     assert a is b
+
+
+def test_ipv4_routes_with_next_hop_self_skip_an_ipv6_session() -> None:
+    state = parse_desired_state({
+        "routerId": "192.0.2.11", "asn": 64512,
+        "peers": [{"name": "v6", "address": "2001:db8::2", "asn": 65000,
+                   "families": ["ipv4-unicast", "ipv6-unicast"]}],
+        "advertisements": [{"prefix": "10.0.0.0/24"},
+                           {"prefix": "10.0.1.0/24", "nextHop": "192.0.2.1"},
+                           {"prefix": "2001:db8:1::/48"}],
+    })  # fmt: skip
+    table = RouteTables(state).for_peer(state.peers[0])
+    assert list(table[IPV4_UNICAST]) == [p("10.0.1.0/24")]
+    assert list(table[IPV6_UNICAST]) == [p("2001:db8:1::/48")]
