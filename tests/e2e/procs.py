@@ -4,7 +4,6 @@ real `kubgp-controller node`, each a subprocess with its own log file, always en
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -69,20 +68,9 @@ class Proc:
             self.kill()
 
 
-@functools.cache
-def speaker_has_socket_option() -> bool:
-    out = subprocess.run([sys.executable, "-m", "speaker.cli", "run", "--help"],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
-    return "--socket" in out
-
-
 def speaker_argv(socket_path: Path, state_dir: Path) -> list[str]:
-    if speaker_has_socket_option():
-        head = [sys.executable, "-m", "speaker.cli", "run"]
-    else:
-        head = [sys.executable, "-m", "tests.e2e.speaker_shim"]
-    return [*head, "--socket", str(socket_path), "--state-dir", str(state_dir),
-            "--log-level", "debug"]  # fmt: skip
+    return [sys.executable, "-m", "speaker.cli", "run", "--socket", str(socket_path),
+            "--state-dir", str(state_dir), "--log-level", "debug"]  # fmt: skip
 
 
 def free_port() -> int:
