@@ -54,6 +54,16 @@ def socket_options(state: DesiredState, peer: Peer) -> SocketOptions:
     )
 
 
+def unsupported(peer: Peer) -> str:
+    """Session options the configuration asks for that this speaker cannot honour yet."""
+    missing = []
+    if peer.password is not None:
+        missing.append("TCP MD5 (password)")
+    if peer.ttl_security:
+        missing.append("GTSM (ttlSecurity)")
+    return " and ".join(missing)
+
+
 class _Protocol(asyncio.Protocol):
     __slots__ = ("conn", "runner", "transport")
 
@@ -302,6 +312,16 @@ class Speaker:
                 self._by_address[normalise(peer.address)] = new
                 new.session.set_routes(tables.for_peer(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
+                missing = unsupported(peer)
+                if missing:
+                    # Never a session without the protection the configuration asks for.
+                    new.session.last_error = f"not started: {missing} not supported yet"
+                    log.error("peer %s (%s): %s", peer.name, peer.address, new.session.last_error)
+                    continue
+                if peer.graceful_restart.enabled:
+                    log.warning(
+                        "peer %s: graceful restart is not supported yet; ignored", peer.name
+                    )
                 new.start()
             else:
                 current.set_routes(tables.for_peer(peer))

@@ -140,3 +140,29 @@ def test_max_prefixes_and_wrong_asn_show_in_status() -> None:
             await b.close()
 
     run(body)
+
+
+def test_a_peer_asking_for_tcp_md5_is_not_started_without_it() -> None:
+    a_addr, b_addr = loopback_address(), loopback_address()
+
+    async def body() -> None:
+        listener = socket.create_server((b_addr, 179))
+        listener.setblocking(False)
+        a = Speaker()
+        try:
+            await a.apply(state(a_addr, 65001, [
+                _clean(peer("b", b_addr, 65002, src=a_addr, password="s3cret")),
+            ], []))  # fmt: skip
+            await asyncio.sleep(0.3)
+            s = status(a, "b")
+            assert s.state == "Idle" and "TCP MD5" in (s.last_error or "")
+            try:
+                listener.accept()
+                raise AssertionError("connected without the password")
+            except BlockingIOError:
+                pass
+        finally:
+            listener.close()
+            await a.close()
+
+    run(body)
