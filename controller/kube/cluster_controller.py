@@ -630,15 +630,14 @@ def login_from(api: kubernetes.client.ApiClient) -> Callable[[], kopf.Connection
     config = api.configuration
 
     def login() -> kopf.ConnectionInfo:
-        token = (config.api_key or {}).get("authorization") or (config.api_key or {}).get(
-            "BearerToken"
-        )
+        # Through the refresh hook: in-cluster tokens rotate, and kopf logs in again on a 401.
+        token = config.get_api_key_with_prefix("BearerToken", alias="authorization")
         scheme, _, value = (token or "").partition(" ")
         return kopf.ConnectionInfo(
             server=config.host,
             ca_path=config.ssl_ca_cert,
             insecure=not config.verify_ssl,
-            scheme=scheme or None if value else None,
+            scheme=(scheme or None) if value else None,
             token=value or token or None,
             certificate_path=config.cert_file,
             private_key_path=config.key_file,

@@ -70,3 +70,14 @@ def test_bad_lease_timings_are_refused(kube_api: KubeAPI) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "renew_deadline" in proc.stderr
+
+
+def test_kopf_logs_in_with_the_clients_credentials(kube_api: KubeAPI) -> None:
+    from controller.kube.cluster_controller import login_from
+
+    client = kube_api.api_client()
+    try:
+        info = login_from(client)()
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    assert (info.server, info.scheme, info.token) == (kube_api.url, "Bearer", "emulator")
