@@ -158,6 +158,11 @@ def session_events(
                 continue
             if new is None:
                 why = "the peer is no longer configured for this node"
+            elif flapped:
+                why = new.get("lastError") or (
+                    f"it was re-established at {new.get('since')} (the speaker restarted, or "
+                    "the session reset between two status reads)"
+                )
             else:
                 why = new.get("lastError") or f"the session is {new.get('state')}"
             events.append(

@@ -133,9 +133,11 @@ def test_session_events_up_down_flap_and_gone() -> None:
     assert event.message.endswith("went down: hold timer expired")
 
     flapped = doc(peer("tor-a", "Established", since=T0 + 60))
-    assert [e.reason for e in session_events("n1", up, flapped)] == [
+    flap = session_events("n1", up, flapped)
+    assert [e.reason for e in flap] == [
         SessionReason.SessionDown, SessionReason.SessionEstablished,
     ]  # fmt: skip
+    assert f"re-established at {rfc3339(T0 + 60)}" in flap[0].message
 
     # Gone from the speaker: reported while its BGPPeer exists, not after it was deleted.
     gone = doc()

@@ -108,6 +108,12 @@ class Procs:
         self.made.append(proc)
         return proc, sock
 
+    def again(self, proc: Proc, name: str) -> Proc:
+        """The same command again (e.g. after a kill), logging to its own file."""
+        again = Proc(name, proc.argv, proc.logfile.with_name(f"{name}.log"), self.env)
+        self.made.append(again)
+        return again
+
     def agent(self, node: str, sock: Path, *, metrics_port: int, name: str = "agent") -> Proc:
         argv = [sys.executable, "-m", "controller.cli", "node", "--node-name", node,
                 "--speaker-socket", str(sock), "--metrics-address", f"127.0.0.1:{metrics_port}",

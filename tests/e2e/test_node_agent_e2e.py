@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import statistics
 import threading
@@ -339,6 +340,12 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
         "/api/v1/namespaces/default/events",
     }, paths
 
+    # Nodes are listed and watched through a server-side field selector for this node only.
+    node_reads = [r for r in kube_api.requests if r.url.path == "/api/v1/nodes"]
+    assert node_reads and all(
+        r.params.get("fieldSelector") == f"metadata.name={NODE}" for r in node_reads
+    )
+
     # A Service deleted while the agent's watches were broken: kopf lists again after the
     # 410 Gone, but only reports what is there; the agent lists that kind itself and forgets
     # what vanished, so the ToR loses the address.
@@ -354,6 +361,23 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
              "the vanished Service's route withdrawn", timeout=15)  # fmt: skip
     assert route(tor, NODE, LB_PREFIX) is not None
     agent.wait_log("vanished while unwatched")
+
+    # The speaker dies and comes back without its saved state (say, a new pod): the agent
+    # notices at its next status read, reconnects, and re-sends everything as a snapshot.
+    speaker.kill()
+    shutil.rmtree(p.workdir / "speaker" / "state")
+    mark = len(agent.log())
+    speaker = p.again(speaker, "speaker-restarted").start()
+    agent.wait_log("the next push is a snapshot", after=mark)
+    tor.wait_established(NODE)
+    wait_for(lambda: {POD_CIDR, LB_PREFIX} <= tor_view(tor, NODE).prefixes,
+             "the routes back at the ToR after the speaker restart")  # fmt: skip
+    # The agent saw the session go down and come back, and said so on the BGPPeer.
+    down = wait_for(lambda: [e for e in events(kube_api) if e["reason"] == "SessionDown"],
+                    "a SessionDown Event")  # fmt: skip
+    assert down[0]["type"] == "Warning" and "went down" in down[0]["message"]
+    wait_for(lambda: len([e for e in events(kube_api) if e["reason"] == "SessionEstablished"])
+             == 2, "a second SessionEstablished Event")  # fmt: skip
 
     # The BGPPeer is deleted: the session closes and the ToR forgets the routes.
     kube_api.delete("BGPPeer", "tor-a")
