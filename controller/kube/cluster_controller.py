@@ -151,6 +151,7 @@ class ClusterController:
         api_client: kubernetes.client.ApiClient,
         *,
         may_write: Callable[[], bool] = lambda: True,
+        fence: Callable[[], bool] | None = None,
         metrics: ClusterMetrics | None = None,
         identity: str = COMPONENT,
         event_namespace: str = "default",
@@ -158,6 +159,7 @@ class ClusterController:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.may_write = may_write
+        self.fence = fence
         self.metrics = metrics
         self.identity = identity
         self.event_namespace = event_namespace
@@ -293,6 +295,11 @@ class ClusterController:
 
     async def _write_service(self, service: LBService, result: Assignment) -> LBService | None:
         if not self.may_write():
+            return None
+        # Fenced: renew the Lease right before an address changes hands, so a deposed leader
+        # that wakes up late finds out here instead of writing from a stale view.
+        if self.fence is not None and not await asyncio.to_thread(self.fence):
+            logger.warning("not the leader any more: %s/%s left alone", *service.key)
             return None
         ingress = [{"ip": ip} for ip in result.texts] or None
         body = {
@@ -576,6 +583,7 @@ async def run_cluster(
         controller = ClusterController(
             api_client,
             may_write=(lambda: True) if elector is None else elector.is_leader,
+            fence=None if elector is None else elector.confirm,
             metrics=options.metrics,
             identity=identity,
             event_namespace=options.event_namespace,

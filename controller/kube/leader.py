@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class LeaseElector:
         self._renewed_at: float | None = None  # when we last wrote the Lease as its holder
         self._observed: tuple[str | None, str | None] | None = None  # (holder, renewTime)
         self._observed_at = 0.0
+        self._lock = threading.Lock()  # the renew loop and fenced writes run in two threads
 
     def is_leader(self) -> bool:
         """True while our last successful renewal is within the renew deadline."""
@@ -82,6 +84,11 @@ class LeaseElector:
                 return False
         return True
 
+    def confirm(self) -> bool:
+        """Renew now and say whether we still hold the Lease: a fence before a write that must
+        not come from a deposed leader (blocking; call it from a thread)."""
+        return self.is_leader() and self.try_acquire_or_renew()
+
     async def release(self) -> None:
         """Give the Lease up (holder cleared) so a standby need not wait for it to expire."""
         await asyncio.to_thread(self._release)
@@ -89,6 +96,10 @@ class LeaseElector:
     # --- the blocking part ---------------------------------------------------------------
 
     def try_acquire_or_renew(self) -> bool:
+        with self._lock:
+            return self._try_acquire_or_renew()
+
+    def _try_acquire_or_renew(self) -> bool:
         cfg = self.config
         now = datetime.now(UTC)
         ApiException = kubernetes.client.ApiException
@@ -153,6 +164,10 @@ class LeaseElector:
         )
 
     def _release(self) -> None:
+        with self._lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
         cfg = self.config
         self._renewed_at = None
         try:

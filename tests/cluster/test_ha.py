@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 from controller.kube.leader import LeaseElector
 from tests.cluster.harness import (
@@ -172,3 +173,43 @@ def test_lease_elector_takes_over_only_an_expired_lease(kube_api: KubeAPI) -> No
             with contextlib.suppress(Exception):
                 c.close()  # type: ignore[no-untyped-call]
     assert status_writes(kube_api, "/status") == 0
+
+
+def test_a_deposed_leader_writes_no_address(kube_api: KubeAPI) -> None:
+    # Frozen-process view: a thinks it still leads (its clock has not moved), b took over.
+    a_clock, b_clock = [0.0], [0.0]
+    clients = [kube_api.api_client(), kube_api.api_client()]
+    try:
+        a = LeaseElector(clients[0], lease("a"), clock=lambda: a_clock[0])
+        b = LeaseElector(clients[1], lease("b"), clock=lambda: b_clock[0])
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+        b_clock[0] += 2.5
+        assert b.try_acquire_or_renew()
+        assert a.is_leader()  # by its own reckoning ...
+        assert not a.confirm()  # ... but the fence before a write asks the API server
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                c.close()  # type: ignore[no-untyped-call]
+
+
+def test_a_running_leader_stops_allocating_when_its_lease_is_taken(kube_api: KubeAPI) -> None:
+    kube_api.apply(pool("v4", cidrs=("203.0.113.0/30",)))
+    kube_api.apply(lb_service("first"))
+    with running(kube_api, identity="c1") as controller:
+        wait_for(lambda: ingress(kube_api, "first"), "first's address")
+        stolen = kube_api.get(*LEASE)
+        assert stolen is not None
+        # Someone else holds the Lease now (and never renews it).
+        stolen["spec"] = {**stolen["spec"], "holderIdentity": "ghost"}
+        kube_api.apply(stolen)
+        taken_at = time.monotonic()
+        kube_api.apply(lb_service("second"))
+        wait_for(lambda: ingress(kube_api, "second"), "second's address, after the takeover")
+        waited = time.monotonic() - taken_at
+        assert holder(kube_api) == "c1"
+        # Nothing was written for it until the ghost's Lease had expired (2 s) and c1 took
+        # the Lease back: the fence refused the write the stale leader would have made.
+        assert waited >= 2.0, waited
+        assert controller.metrics.value("kubgp_cluster_controller_leader") == 1
