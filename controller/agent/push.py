@@ -10,6 +10,8 @@ connection, and reads the speaker's status for the node's BGPNodeState.
 - Snapshot or delta: a delta when peers, ASN, router id and listen are unchanged and the
   advertisements changed in fewer entries than a snapshot would carry; a snapshot otherwise,
   and after any nack.
+- The status read every `status_interval` doubles as a check that the speaker still runs
+  our version; if another client changed it, the agent re-asserts its state (a snapshot).
 - Failures (no socket, a closed connection, a timeout, a nack) are retried by the loop itself
   with exponential backoff (`backoff_initial` doubling to `backoff_max`, with jitter), reset
   by the next ack. Nothing here raises to its caller but cancellation.
@@ -215,6 +217,12 @@ class PushLoop:
         """Also the liveness check: a speaker that went away is noticed here, within
         `status_interval`, and re-synced on reconnect even when nothing changed."""
         status = await client.status(timeout=self._request_timeout)
+        if self._speaker_has_ours and status.applied != self.acked_version:
+            # Someone else gave the speaker a state (another agent process for this node, a
+            # person with `kubgp-speaker apply`): the agent owns it; re-assert with a snapshot.
+            log.warning("the speaker runs %s, not ours (%s): re-sending our state",
+                        status.applied, self.acked_version)  # fmt: skip
+            self._speaker_has_ours = False
         if self._on_status is None or self._acked is None or status.applied != self.acked_version:
             return  # it runs some other process's state: ours is on its way; report then
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from controller.agent.push import PushLoop, delta_between
 from controller.metrics import AgentMetrics
+from speaker.client import SpeakerClient
 from speaker.control import ControlServer, serve_control
 from speaker.ipc import AppliedState, StateVersion
 from speaker.schema import DesiredState, parse_desired_state
@@ -230,6 +231,29 @@ def test_status_reads_are_reported_only_for_our_applied_state() -> None:
                 await until(lambda: len(seen) >= 3)
                 assert all(s == first and v == loop.acked_version and n == 2
                            for s, v, n in seen)  # fmt: skip
+        finally:
+            await server.close()
+
+    run(scenario)
+
+
+def test_a_state_pushed_by_someone_else_is_overwritten_at_the_next_status_read() -> None:
+    async def scenario(d: Path) -> None:
+        sink = RecordingSink()
+        server = await serve_control(sink, d / "s.sock")
+        metrics = AgentMetrics()
+        loop = PushLoop(str(d / "s.sock"), metrics=metrics, status_interval=0.05)
+        try:
+            async with pushing(loop):
+                ours = state("10.0.0.1/32")
+                loop.offer(ours)
+                await until(lambda: sink.current == ours)
+                other = await SpeakerClient.connect(d / "s.sock")
+                async with other:
+                    theirs = state("10.9.9.9/32")
+                    await other.snapshot(theirs, epoch=1, generation=1)
+                await until(lambda: sink.current == ours and len(sink.applied) == 3)
+                assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
         finally:
             await server.close()
 
