@@ -20,6 +20,7 @@ import socket
 import time
 
 from speaker.bgp.adj_rib_out import Table
+from speaker.bgp.context import family_name
 from speaker.bgp.errors import CeaseSubcode
 from speaker.bgp.fsm import (
     Close,
@@ -144,7 +145,7 @@ class PeerRunner:
         elif event.new is State.Established:
             neg = self.session.negotiated
             hold = neg.hold_time if neg is not None else 0
-            fams = ",".join(f"{a}/{s}" for a, s in sorted(self.session.families))
+            fams = ",".join(family_name(f) for f in sorted(self.session.families))
             log.info("%s (hold %ss, families %s)", text, hold, fams)
         else:
             log.info(text)

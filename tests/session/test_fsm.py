@@ -325,3 +325,16 @@ def test_ebgp_path_not_starting_with_the_peer_as_is_treated_as_withdraw() -> Non
     wire.feed(a, a.set_routes(table(hosts(3)[:2], foreign)))
     assert b.rib_in.count(IPV4_UNICAST) == 0  # two treated as withdraw, one withdrawn
     assert b.withdrawn_first_as == 1 and b.state is State.Established
+
+
+def test_hold_time_of_one_or_two_seconds_is_unacceptable() -> None:
+    b = Session(config(65002, 65001, B_ID, passive=True), rng=lambda: 0.0)
+    b.start(0)
+    conn, _ = b.accept(0, local_address=b"\x7f\0\0\2")
+    assert conn is not None
+    bad = Open.create(asn=65001, hold_time=3, bgp_id=A_ID).encode()
+    bad = bad[:22] + (2).to_bytes(2, "big") + bad[24:]  # hold time field = 2
+    events = b.data_received(conn, bad, 0)
+    sent = [e.data for e in events if isinstance(e, Send)]
+    assert sent[-1][19:21] == bytes((ErrorCode.OPENMessageError, 6))  # Unacceptable Hold Time
+    assert b.last_reason is IdleReason.OpenRejected and b.state == State.Idle
