@@ -151,4 +151,5 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     sweeper = glue.Sweeper(client, agent, interval=args.sweep_interval)
     asyncio.run(glue.run_operator(agent, peer_uids, sweeper=sweeper))
+    logging.getLogger("kubgp.agent").info("stopped; the speaker keeps its last state")
     return 0

@@ -377,6 +377,11 @@ async def run_operator(
     settings = build_settings(agent.node_name)
     stop = stop or asyncio.Event()
 
+    @kopf.on.cleanup(registry=registry)
+    async def stop_agent(**_: Any) -> None:
+        # kopf waits 5 s for tasks it did not start before giving up on them: end ours now.
+        agent_task.cancel()
+
     async def agent_and_sweeper() -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(agent.run(), name="agent")

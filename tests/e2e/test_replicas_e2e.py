@@ -1,0 +1,84 @@
+"""Two nodes, two real agents and two real speakers against one emulated API server: each
+agent watches only its own Node, plans only its own peers, and writes only its own
+BGPNodeState — nothing to the objects it watches. No router needed: the peers' addresses have
+nobody listening, so the sessions stay down and no Events are due."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.procs import Procs, free_port
+from tests.kube.emulator import KubeAPI
+from tests.lab.lab import loopback_address
+
+
+def node(name: str, address: str, role: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"role": role}},
+        "spec": {"podCIDRs": [f"10.244.{name[-1]}.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+    }
+
+
+def peer(name: str, selector: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"peerAddress": loopback_address(), "peerASN": 65000,
+                            "connectRetryTimeSeconds": 30}  # fmt: skip
+    if selector is not None:
+        spec["nodeSelector"] = {"matchLabels": selector}
+    return {"apiVersion": "kubgp.io/v1alpha1", "kind": "BGPPeer",
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if got := probe():
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_each_agent_writes_only_its_own_node_state(
+    kube_api: KubeAPI, procs: Callable[[Path], Procs]
+) -> None:
+    p = procs(kube_api.kubeconfig)
+    addresses = {"n1": loopback_address(), "n2": loopback_address()}
+    kube_api.apply(node("n1", addresses["n1"], "leaf"))
+    kube_api.apply(node("n2", addresses["n2"], "border"))
+    kube_api.apply(peer("tor-all"))
+    kube_api.apply(peer("tor-border", {"role": "border"}))
+    for name in ("n1", "n2"):
+        speaker, sock = p.speaker(f"speaker-{name}")
+        speaker.start()
+        p.agent(name, sock, metrics_port=free_port(), name=f"agent-{name}").start()
+
+    def state(name: str) -> dict[str, Any] | None:
+        obj = kube_api.get("BGPNodeState", name)
+        return None if obj is None else obj.get("status") or None
+
+    n1 = wait_for(lambda: state("n1"), "n1's BGPNodeState")
+    n2 = wait_for(lambda: state("n2"), "n2's BGPNodeState")
+    assert n1["routerId"] == addresses["n1"] and n2["routerId"] == addresses["n2"]
+    assert [x["name"] for x in n1["peers"]] == ["tor-all"]
+    assert [x["name"] for x in n2["peers"]] == ["tor-all", "tor-border"]
+    assert n1["establishedPeers"] == n2["establishedPeers"] == 0
+
+    writes = kube_api.writes()
+    created = sorted(body["metadata"]["name"] for method, _, body in writes if method == "POST")
+    assert created == ["n1", "n2"]
+    assert {path for _, path, _ in writes} == {
+        "/apis/kubgp.io/v1alpha1/bgpnodestates",
+        "/apis/kubgp.io/v1alpha1/bgpnodestates/n1/status",
+        "/apis/kubgp.io/v1alpha1/bgpnodestates/n2/status",
+    }
+    node_reads = {
+        r.params.get("fieldSelector") for r in kube_api.requests if r.url.path == "/api/v1/nodes"
+    }
+    assert node_reads == {"metadata.name=n1", "metadata.name=n2"}
+    # No Secrets watched or listed (the agents may read only the ones peers reference).
+    assert not [r for r in kube_api.requests if "secrets" in r.url.path]
