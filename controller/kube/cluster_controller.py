@@ -155,8 +155,11 @@ class ClusterController:
         metrics: ClusterMetrics | None = None,
         identity: str = COMPONENT,
         event_namespace: str = "default",
+        retry_delay: float = 5.0,
     ) -> None:
         self.core = kubernetes.client.CoreV1Api(api_client)
+        self.retry_delay = retry_delay
+        self._retry: asyncio.Task[None] | None = None
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.may_write = may_write
         self.fence = fence
@@ -280,7 +283,13 @@ class ClusterController:
                 return
             written = service
             if result.addresses != service.assigned:
-                written_or_none = await self._write_service(service, result)
+                try:
+                    written_or_none = await self._write_service(service, result)
+                except Exception as err:  # the API server failed us: try again later  # noqa: BLE001
+                    logger.warning("writing %s/%s's status failed: %s", *key, err)
+                    self._pending.add(key)
+                    self._retry_later()
+                    return
                 if written_or_none is None:
                     return
                 written = written_or_none
@@ -292,6 +301,20 @@ class ClusterController:
         await self._report(service, written, result, pools)
         if result.addresses != service.assigned:
             await self._sweeper.kick()
+
+    def _retry_later(self) -> None:
+        """One delayed sweep (pending Services, pool and peer status) after a failed write: event
+        handlers are not retried by kopf, and a quiet cluster sends no new event."""
+        if self._retry is not None and not self._retry.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.retry_delay)
+            self._retry = None  # a failure during this retry schedules the next one
+            await self._sweeper.kick()
+            await self._roller.kick()
+
+        self._retry = asyncio.get_running_loop().create_task(later(), name="ipam-retry")
 
     async def _write_service(self, service: LBService, result: Assignment) -> LBService | None:
         if not self.may_write():
@@ -461,10 +484,12 @@ class ClusterController:
                 name,
                 body,
             )
-        except kubernetes.client.ApiException as err:
-            if err.status in (404, 409):
-                return
-            raise
+        except Exception as err:  # noqa: BLE001
+            status_code = getattr(err, "status", None)
+            if status_code not in (404, 409):  # gone, or changed: its event brings us back
+                logger.warning("writing %s %s's status failed: %s", plural, name, err)
+                self._retry_later()
+            return
         kind = "pool" if plural == "loadbalancerippools" else "peer"
         meta = updated.get("metadata") if isinstance(updated, dict) else None
         rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
@@ -567,6 +592,7 @@ class ClusterOptions:
     metrics: ClusterMetrics | None = None
     event_namespace: str = "default"
     server_timeout: int | None = None
+    retry_delay: float = 5.0  # after a failed write
 
 
 async def run_cluster(
@@ -587,6 +613,7 @@ async def run_cluster(
             metrics=options.metrics,
             identity=identity,
             event_namespace=options.event_namespace,
+            retry_delay=options.retry_delay,
         )
         runner = KopfThread(
             controller.registry(options.login),

@@ -52,6 +52,7 @@ class Controller:
             lease=lease(identity or "c1") if elect else None,
             metrics=self.metrics,
             server_timeout=5,
+            retry_delay=0.2,
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None

@@ -245,3 +245,24 @@ def test_a_shrunk_pool_is_reported_not_silently_broken(kube_api: KubeAPI) -> Non
             "back inside",
         )
     assert status_writes(kube_api, "/services/c/status") == 1
+
+
+def test_a_failed_address_write_is_retried_without_a_new_event(kube_api: KubeAPI) -> None:
+    kube_api.apply(pool("v4", cidrs=("203.0.113.0/30",)))
+    # Enough failures to outlast the events our own pool status writes cause.
+    kube_api.handler["patch /api/v1/namespaces/default/services/web/status"][:4] << 500
+    kube_api.apply(lb_service("web"))
+    with running(kube_api):
+        wait_for(lambda: ingress(kube_api, "web") == ("203.0.113.0",), "web, after four 500s")
+    assert status_writes(kube_api, "/services/web/status") == 5
+
+
+def test_a_failed_pool_status_write_is_retried(kube_api: KubeAPI) -> None:
+    kube_api.apply(pool("flaky", cidrs=("198.51.100.0/30",)))
+    kube_api.handler["patch /apis/kubgp.io/v1alpha1/loadbalancerippools/flaky/status"][:3] << 500
+    with running(kube_api):
+        wait_for(
+            lambda: status_of(kube_api, "LoadBalancerIPPool", "flaky").get("total") == 4,
+            "flaky's status, after three 500s",
+        )
+    assert status_writes(kube_api, "/loadbalancerippools/flaky/status") == 4
