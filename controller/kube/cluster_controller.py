@@ -174,6 +174,7 @@ class ClusterController:
         self._pending: set[Key] = set()  # Services whose request could not be met
         self._reported: dict[str, tuple[str, ...]] = {}  # uid -> last outcome posted
         self._pools_changed = True
+        self._node_labels: dict[str, NodeLabels] = {}  # what the last roll-up kick saw
         self._written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._sweeper = Coalescer(self._sweep)
         self._roller = Coalescer(self._rollup)
@@ -243,7 +244,20 @@ class ClusterController:
             ctl.idx = Indexes.from_kwargs(kwargs)
             await ctl._roller.kick()
 
-        for args in (NODES, (GROUP, VERSION, "bgppeers"), (GROUP, VERSION, "bgpnodestates")):
+        @kopf.on.event(*NODES, id="rollup", registry=registry)
+        async def node_event(event: kopf.RawEvent, **kwargs: Any) -> None:
+            # Nodes change often (status, heartbeats); only their labels matter for selection.
+            name = str(kwargs["name"])
+            labels = None if event["type"] == "DELETED" else parse_node_labels(kwargs["body"])
+            if ctl._node_labels.get(name) == labels:
+                return
+            if labels is None:
+                ctl._node_labels.pop(name, None)
+            else:
+                ctl._node_labels[name] = labels
+            await rollup_event(**kwargs)
+
+        for args in ((GROUP, VERSION, "bgppeers"), (GROUP, VERSION, "bgpnodestates")):
             kopf.on.event(*args, id="rollup", registry=registry)(rollup_event)
 
         return registry
