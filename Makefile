@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test lint typecheck imports unit bench debs venv clean
+.PHONY: test lab lint typecheck imports unit bench debs venv clean
 
 test: venv debs lint typecheck imports unit bench
 
@@ -16,6 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
+
+# The lab: deploy/examples/ in the emulated API server, a network namespace per node running the
+# real speaker (its agent here), BIRD as the ToR; prints what the ToR learned and follows it
+# until Ctrl-C. `make lab LAB_ARGS=--once` prints once converged and exits. Needs root.
+lab: venv debs
+	$(PY) -m tests.lab.cluster_demo $(LAB_ARGS)
 
 # Real BGP daemons for the lab (we run as root on these machines).
 debs:
