@@ -167,14 +167,15 @@ def test_ibgp_stranger_refused_restart_freeze_and_wrong_asn(
     tor = _daemon(lab, kind, 65010)
     tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=65010, hold_time=6)
     tor.originate("10.99.0.0/24")  # what it sends us lands in our Adj-RIB-In
+    tor.originate("10.99.1.0/24")
     tor.start()
 
-    def doc(asn: int) -> dict[str, object]:
+    def doc(asn: int, max_prefixes: int = 0) -> dict[str, object]:
         return {
             "routerId": me,
             "asn": asn,
             "listen": {"address": me, "port": 179},
-            "peers": [_peer("tor", tor, me, asn=65010, holdTime=6)],
+            "peers": [_peer("tor", tor, me, asn=65010, holdTime=6, maxPrefixes=max_prefixes)],
             "advertisements": [{"prefix": "10.50.0.0/24", "nextHop": NH,
                                 "localPreference": 250, "communities": ["65010:1"]}],
         }  # fmt: skip
@@ -184,7 +185,7 @@ def test_ibgp_stranger_refused_restart_freeze_and_wrong_asn(
     tor.wait_established("kubgp")
     (route,) = tor.wait_routes("kubgp", _has("10.50.0.0/24"))
     assert (route.local_pref, route.as_path, route.next_hop) == (250, (), NH)
-    sp.wait_log(f"peer tor ({tor.address}): 1 prefixes received")  # its route, in our RIB-In
+    sp.wait_log(f"peer tor ({tor.address}): 2 prefixes received")  # its routes, in our RIB-In
 
     # A router we do not know connects: closed before any OPEN; the session is untouched.
     stranger = lab.address()
@@ -204,6 +205,11 @@ def test_ibgp_stranger_refused_restart_freeze_and_wrong_asn(
     tor.resume()
     tor.wait_established("kubgp", timeout=60)
     tor.wait_routes("kubgp", _has("10.50.0.0/24"))
+
+    # A receive limit below what the peer sends: Cease/1 (RFC 4486) once it is exceeded.
+    at = len(sp.log())
+    sp.reload(doc(65010, max_prefixes=1))
+    sp.wait_log("sent NOTIFICATION Cease/MaximumNumberOfPrefixesReached", after=at, timeout=30)
 
     # We come back with the wrong ASN (a session parameter: only this session is reset);
     # the peer refuses us and says why; we log it.
