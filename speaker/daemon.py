@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import time
@@ -66,16 +67,20 @@ def unsupported(peer: Peer) -> str:
 
 
 class _Protocol(asyncio.Protocol):
-    __slots__ = ("conn", "runner", "transport")
+    __slots__ = ("conn", "on_made", "runner", "transport")
 
-    def __init__(self, runner: PeerRunner, conn: int) -> None:
+    def __init__(self, runner: PeerRunner, conn: int, on_made: list[Event] | None) -> None:
         self.runner = runner
         self.conn = conn
+        self.on_made = on_made
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The session learns of the connection here, before any data_received can run, so
+        # that our OPEN is written first and the peer's OPEN never meets a Connect state.
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.runner.attached(self.conn, transport, self.on_made)
 
     def data_received(self, data: bytes) -> None:
         self.runner.on_data(self.conn, data)
@@ -182,21 +187,25 @@ class PeerRunner:
             sock.close()
             return
         try:
-            await self._attach(conn, sock)
+            await self.loop.connect_accepted_socket(lambda: _Protocol(self, conn, None), sock=sock)
         except OSError as exc:
             sock.close()
             self._run(self.session.connection_failed(conn, self.loop.time(), str(exc)))
-            return
-        if conn in self._transports:
-            local = local_address_bytes(sock)
-            self._run(self.session.connection_made(conn, self.loop.time(), local_address=local))
 
-    async def _attach(self, conn: int, sock: socket.socket) -> None:
-        transport, _ = await self.loop.connect_accepted_socket(
-            lambda: _Protocol(self, conn), sock=sock
-        )
-        assert isinstance(transport, asyncio.Transport)
+    def attached(self, conn: int, transport: asyncio.Transport, events: list[Event] | None) -> None:
+        """A transport is up: for an outgoing connection (events None) tell the session now;
+        for an accepted one, carry out the events `accept()` returned (our OPEN)."""
         self._transports[conn] = transport
+        if events is not None:
+            self._run(events)
+            return
+        sock = transport.get_extra_info("socket")
+        try:
+            local = ipaddress.ip_address(normalise(sock.getsockname()[0])).packed
+        except OSError:
+            transport.abort()
+            return
+        self._run(self.session.connection_made(conn, self.loop.time(), local_address=local))
 
     def accept(self, sock: socket.socket) -> None:
         """An incoming connection from this peer's address."""
@@ -215,12 +224,12 @@ class PeerRunner:
 
     async def _accepted(self, conn: int, sock: socket.socket, events: list[Event]) -> None:
         try:
-            await self._attach(conn, sock)
+            await self.loop.connect_accepted_socket(
+                lambda: _Protocol(self, conn, events), sock=sock
+            )
         except OSError:
             sock.close()
             self._run(events + self.session.connection_lost(conn, self.loop.time()))
-            return
-        self._run(events)
 
     def on_data(self, conn: int, data: bytes) -> None:
         session = self.session
