@@ -237,38 +237,68 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render_tor(
-    tor: TorSpec, nodes: list[NodeSpec], seen: dict[str, Learned], fib: dict[str, tuple[str, ...]]
-) -> list[str]:
+TOR_HEADER = ["PREFIX", "NEXT HOPS", "AS PATH", "COMMUNITIES", "LARGE COMMUNITIES", "TOR FIB"]
+NODE_HEADER = ["NODE", "ROUTER ID", "ASN", "GENERATION", "PEER", "STATE", "SINCE", "ADVERTISED"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class View:
+    """One look at the lab: the ToR's routes and kernel ECMP routes, the BGPNodeStates."""
+
+    tor: TorSpec
+    routes: list[list[str]]
+    kernel: list[str]
+    node_states: list[list[str]]
+
+    def text(self) -> list[str]:
+        lines = [f"ToR {self.tor.address} (BIRD, AS {self.tor.asn}) learned:"]
+        lines += _table([TOR_HEADER, *self.routes]) if self.routes else ["  (nothing)"]
+        lines += self.kernel
+        return [
+            *lines,
+            "",
+            "BGPNodeState (from the API server):",
+            *_table([NODE_HEADER, *self.node_states]),
+        ]
+
+    def records(self) -> list[str]:
+        """One line per route, kernel route and node session, unpadded: what changes show."""
+        return (
+            ["ToR  " + "  ".join(r) for r in self.routes]
+            + self.kernel
+            + ["BGPNodeState  " + "  ".join(r) for r in self.node_states]
+        )
+
+
+def route_rows(
+    nodes: list[NodeSpec], seen: dict[str, Learned], fib: dict[str, tuple[str, ...]]
+) -> list[list[str]]:
     who = {n.address: n.name for n in nodes}
-    lines = [f"ToR {tor.address} (BIRD, AS {tor.asn}) learned:"]
-    rows = [["PREFIX", "NEXT HOPS", "AS PATH", "COMMUNITIES", "LARGE COMMUNITIES", "TOR FIB"]]
+    rows: list[list[str]] = []
     for prefix in sorted(seen, key=_net_key):
         got = seen[prefix]
         hops = ", ".join(f"{h} ({who.get(h, '?')})" for h in got.next_hops)
         paths = " | ".join(" ".join(map(str, p)) for p in got.as_paths)
         installed = fib.get(prefix, ())
         kernel = f"ECMP x{len(installed)}" if len(installed) > 1 else f"{len(installed)} path"
+        communities = " ".join(got.communities) or "-"
         rows.append(
-            [
-                prefix,
-                hops,
-                paths,
-                " ".join(got.communities) or "-",
-                " ".join(got.large_communities) or "-",
-                kernel,
-            ]
+            [prefix, hops, paths, communities, " ".join(got.large_communities) or "-", kernel]
         )
-    lines += _table(rows) if len(rows) > 1 else ["  (nothing)"]
+    return rows
+
+
+def kernel_lines(fib: dict[str, tuple[str, ...]]) -> list[str]:
     multipath = {p: hops for p, hops in fib.items() if len(hops) > 1}
-    for prefix in sorted(multipath, key=_net_key):
-        via = " ".join(f"nexthop via {h}" for h in multipath[prefix])
-        lines.append(f"ToR kernel (BIRD merge paths): {prefix} {via}")
-    return lines
+    return [
+        f"ToR kernel (BIRD merge paths): {prefix} "
+        + " ".join(f"nexthop via {h}" for h in multipath[prefix])
+        for prefix in sorted(multipath, key=_net_key)
+    ]
 
 
-def render_node_states(kube_api: KubeAPI, nodes: list[NodeSpec]) -> list[str]:
-    rows = [["NODE", "ROUTER ID", "ASN", "GENERATION", "PEER", "STATE", "SINCE", "ADVERTISED"]]
+def node_state_rows(kube_api: KubeAPI, nodes: list[NodeSpec]) -> list[list[str]]:
+    rows: list[list[str]] = []
     for node in nodes:
         obj = kube_api.get("BGPNodeState", node.name)
         status: Obj = (obj or {}).get("status") or {}
@@ -278,8 +308,7 @@ def render_node_states(kube_api: KubeAPI, nodes: list[NodeSpec]) -> list[str]:
             str(status.get("asn", "-")),
             str(status.get("appliedGeneration", "-")),
         ]
-        peers = status.get("peers") or [{}]
-        for peer in peers:
+        for peer in status.get("peers") or [{}]:
             rows.append(
                 [
                     *base,
@@ -289,7 +318,7 @@ def render_node_states(kube_api: KubeAPI, nodes: list[NodeSpec]) -> list[str]:
                     str(peer.get("prefixesAdvertised", "-")),
                 ]
             )
-    return ["BGPNodeState (from the API server):", *_table(rows)]
+    return rows
 
 
 # -- convergence --------------------------------------------------------------------------
@@ -464,14 +493,18 @@ class TheLab:
             gone.append(f"bird exited:\n{self.tor.log_tail()}")
         return gone
 
-    def look(self) -> tuple[list[str], list[str]]:
+    def look(self) -> tuple[View, list[str]]:
         """(what to show, what is still missing)."""
         assert self.tor is not None
         seen = learned(self.tor, self.nodes)
         fib = self.tor.fib()
-        shown = render_tor(self.tor_spec, self.nodes, seen, fib)
-        shown += ["", *render_node_states(self.kube_api, self.nodes)]
-        return shown, missing(self.kube_api, self.nodes, seen, fib)
+        view = View(
+            tor=self.tor_spec,
+            routes=route_rows(self.nodes, seen, fib),
+            kernel=kernel_lines(fib),
+            node_states=node_state_rows(self.kube_api, self.nodes),
+        )
+        return view, missing(self.kube_api, self.nodes, seen, fib)
 
     def close(self) -> list[str]:
         """Agents, then the controller, then speakers (they close their sessions), then BIRD,
@@ -498,41 +531,45 @@ class TheLab:
 def follow(lab: TheLab, *, once: bool, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     problems: list[str] = ["nothing looked at yet"]
-    shown: list[str] = []
+    view: View | None = None
     while problems:
         if dead := lab.dead():
             say("lab: a process of the lab ended:\n" + "\n".join(dead))
             return 1
         if time.monotonic() > deadline:
-            print("\n".join(shown))
+            if view is not None:
+                print("\n".join(view.text()))
             say(f"lab: did not converge within {timeout:.0f} s:\n  " + "\n  ".join(problems))
             return 1
         time.sleep(POLL)
         try:
-            shown, problems = lab.look()
+            view, problems = lab.look()
         except LabError as exc:  # BIRD's CLI not answering for a moment
             problems = [str(exc)]
-    print("\n".join(shown), flush=True)
+    assert view is not None
+    print("\n".join(view.text()), flush=True)
     if once:
         return 0
     say(
-        "\nlab: converged; following changes (Ctrl-C to stop). "
-        f"KUBECONFIG={lab.kube_api.kubeconfig} reaches the emulated API server."
+        "\nlab: converged; following changes until Ctrl-C. Try, in another shell: "
+        f"KUBECONFIG={lab.kube_api.kubeconfig} {Path(sys.executable).parent}/kubectl-kubgp "
+        "status"
     )
+    shown = view.records()
     while True:
         time.sleep(POLL)
         if dead := lab.dead():
             say("lab: a process of the lab ended:\n" + "\n".join(dead))
             return 1
         try:
-            now, _ = lab.look()
+            now = lab.look()[0].records()
         except LabError as exc:
             say(f"lab: {exc}")
             continue
         if now != shown:
-            print(f"\n--- {time.strftime('%H:%M:%S')} changed:")
-            print("\n".join(f"- {line}" for line in shown if line not in now))
-            print("\n".join(f"+ {line}" for line in now if line not in shown), flush=True)
+            lines = [f"- {line}" for line in shown if line not in now]
+            lines += [f"+ {line}" for line in now if line not in shown]
+            print(f"\n--- {time.strftime('%H:%M:%S')}", *lines, sep="\n", flush=True)
             shown = now
 
 
