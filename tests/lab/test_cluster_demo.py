@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -114,8 +117,12 @@ def test_make_lab_once() -> None:
         )
         assert re.search(pattern, out, re.M), out
 
-    # Nothing left behind: its namespaces, its processes (by the PIDs it reported, and any
-    # process still naming its work dir), the work dir itself.
+    _assert_nothing_left(err)
+
+
+def _assert_nothing_left(err: str) -> None:
+    """Nothing left behind: the demo's namespaces, its processes (by the PIDs it reported, and
+    any process still naming its work dir), the work dir itself."""
     spaces = re.search(r"^lab: namespaces (.+); work dir (\S+)$", err, re.M)
     assert spaces is not None, err
     namespaces, workdir = spaces.group(1).split(), spaces.group(2)
@@ -128,3 +135,62 @@ def test_make_lab_once() -> None:
     assert _cmdlines_mentioning(workdir) == []
     assert not os.path.exists(workdir)
     assert "lab: torn down\n" in err
+
+
+@pytest.mark.timeout(90)
+def test_not_converging_in_time_is_an_error_and_still_cleans_up() -> None:
+    # One second is too short for the agents even to start, so this run cannot converge.
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.lab.cluster_demo", "--once", "--timeout", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=85,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "lab: did not converge within 1 s:\n" in done.stderr
+    assert "BGPNodeState worker-1: not every peer Established yet" in done.stderr
+    _assert_nothing_left(done.stderr)
+
+
+def _wait_in(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text()
+        if needle in text:
+            return text
+        assert proc.poll() is None, text
+        time.sleep(0.1)
+    raise AssertionError(f"no {needle!r} within {timeout} s in:\n{path.read_text()}")
+
+
+@pytest.mark.timeout(90)
+def test_following_shows_a_change_and_ctrl_c_cleans_up(tmp_path: Path) -> None:
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.lab.cluster_demo"], cwd=ROOT, stdout=out, stderr=err
+        )
+    try:
+        text = _wait_in(err_path, "following changes until Ctrl-C", proc, 60)
+        url = re.search(r"API server at (http://127\.0\.0\.1:\d+) ", text)
+        assert url is not None, text
+        # The Service loses its endpoints: the ToR loses its /32, from both nodes.
+        path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-7x2kq"
+        request = urllib.request.Request(url.group(1) + path, method="DELETE")
+        with urllib.request.urlopen(request, timeout=10) as rsp:
+            assert rsp.status == 200
+        hops = ", ".join(f"{NODES[n]} ({n})" for n in READY)
+        _wait_in(out_path, f"- ToR  {SERVICE}  {hops}  64512", proc, 20)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:  # the test failed: let the demo tear down, as it does on TERM
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    _assert_nothing_left(err_path.read_text())
