@@ -49,7 +49,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 20.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = probe()
-        if got is not None and got is not False:
+        if got:  # a value, True, a non-empty list
             return got
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
