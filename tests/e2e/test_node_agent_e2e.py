@@ -308,6 +308,9 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
     assert metrics['kubgp_agent_pushes_total{kind="snapshot"}'] >= 6
     assert metrics['kubgp_agent_push_failures_total{reason="connection"}'] == 0
     inside = metrics["kubgp_agent_event_to_ack_seconds_sum"] / count
+    plans = metrics["kubgp_agent_plan_duration_seconds_count"]
+    assert plans >= 11
+    plan_ms = metrics["kubgp_agent_plan_duration_seconds_sum"] / plans * 1000
 
     # A quiet cluster writes nothing (the agent reads the speaker's status every 0.2 s).
     writes_before = len(kube_api.writes())
@@ -394,4 +397,5 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
         f"{statistics.median(at_tor) * 1000:.0f} ms, max {max(at_tor) * 1000:.0f} ms"
         f"\nevent -> ack inside the agent (watch event .. ack, its histogram): mean "
         f"{inside * 1000:.0f} ms over {count:.0f} events"
+        f"\nplan duration (its histogram, mean): {plan_ms:.2f} ms over {plans:.0f} plans"
     )
