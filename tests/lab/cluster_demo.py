@@ -14,6 +14,10 @@ route BIRD put in the ToR's kernel table with `merge paths`) and each node's BGP
 prints every change until Ctrl-C. `--once` prints once the routes match the cluster and exits
 0, or exits 1 saying what is missing after `--timeout`. Everything it made (namespaces,
 processes, by PID, and its temp dir) is removed on the way out, whatever the way out was.
+
+The network is built once, from the manifests: a Node or BGPPeer added while it runs gets no
+namespace and no BIRD session; everything else (Services, endpoints, advertisements, pools)
+can change through the API server and shows at the ToR.
 """
 
 from __future__ import annotations
@@ -133,20 +137,8 @@ class Fabric:
             ns = self.node_ns[node.name]
             self._add_ns(ns)
             port = f"port{i}"
-            ip(
-                "-n",
-                self.tor_ns,
-                "link",
-                "add",
-                port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
-            )
+            veth = ["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns]
+            ip("-n", self.tor_ns, *veth)
             ip("-n", self.tor_ns, "link", "set", port, "master", "br0", "up")
             ip("-n", ns, "addr", "add", f"{node.address}/{prefix}", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
@@ -189,8 +181,8 @@ class EcmpBird(Bird):
         table: dict[str, tuple[str, ...]] = {}
         for entry in json.loads(out or "[]"):
             dst = entry["dst"] if "/" in entry["dst"] else entry["dst"] + "/32"
-            hops = [h["gateway"] for h in entry.get("nexthops", [])] or [entry.get("gateway", "")]
-            table[dst] = tuple(sorted(hops, key=ipaddress.IPv4Address))
+            hops = [h.get("gateway") for h in entry.get("nexthops", [])] or [entry.get("gateway")]
+            table[dst] = tuple(sorted((h for h in hops if h), key=ipaddress.IPv4Address))
         return table
 
 
