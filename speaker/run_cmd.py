@@ -26,6 +26,7 @@ import yaml
 
 from speaker.control import ControlError, ControlServer, serve_control
 from speaker.daemon import Speaker
+from speaker.metrics import SpeakerMetrics
 from speaker.schema import DesiredState, SchemaError, parse_desired_state
 from speaker.state_store import StateStore
 
@@ -69,9 +70,19 @@ async def serve(
     state_dir: Path | None = None,
     socket_group: str | None = None,
     allowed_uids: list[int] | None = None,
+    metrics_address: str | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     speaker = Speaker()
+    metrics = SpeakerMetrics(speaker)
+    sink = metrics.sink()  # the speaker, with every apply timed
+    if metrics_address:
+        try:
+            metrics.serve(metrics_address)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve metrics on %s: %s", metrics_address, exc)
+            return 1
+        log.info("metrics on http://%s/metrics", metrics_address)
     stop = asyncio.Event()
     reloads: asyncio.Queue[None] = asyncio.Queue()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -82,16 +93,17 @@ async def serve(
         if socket_path is not None:
             # serve_control resumes the persisted state, else applies `state` (the file).
             control = await serve_control(
-                speaker,
+                sink,
                 socket_path,
                 allowed_uids=allowed_uids or None,
                 group=socket_group,
                 state_store=StateStore(state_dir) if state_dir is not None else None,
                 initial=state,
             )
+            metrics.watch_control(control)
             log.info("control socket %s ready", socket_path)
         elif state is not None:
-            await speaker.apply(state)
+            await sink.apply(state)
             log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
                      len(state.advertisements))  # fmt: skip
     except (OSError, ControlError) as exc:  # e.g. the listen address cannot be bound
@@ -111,7 +123,7 @@ async def serve(
                 log.error("SIGHUP: %s; keeping the running state", exc)
                 continue
             try:
-                await speaker.apply(new)
+                await sink.apply(new)
             except OSError as exc:
                 log.error("SIGHUP: cannot apply %s: %s", path, exc)
                 continue
@@ -153,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
             state_dir=Path(args.state_dir) if args.state_dir else None,
             socket_group=args.socket_group,
             allowed_uids=args.allowed_uid,
+            metrics_address=args.metrics_address,
         )
     )
 
@@ -175,6 +188,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--socket-group", metavar="GROUP", help="group allowed on the socket (mode 0660)"
+    )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on /metrics (e.g. 127.0.0.1:9473, :9473 = all addresses)",
     )
     parser.add_argument(
         "--allowed-uid",

@@ -34,6 +34,7 @@ from speaker.bgp.capabilities import (
     RouteRefreshCapability,
 )
 from speaker.bgp.context import DEFAULT_CONTEXT, MAX_MESSAGE, Family, family_name
+from speaker.bgp.counters import MessageCounters
 from speaker.bgp.errors import (
     BGPError,
     CeaseSubcode,
@@ -230,6 +231,7 @@ class Session:
         self.skipped_routes = 0
         self.withdrawn_first_as = 0  # UPDATEs treated as withdraw: wrong first AS (eBGP)
         self.refreshes_served = 0  # ROUTE-REFRESH requests answered by re-sending a family
+        self.counters = MessageCounters()
         self._local_open = build_open(config)
         self._last_state = State.Idle
 
@@ -279,6 +281,8 @@ class Session:
         new = self.state
         if new != self._last_state:
             out.append(StateChanged(old=self._last_state, new=new, reason=reason, detail=detail))
+            if self._last_state is State.Established:
+                self.counters.flaps += 1
             self._last_state = new
             self.since = now
 
@@ -295,7 +299,9 @@ class Session:
 
     def _send(self, out: list[Event], conn: _Conn, message: Message) -> None:
         ctx = conn.negotiated.tx if conn.negotiated is not None else DEFAULT_CONTEXT
-        out.append(Send(conn.id, message.encode(ctx)))
+        wire = message.encode(ctx)
+        self.counters.on_sent(wire)
+        out.append(Send(conn.id, wire))
 
     def _open_sent(self, out: list[Event], conn: _Conn, now: float) -> None:
         conn.state = State.OpenSent
@@ -573,6 +579,7 @@ class Session:
     def _message(
         self, out: list[Event], conn: _Conn, now: float, msg_type: int, body: bytes
     ) -> None:
+        self.counters.on_received(msg_type, body)
         if msg_type == NOTIFICATION:
             received = decode_message(msg_type, body)
             assert isinstance(received, Notification)
@@ -687,7 +694,9 @@ class Session:
         self._send_change(out, conn, self.rib_out.update(self.desired, families))
         builder = UpdateBuilder(conn.negotiated.tx)
         for family in families:
-            out.append(Send(conn.id, builder.end_of_rib(family)))
+            eor = builder.end_of_rib(family)
+            self.counters.on_sent(eor)
+            out.append(Send(conn.id, eor))
 
     def _send_change(self, out: list[Event], conn: _Conn, change: RibChange) -> None:
         if not change:
@@ -698,6 +707,8 @@ class Session:
         )
         self.skipped_routes = skipped
         if messages:
+            for message in messages:
+                self.counters.on_sent(message)
             out.append(Send(conn.id, b"".join(messages)))
 
     def _on_update(self, out: list[Event], conn: _Conn, now: float, body: bytes) -> None:
