@@ -44,7 +44,7 @@ from tests.e2e.procs import Proc, speaker_argv
 from tests.kube.emulator import KubeAPI
 from tests.lab.bird import Bird
 from tests.lab.model import ESTABLISHED, LabError, PeerSpec, Route
-from tests.lab.netns import _ip as ip
+from tests.lab.netns import ip
 
 Obj = dict[str, Any]
 

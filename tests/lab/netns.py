@@ -18,7 +18,8 @@ from tests.lab.model import LabError
 _SERIAL = itertools.count(1)
 
 
-def _ip(*args: str) -> str:
+def ip(*args: str) -> str:
+    """Runs `ip ARGS...`; raises LabError with its stderr when it fails."""
     done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20, check=False)
     if done.returncode != 0:
         raise LabError(f"ip {' '.join(args)}: {done.stderr.strip()}")
@@ -55,16 +56,16 @@ class NetnsPair:
     def create(self) -> NetnsPair:
         try:
             for host in (self.a, self.b):
-                _ip("netns", "add", host.netns)
+                ip("netns", "add", host.netns)
                 self._created.append(host.netns)
-                _ip("-n", host.netns, "link", "set", "lo", "up")
-            _ip("-n", self.a.netns, "link", "add", self.a.interface, "type", "veth",
+                ip("-n", host.netns, "link", "set", "lo", "up")
+            ip("-n", self.a.netns, "link", "add", self.a.interface, "type", "veth",
                 "peer", "name", self.b.interface, "netns", self.b.netns)  # fmt: skip
             for host in (self.a, self.b):
-                _ip("-n", host.netns, "addr", "add", f"{host.ipv4}/24", "dev", host.interface)
-                _ip("-n", host.netns, "addr", "add", f"{host.ipv6}/64", "dev", host.interface,
+                ip("-n", host.netns, "addr", "add", f"{host.ipv4}/24", "dev", host.interface)
+                ip("-n", host.netns, "addr", "add", f"{host.ipv6}/64", "dev", host.interface,
                     "nodad")  # fmt: skip
-                _ip("-n", host.netns, "link", "set", host.interface, "up")
+                ip("-n", host.netns, "link", "set", host.interface, "up")
         except BaseException:
             self.delete()
             raise
@@ -73,9 +74,9 @@ class NetnsPair:
     def delete(self) -> None:
         for name in reversed(self._created):
             with contextlib.suppress(LabError):
-                _ip("netns", "del", name)
+                ip("netns", "del", name)
         self._created.clear()
 
     @staticmethod
     def exists(name: str) -> bool:
-        return name in _ip("netns", "list").split()
+        return name in ip("netns", "list").split()
