@@ -38,6 +38,7 @@ from speaker.ipc import PeerStatus
 from speaker.routes import RouteTables, local_asn, session_config
 from speaker.schema import DesiredState, Listen, Peer
 from speaker.transport import (
+    GTSM_TTL,
     Listener,
     SocketOptions,
     apply_options,
@@ -50,20 +51,31 @@ log = logging.getLogger("kubgp.speaker")
 
 
 def socket_options(state: DesiredState, peer: Peer) -> SocketOptions:
+    """TTL: GTSM (RFC 5082) sends 255 and accepts only 256 - ebgpMultihop and up (255 for a
+    directly connected peer); otherwise eBGP sends `ebgpMultihop`, iBGP the OS default."""
     ebgp = local_asn(state, peer) != peer.asn
+    if peer.ttl_security:
+        ttl: int | None = GTSM_TTL
+        min_ttl: int | None = GTSM_TTL + 1 - peer.ebgp_multihop
+    else:
+        ttl, min_ttl = (peer.ebgp_multihop if ebgp else None), None
     return SocketOptions(
-        source_address=peer.source_address, ttl=peer.ebgp_multihop if ebgp else None
+        source_address=peer.source_address, ttl=ttl, password=peer.password, min_ttl=min_ttl
     )
 
 
-def unsupported(peer: Peer) -> str:
-    """Session options the configuration asks for that this speaker cannot honour yet."""
-    missing = []
+def connect_timeout(peer: Peer) -> float:
+    """How long one connect may take: below the shortest jittered ConnectRetry (75 %)."""
+    return max(0.5, 0.7 * peer.connect_retry_time)
+
+
+def no_answer(peer: Peer, timeout: float) -> str:
+    """What a connect timeout means. With MD5 the kernel says nothing more: a peer that has
+    another key, or none, drops our signed SYN silently (and we drop its unsigned one)."""
+    text = f"no answer within {timeout:g}s"
     if peer.password is not None:
-        missing.append("TCP MD5 (password)")
-    if peer.ttl_security:
-        missing.append("GTSM (ttlSecurity)")
-    return " and ".join(missing)
+        text += " (TCP MD5 password mismatch likely: the peer drops segments it cannot verify)"
+    return text
 
 
 class _Protocol(asyncio.Protocol):
@@ -174,10 +186,19 @@ class PeerRunner:
     # -- transport callbacks -------------------------------------------------------------------
 
     async def _connect(self, conn: int) -> None:
+        timeout = connect_timeout(self.peer)
         try:
-            sock = await connect(self.peer.address, self.peer.port, self.options)
+            sock = await asyncio.wait_for(
+                connect(self.peer.address, self.peer.port, self.options), timeout
+            )
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            self._connecting.pop(conn, None)
+            detail = no_answer(self.peer, timeout)
+            log.info("peer %s (%s): connect: %s", self.peer.name, self.peer.address, detail)
+            self._run(self.session.connection_failed(conn, self.loop.time(), detail))
+            return
         except OSError as exc:
             self._connecting.pop(conn, None)
             self._run(self.session.connection_failed(conn, self.loop.time(), str(exc)))
@@ -210,7 +231,7 @@ class PeerRunner:
     def accept(self, sock: socket.socket) -> None:
         """An incoming connection from this peer's address."""
         try:
-            apply_options(sock, SocketOptions(ttl=self.options.ttl))
+            apply_options(sock, SocketOptions(ttl=self.options.ttl, min_ttl=self.options.min_ttl))
             local = local_address_bytes(sock)
         except OSError:
             sock.close()
@@ -313,6 +334,9 @@ class Speaker:
                 self._remove(
                     name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
                 )
+        if self._listener is not None:
+            # Keys before any session starts: a peer's SYN without its signature never passes.
+            self._listener.set_keys(self._md5_keys(state))
         tables = RouteTables(state)
         for peer in state.peers:
             current = self.runners.get(peer.name)
@@ -322,12 +346,6 @@ class Speaker:
                 self._by_address[normalise(peer.address)] = new
                 new.session.set_routes(tables.for_peer(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
-                missing = unsupported(peer)
-                if missing:
-                    # Never a session without the protection the configuration asks for.
-                    new.session.last_error = f"not started: {missing} not supported yet"
-                    log.error("peer %s (%s): %s", peer.name, peer.address, new.session.last_error)
-                    continue
                 if peer.graceful_restart.enabled:
                     log.warning(
                         "peer %s: graceful restart is not supported yet; ignored", peer.name
@@ -340,6 +358,10 @@ class Speaker:
         runner = self.runners.pop(name)
         self._by_address.pop(normalise(runner.peer.address), None)
         runner.stop(reason, subcode)
+
+    @staticmethod
+    def _md5_keys(state: DesiredState) -> dict[str, str]:
+        return {normalise(p.address): p.password for p in state.peers if p.password is not None}
 
     def _apply_listener(self, listen: Listen | None) -> None:
         if listen == self._listen:

@@ -142,27 +142,35 @@ def test_max_prefixes_and_wrong_asn_show_in_status() -> None:
     run(body)
 
 
-def test_a_peer_asking_for_tcp_md5_is_not_started_without_it() -> None:
-    a_addr, b_addr = loopback_address(), loopback_address()
+def test_tcp_md5_same_key_establishes_other_key_never() -> None:
+    a_addr, b_addr, c_addr = loopback_address(), loopback_address(), loopback_address()
 
     async def body() -> None:
-        listener = socket.create_server((b_addr, 179))
+        listener = socket.create_server((c_addr, 179))  # no key: a signed SYN is dropped
         listener.setblocking(False)
-        a = Speaker()
+        a, b = Speaker(), Speaker()
         try:
+            await b.apply(state(b_addr, 65002, [
+                _clean(peer("a", a_addr, 65001, src=b_addr, password="s3cret", passive=True)),
+            ], []))  # fmt: skip
             await a.apply(state(a_addr, 65001, [
                 _clean(peer("b", b_addr, 65002, src=a_addr, password="s3cret")),
+                _clean(peer("c", c_addr, 65003, src=a_addr, password="s3cret")),
             ], []))  # fmt: skip
-            await asyncio.sleep(0.3)
-            s = status(a, "b")
-            assert s.state == "Idle" and "TCP MD5" in (s.last_error or "")
+            await until("a-b Established", lambda: status(a, "b").state == "Established")
+            await until("c: connect timed out", lambda: bool(status(a, "c").last_error))
+            s = status(a, "c")
+            assert s.state != "Established" and "MD5 password mismatch likely" in (
+                s.last_error or ""
+            )
             try:
                 listener.accept()
-                raise AssertionError("connected without the password")
+                raise AssertionError("a signed SYN reached a listener without the key")
             except BlockingIOError:
                 pass
         finally:
             listener.close()
             await a.close()
+            await b.close()
 
     run(body)
