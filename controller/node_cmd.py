@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from controller.agent.health import HealthServer
 from controller.agent.node_agent import (
     DEFAULT_MAX_DELAY,
     DEFAULT_QUIET,
@@ -47,6 +48,9 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
     p.add_argument("--metrics-address", default="", metavar="HOST:PORT",
                    help="serve Prometheus metrics on /metrics there (':9474' = every "
                    "address); default: no metrics endpoint")  # fmt: skip
+    p.add_argument("--health-address", default="", metavar="HOST:PORT",
+                   help="serve /readyz (synced: listed, first state acked by the speaker) and "
+                   "/livez there ('127.0.0.1:9476'); default: no health endpoint")  # fmt: skip
     p.add_argument(
         "--coalesce-quiet",
         type=float,
@@ -150,6 +154,24 @@ def run(args: argparse.Namespace) -> int:
         push.epoch,
     )  # fmt: skip
     sweeper = glue.Sweeper(client, agent, interval=args.sweep_interval)
-    asyncio.run(glue.run_operator(agent, peer_uids, sweeper=sweeper))
-    logging.getLogger("kubgp.agent").info("stopped; the speaker keeps its last state")
-    return 0
+
+    async def main() -> int:
+        # On the agent's own event loop: a wedged loop does not answer /livez.
+        health = HealthServer(ready=agent.readiness, live=agent.liveness)
+        if args.health_address:
+            try:
+                await health.start(args.health_address)
+            except (OSError, ValueError) as err:
+                print(f"kubgp-controller node: --health-address {args.health_address}: {err}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+        try:
+            await glue.run_operator(agent, peer_uids, sweeper=sweeper)
+        finally:
+            await health.close()
+        return 0
+
+    status = asyncio.run(main())
+    if status == 0:
+        logging.getLogger("kubgp.agent").info("stopped; the speaker keeps its last state")
+    return status

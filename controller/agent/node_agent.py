@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
+from controller.agent.health import Health, LiveReason, readiness
 from controller.agent.node_status import NodeStatusReporter
 from controller.agent.push import PushLoop
 from controller.metrics import AgentMetrics
@@ -110,6 +111,8 @@ class NodeAgent:
         self._offered: DesiredState | None = None
         self._reasons: tuple[Reason, ...] = ()
         self.plans = 0  # for tests and logs
+        self._ready: Health | None = None  # latched once ready (controller.agent.health)
+        self._running = False
         self._secrets = secrets
         self._secret_refresh = secret_refresh
         self._secret_cache: dict[SecretKey, Raw | None] = {}  # None: does not exist
@@ -192,16 +195,44 @@ class NodeAgent:
             self._event_times.append(now)
         self._wake.set()
 
+    # -- health ----------------------------------------------------------------------------
+
+    def readiness(self) -> Health:
+        """/readyz: listed, planned, and the first state acknowledged (or none to send);
+        stays ready once it was (controller.agent.health)."""
+        if self._ready is not None:
+            return self._ready
+        health = readiness(
+            synced=self.synced,
+            plans=self.plans,
+            offered=self._offered is not None,
+            acked=self.push.acked_state is not None,
+        )
+        if health.ok:
+            self._ready = health
+            log.info("ready: %s", health.text().strip())
+        return health
+
+    def liveness(self) -> Health:
+        """/livez: the loops run (and, being asked on this event loop, the loop answers)."""
+        if self._running:
+            return Health(True, LiveReason.Running)
+        return Health(False, LiveReason.Stopped, "the agent's loops are not running")
+
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._plan_loop(), name="plan")
-            tasks.create_task(self.push.run(), name="push")
-            if self.reporter is not None:
-                tasks.create_task(self.reporter.run(), name="status")
-            if self._secrets is not None:
-                tasks.create_task(self._refresh_secrets(), name="secrets")
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._plan_loop(), name="plan")
+                tasks.create_task(self.push.run(), name="push")
+                if self.reporter is not None:
+                    tasks.create_task(self.reporter.run(), name="status")
+                if self._secrets is not None:
+                    tasks.create_task(self._refresh_secrets(), name="secrets")
+        finally:
+            self._running = False
 
     async def _plan_loop(self) -> None:
         while True:
