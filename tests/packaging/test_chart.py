@@ -4,11 +4,14 @@ strict) or, for our own kinds, against our CRDs; what each workload and role mus
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import yaml
 
 from tests.control.test_client import server_thread
 from tests.controller.test_crds import admit
+from tests.e2e.procs import free_port
 from tests.packaging.chart import (
     CHART_DIR,
     KUBERNETES_VERSION,
@@ -424,8 +428,55 @@ def test_node_agent_args_parse_with_the_real_cli() -> None:
     assert args.node_name == "node-1"
     assert args.speaker_socket == "/run/kubgp/speaker.sock"
     assert args.metrics_address == ":9474"
+    assert args.health_address == "127.0.0.1:9476"
     assert args.default_asn == 64512
     assert args.coalesce_quiet == 0.5
+
+
+def _kubelet_http_get(probe: Manifest) -> bool:
+    """What the kubelet does for an httpGet probe: success is a 2xx or 3xx answer in time."""
+    get = probe["httpGet"]
+    url = f"http://{get['host']}:{get['port']}{get['path']}"
+    try:
+        with urllib.request.urlopen(url, timeout=probe["timeoutSeconds"]) as rsp:
+            return 200 <= rsp.status < 400
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_node_agent_probes_ask_the_agent_it_runs() -> None:
+    """The agent's probes, as rendered, against the health endpoint its rendered args start:
+    readiness follows the agent's readiness, liveness its loops, both fail with no agent."""
+    from controller.agent.health import Health, HealthServer
+    from controller.cli import build_parser
+
+    port = free_port()
+    ds = one(render({"nodeAgent": {"healthPort": port}}), "DaemonSet")
+    agent = container(ds, "node-agent")
+    ready, live = agent["readinessProbe"], agent["livenessProbe"]
+    assert (ready["httpGet"]["path"], live["httpGet"]["path"]) == ("/readyz", "/livez")
+    # Liveness slower to give up than readiness, never a restart loop during a rollout.
+    assert live["periodSeconds"] * live["failureThreshold"] >= 60
+    assert ready["periodSeconds"] <= 10
+    argv = [a.replace("$(NODE_NAME)", "node-1") for a in agent["args"][1:]]
+    args = build_parser().parse_args(argv)
+    synced = Health(False, "NotAcked")
+
+    async def main() -> list[bool]:
+        server = HealthServer(ready=lambda: synced, live=lambda: Health(True, "Running"))
+        await server.start(args.health_address)
+        try:
+            seen = [await asyncio.to_thread(_kubelet_http_get, ready)]
+            nonlocal synced
+            synced = Health(True, "Acked")
+            seen.append(await asyncio.to_thread(_kubelet_http_get, ready))
+            seen.append(await asyncio.to_thread(_kubelet_http_get, live))
+        finally:
+            await server.close()
+        seen.append(await asyncio.to_thread(_kubelet_http_get, live))
+        return seen
+
+    assert asyncio.run(main()) == [False, True, True, False]
 
 
 def test_controller_args_parse_with_the_real_cli() -> None:

@@ -92,6 +92,7 @@ seccompProfile:
 - --speaker-socket={{ include "kubgp.socket" . }}
 - --default-asn={{ .Values.defaultASN }}
 - --log-level={{ .Values.logLevel }}
+- --health-address=127.0.0.1:{{ .Values.nodeAgent.healthPort }}
 {{- if .Values.metrics.enabled }}
 - --metrics-address=:{{ .Values.metrics.nodeAgentPort }}
 {{- end }}
@@ -122,6 +123,17 @@ exec:
     - --socket={{ include "kubgp.socket" .root }}
     - --timeout={{ sub .probe.timeoutSeconds 1 }}
     - --output=json
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- end -}}
+
+{{/* The node agent's /readyz and /livez on the node's loopback (host network). */}}
+{{- define "kubgp.nodeAgentProbe" -}}
+httpGet:
+  host: 127.0.0.1
+  path: {{ .path }}
+  port: {{ .root.Values.nodeAgent.healthPort }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}
 failureThreshold: {{ .probe.failureThreshold }}
