@@ -27,6 +27,7 @@ from speaker.bgp.fsm import (
     Close,
     Connect,
     Event,
+    GracefulRestartNote,
     IdleReason,
     Send,
     Session,
@@ -104,11 +105,18 @@ class _Protocol(asyncio.Protocol):
 class PeerRunner:
     """One peer: its Session, its live transports and pending connects, and one timer."""
 
-    def __init__(self, peer: Peer, config: SessionConfig, options: SocketOptions) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        config: SessionConfig,
+        options: SocketOptions,
+        *,
+        restarting: bool = False,
+    ) -> None:
         self.peer = peer
         self.options = options
         self.loop = asyncio.get_running_loop()
-        self.session = Session(config, name=peer.name, now=self.loop.time())
+        self.session = Session(config, name=peer.name, now=self.loop.time(), restarting=restarting)
         self._transports: dict[int, asyncio.Transport] = {}
         self._closing: dict[int, asyncio.Transport] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
@@ -152,6 +160,8 @@ class PeerRunner:
                     transport.close()  # flushes what was written first
             elif isinstance(event, StateChanged):
                 self._log_state(event)
+            elif isinstance(event, GracefulRestartNote):
+                log.info("peer %s (%s): %s", self.peer.name, self.peer.address, event.text)
         self._schedule()
 
     def _log_state(self, event: StateChanged) -> None:
@@ -275,6 +285,17 @@ class PeerRunner:
         if not self._transports and not self._closing:
             self.closed.set()
 
+    @property
+    def graceful_restart(self) -> bool:
+        """Both sides sent the GR capability on the current session: the peer keeps our routes
+        as stale if the TCP connection just goes away (no NOTIFICATION)."""
+        neg = self.session.negotiated
+        return (
+            self.session.config.graceful_restart
+            and neg is not None
+            and neg.peer_graceful_restart is not None
+        )
+
     def status(self) -> PeerStatus:
         s = self.session
         return PeerStatus(
@@ -303,7 +324,9 @@ class PeerRunner:
 class Speaker:
     """The declarative BGP speaker: give it a whole desired state; it converges to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, restarting: bool = False) -> None:
+        # restarting: the sessions of the first state applied are a restart (RFC 4724 R bit).
+        self._restarting = restarting
         self.state: DesiredState | None = None
         self.runners: dict[str, PeerRunner] = {}
         self._by_address: dict[str, PeerRunner] = {}
@@ -341,15 +364,16 @@ class Speaker:
         for peer in state.peers:
             current = self.runners.get(peer.name)
             if current is None:
-                new = PeerRunner(peer, session_config(state, peer), socket_options(state, peer))
+                new = PeerRunner(
+                    peer,
+                    session_config(state, peer),
+                    socket_options(state, peer),
+                    restarting=self._restarting and old is None,
+                )
                 self.runners[peer.name] = new
                 self._by_address[normalise(peer.address)] = new
                 new.session.set_routes(tables.for_peer(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
-                if peer.graceful_restart.enabled:
-                    log.warning(
-                        "peer %s: graceful restart is not supported yet; ignored", peer.name
-                    )
                 new.start()
             else:
                 current.set_routes(tables.for_peer(peer))
@@ -390,13 +414,24 @@ class Speaker:
     def status(self) -> list[PeerStatus]:
         return [self.runners[name].status() for name in sorted(self.runners)]
 
-    async def close(self, message: str = "", timeout: float = 5.0) -> None:
-        """Cease/Administrative Shutdown to every peer, then wait (bounded) for the bytes out."""
+    async def close(
+        self, message: str = "", timeout: float = 5.0, *, graceful_restart: bool = False
+    ) -> None:
+        """Cease/Administrative Shutdown to every peer, then wait (bounded) for the bytes out.
+
+        With `graceful_restart`, a peer whose session negotiated graceful restart gets no
+        NOTIFICATION: its TCP connection is just closed, as if we had been killed, so that it
+        keeps our routes (stale) for the restart time while we come back (RFC 4724 §4.2).
+        """
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         runners = list(self.runners.values())
         for runner in runners:
+            if graceful_restart and runner.graceful_restart:
+                log.info("peer %s (%s): closing for a graceful restart, routes stay at the peer",
+                         runner.peer.name, runner.peer.address)  # fmt: skip
+                continue
             runner.stop(IdleReason.AdministrativeShutdown, CeaseSubcode.AdministrativeShutdown,
                         message)  # fmt: skip
         await asyncio.gather(*(r.wait_closed(timeout) for r in runners))

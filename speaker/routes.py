@@ -57,6 +57,8 @@ def session_config(state: DesiredState, peer: Peer) -> SessionConfig:
         connect_retry_time=float(peer.connect_retry_time),
         passive=peer.passive,
         max_prefixes=peer.max_prefixes,
+        graceful_restart=peer.graceful_restart.enabled,
+        restart_time=peer.graceful_restart.restart_time,
     )
 
 

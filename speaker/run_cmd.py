@@ -9,7 +9,12 @@ docs/control-socket.md) takes snapshots and deltas. The state last applied is pe
 `--state-dir` and resumed at start, before `--config` (which then only seeds a first start);
 the agent owns the state, so SIGHUP is ignored with a log line.
 
-SIGTERM or SIGINT closes every session with Cease/Administrative Shutdown and exits 0.
+Shutdown (exit 0): SIGINT, and SIGTERM with `--shutdown=withdraw` (the default), close every
+session with Cease/Administrative Shutdown: the peers withdraw our routes. SIGTERM with
+`--shutdown=graceful-restart`, and SIGUSR2 always, close the sessions that negotiated graceful
+restart (RFC 4724) without a NOTIFICATION: the peers keep our routes as stale for the restart
+time while a new speaker comes up from the same state (a rolling upgrade; see
+docs/hardening.md). Being killed has the same effect.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from speaker.state_store import StateStore
 
 log = logging.getLogger("kubgp.speaker")
 EXIT_CONFIG = 2
+SHUTDOWN_WITHDRAW = "withdraw"
+SHUTDOWN_GRACEFUL_RESTART = "graceful-restart"
 
 
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -71,9 +78,11 @@ async def serve(
     socket_group: str | None = None,
     allowed_uids: list[int] | None = None,
     metrics_address: str | None = None,
+    shutdown: str = SHUTDOWN_WITHDRAW,
 ) -> int:
     loop = asyncio.get_running_loop()
-    speaker = Speaker()
+    # Every start is a restart to a peer that had a session with us (R bit, RFC 4724 §3).
+    speaker = Speaker(restarting=True)
     metrics = SpeakerMetrics(speaker)
     sink = metrics.sink()  # the speaker, with every apply timed
     if metrics_address:
@@ -84,9 +93,16 @@ async def serve(
             return 1
         log.info("metrics on http://%s/metrics", metrics_address)
     stop = asyncio.Event()
+    mode = [SHUTDOWN_WITHDRAW]
+
+    def stop_with(how: str) -> None:
+        mode[0] = how
+        stop.set()
+
     reloads: asyncio.Queue[None] = asyncio.Queue()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop_with, shutdown)
+    loop.add_signal_handler(signal.SIGINT, stop_with, SHUTDOWN_WITHDRAW)
+    loop.add_signal_handler(signal.SIGUSR2, stop_with, SHUTDOWN_GRACEFUL_RESTART)
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
     control: ControlServer | None = None
     try:
@@ -135,8 +151,13 @@ async def serve(
     task.cancel()
     if control is not None:
         await control.close()
-    log.info("shutting down: Cease/Administrative Shutdown to every peer")
-    await speaker.close("kubgp-speaker shutting down")
+    if mode[0] == SHUTDOWN_GRACEFUL_RESTART:
+        log.info("shutting down for a graceful restart: peers with graceful restart keep our "
+                 "routes; Cease/Administrative Shutdown to the others")  # fmt: skip
+        await speaker.close("kubgp-speaker restarting", graceful_restart=True)
+    else:
+        log.info("shutting down: Cease/Administrative Shutdown to every peer")
+        await speaker.close("kubgp-speaker shutting down")
     return 0
 
 
@@ -165,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
             state_dir=Path(args.state_dir) if args.state_dir else None,
             socket_group=args.socket_group,
             allowed_uids=args.allowed_uid,
+            shutdown=args.shutdown,
             metrics_address=args.metrics_address,
         )
     )
@@ -200,6 +222,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         metavar="UID",
         help="uid allowed to connect (repeatable; default: root and our own uid)",
+    )
+    parser.add_argument(
+        "--shutdown",
+        choices=[SHUTDOWN_WITHDRAW, SHUTDOWN_GRACEFUL_RESTART],
+        default=SHUTDOWN_WITHDRAW,
+        help="what SIGTERM does: withdraw (Cease to every peer) or graceful-restart (peers that "
+        "negotiated graceful restart keep our routes while we restart); SIGUSR2 is always "
+        "graceful-restart, SIGINT always withdraw",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

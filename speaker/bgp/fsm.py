@@ -16,6 +16,15 @@ then the negotiated minimum; 0 = none) and Keepalive. Every transition to Idle c
 The session also owns the peer's Adj-RIB-In (with the `max_prefixes` limit: Cease/1) and its
 Adj-RIB-Out: `set_routes()` hands it the desired table; while Established, only the difference
 is sent, and on establishment the whole table followed by End-of-RIB per family.
+
+Graceful restart (RFC 4724): with `SessionConfig.graceful_restart` the OPEN carries the
+capability with the restart time and the forwarding bit for every family (the forwarding state
+is the node's, it survives a speaker restart); a `Session(restarting=True)` also sets the R bit
+until it is first Established. As the helper, when the TCP connection of a session whose peer
+sent the capability is lost (or its hold timer expires), the peer's routes of the families in
+its capability stay in the Adj-RIB-In as stale: until the peer's End-of-RIB per family (what
+was not re-sent is removed), until the peer's restart time if it does not come back, and
+removed at once if the new OPEN has no capability or no forwarding bit for the family.
 """
 
 from __future__ import annotations
@@ -27,9 +36,17 @@ from dataclasses import dataclass, field
 
 from speaker.bgp.adj_rib_in import AdjRibIn
 from speaker.bgp.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
-from speaker.bgp.attributes import AS_SEQUENCE, Attribute, MpUnreachNlriAttribute
+from speaker.bgp.attributes import (
+    AS_SEQUENCE,
+    Attribute,
+    MpReachNlriAttribute,
+    MpUnreachNlriAttribute,
+)
 from speaker.bgp.capabilities import (
+    GR_FORWARDING,
+    GR_RESTART,
     ExtendedMessageCapability,
+    GracefulRestartCapability,
     MultiprotocolCapability,
     RouteRefreshCapability,
 )
@@ -57,9 +74,11 @@ from speaker.bgp.messages import (
     decode_update,
 )
 from speaker.bgp.negotiation import Negotiated, negotiate
+from speaker.bgp.nlri import Prefix
 from speaker.bgp.update_builder import UpdateBuilder
 
 OPEN_SENT_HOLD_TIME = 240  # RFC 4271 §8.2.2: "a large value", 4 minutes suggested
+STALE_PATH_TIME = 360  # helper: stale routes wait this long for End-of-RIB (FRR's default)
 MAX_BACKOFF_FACTOR = 8
 _COLLISION = Notification(code=ErrorCode.Cease, subcode=CeaseSubcode.ConnectionCollisionResolution)
 
@@ -121,7 +140,14 @@ class StateChanged:
     detail: str = ""
 
 
-Event = Connect | Send | Close | StateChanged
+@dataclass(frozen=True, slots=True)
+class GracefulRestartNote:
+    """Something the helper did with a peer's stale routes (for the log)."""
+
+    text: str
+
+
+Event = Connect | Send | Close | StateChanged | GracefulRestartNote
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +164,8 @@ class SessionConfig:
     passive: bool = False
     max_prefixes: int = 0
     extended_message: bool = True
+    graceful_restart: bool = False
+    restart_time: int = 120
 
     @property
     def ebgp(self) -> bool:
@@ -153,13 +181,21 @@ def treat_as_withdraw(update: Update) -> Update:
     return Update(withdrawn=update.nlri, attributes=attrs)
 
 
-def build_open(config: SessionConfig) -> Open:
+def build_open(config: SessionConfig, *, restarting: bool = False) -> Open:
     caps: list[object] = [
         MultiprotocolCapability(afi=a, safi=s) for a, s in sorted(config.families)
     ]
     caps.append(RouteRefreshCapability())
     if config.extended_message:
         caps.append(ExtendedMessageCapability())
+    if config.graceful_restart:
+        families = tuple((a, s, GR_FORWARDING) for a, s in sorted(config.families))
+        flags = GR_RESTART if restarting else 0
+        caps.append(
+            GracefulRestartCapability(
+                flags=flags, restart_time=config.restart_time, families=families
+            )
+        )
     return Open.create(
         asn=config.local_asn,
         hold_time=config.hold_time,
@@ -211,6 +247,7 @@ class Session:
         name: str = "",
         rng: Callable[[], float] | None = None,
         now: float = 0.0,
+        restarting: bool = False,
     ) -> None:
         self.config = config
         self.name = name
@@ -232,7 +269,15 @@ class Session:
         self.withdrawn_first_as = 0  # UPDATEs treated as withdraw: wrong first AS (eBGP)
         self.refreshes_served = 0  # ROUTE-REFRESH requests answered by re-sending a family
         self.counters = MessageCounters()
-        self._local_open = build_open(config)
+        self._base_open = build_open(config)
+        # After a restart, the R bit (RFC 4724 §3) until the first session is Established.
+        self._local_open = (
+            build_open(config, restarting=True)
+            if restarting and config.graceful_restart
+            else self._base_open
+        )
+        self.stale: dict[Family, set[Prefix]] = {}  # helper: routes kept over a peer's restart
+        self._stale_at: float | None = None
         self._last_state = State.Idle
 
     # ---- introspection ---------------------------------------------------------------------
@@ -266,6 +311,8 @@ class Session:
 
     def next_deadline(self) -> float | None:
         times = [self._retry_at] if self._retry_at is not None else []
+        if self._stale_at is not None:
+            times.append(self._stale_at)
         for conn in self._conns.values():
             if conn.hold_at is not None:
                 times.append(conn.hold_at)
@@ -327,11 +374,23 @@ class Session:
         restart: bool = True,
     ) -> None:
         """The session (not just one connection) fails: close everything, clear the RIBs."""
-        was_established = self.established is not None
+        established = self.established
+        was_established = established is not None
         for other in list(self._conns.values()):
             self._drop(out, other, notification if other is conn else None)
         self._conns.clear()
-        self.rib_in.clear()
+        peer_gr = established.negotiated.peer_graceful_restart if (
+            established is not None and established.negotiated is not None
+        ) else None  # fmt: skip
+        if (
+            peer_gr is not None
+            and self.config.graceful_restart
+            and reason in (IdleReason.ConnectionLost, IdleReason.HoldTimerExpired)
+        ):
+            self._keep_stale(out, now, peer_gr)
+        else:
+            self._clear_stale()
+            self.rib_in.clear()
         self.rib_out.clear()
         self.eor_received.clear()
         self.last_reason = reason
@@ -360,6 +419,53 @@ class Session:
         else:
             self._drop(out, conn, notification)
             self._transition(out, now)
+
+    # ---- graceful restart, helper side (RFC 4724 §4.2) -------------------------------------
+
+    def _keep_stale(self, out: list[Event], now: float, cap: GracefulRestartCapability) -> None:
+        kept = {(a, s) for a, s, _ in cap.families} & self.config.families
+        for family in list(self.rib_in.routes):
+            if family not in kept:
+                del self.rib_in.routes[family]
+        for family, table in self.rib_in.routes.items():
+            self.stale.setdefault(family, set()).update(table)
+        count = sum(len(p) for p in self.stale.values())
+        if cap.restart_time == 0 or not count:
+            self._clear_stale(drop=True)
+            return
+        self._stale_at = now + cap.restart_time
+        out.append(GracefulRestartNote(
+            f"graceful restart: keeping {count} routes as stale for up to {cap.restart_time}s"
+        ))  # fmt: skip
+
+    def _clear_stale(self, *, drop: bool = False, family: Family | None = None) -> int:
+        """Forget stale marks (of one family or all); with `drop`, remove those routes too."""
+        removed = 0
+        for fam in [family] if family is not None else list(self.stale):
+            prefixes = self.stale.pop(fam, set())
+            if drop:
+                table = self.rib_in.routes.get(fam, {})
+                for prefix in prefixes:
+                    removed += table.pop(prefix, None) is not None
+        if not self.stale:
+            self._stale_at = None
+        return removed
+
+    def _stale_on_established(self, out: list[Event], now: float, conn: _Conn) -> None:
+        if not self.stale:
+            return
+        assert conn.negotiated is not None
+        cap = conn.negotiated.peer_graceful_restart
+        removed = 0
+        for family in list(self.stale):
+            if cap is None or not cap.forwarding_preserved(family):
+                removed += self._clear_stale(drop=True, family=family)
+        if removed:
+            out.append(GracefulRestartNote(
+                f"graceful restart: removed {removed} stale routes (forwarding state not kept)"
+            ))  # fmt: skip
+        if self.stale:
+            self._stale_at = now + STALE_PATH_TIME
 
     # ---- administrative events -------------------------------------------------------------
 
@@ -402,6 +508,7 @@ class Session:
         had_connections = any(c.state >= State.OpenSent for c in self._conns.values())
         for conn in list(self._conns.values()):
             self._drop(out, conn, notification)
+        self._clear_stale()
         self.rib_in.clear()
         self.rib_out.clear()
         self._base = State.Idle
@@ -499,6 +606,11 @@ class Session:
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             self._on_retry(out, now)
+        if self._stale_at is not None and now >= self._stale_at:
+            removed = self._clear_stale(drop=True)
+            out.append(GracefulRestartNote(
+                f"graceful restart: timed out, removed {removed} stale routes"
+            ))  # fmt: skip
         return out
 
     def _on_retry(self, out: list[Event], now: float) -> None:
@@ -687,7 +799,9 @@ class Session:
         self._retry_at = None
         self.last_error = ""
         self.last_reason = None
+        self._local_open = self._base_open  # the R bit only until the first session
         self._transition(out, now)
+        self._stale_on_established(out, now, conn)
         # The initial table, then End-of-RIB per family (RFC 4724 §2).
         self.rib_out.clear()
         families = sorted(self.families)
@@ -717,7 +831,15 @@ class Session:
         family = update.end_of_rib
         if family is not None:
             self.eor_received.add(family)
+            if family in self.stale:
+                removed = self._clear_stale(drop=True, family=family)
+                out.append(GracefulRestartNote(
+                    f"graceful restart: End-of-RIB {family_name(family)}, removed {removed}"
+                    " stale routes not re-sent"
+                ))  # fmt: skip
             return
+        if self.stale:
+            self._refreshed(update)
         if self.config.ebgp and not self._first_as_ok(update):
             unreach = update.mp_unreach
             self.rib_in.apply(
@@ -743,6 +865,20 @@ class Session:
                 conn=conn,
                 notification=notification,
             )
+
+    def _refreshed(self, update: Update) -> None:
+        """Prefixes the peer re-sent (or withdrew) are no longer stale."""
+        v4 = self.stale.get((1, 1))
+        if v4 is not None:
+            v4.difference_update(update.nlri)
+            v4.difference_update(update.withdrawn)
+        for attr in (update.mp_reach, update.mp_unreach):
+            if attr is None:
+                continue
+            stale = self.stale.get(attr.family)
+            if stale is not None:
+                nlri = attr.nlri if isinstance(attr, MpReachNlriAttribute) else attr.withdrawn
+                stale.difference_update(nlri)
 
     def _first_as_ok(self, update: Update) -> bool:
         """RFC 4271 §6.3: from an external peer, the leftmost AS must be the peer's; RFC 7606
@@ -788,6 +924,7 @@ __all__ = [
     "Close",
     "Connect",
     "Event",
+    "GracefulRestartNote",
     "IdleReason",
     "Send",
     "Session",

@@ -1,0 +1,155 @@
+"""Graceful restart (RFC 4724) with real BIRD, GoBGP and FRR.
+
+Restarting speaker: kubgp-speaker is killed with SIGKILL while the peer holds 10,001 of its
+routes; a thread polls the peer's table the whole time and records every prefix it ever found
+missing. The speaker comes back from its state dir (the state an agent pushed over the control
+socket), re-establishes with the R bit, sends the table and End-of-RIB: the peer never lost a
+route. Then a second kill, and a restart in standalone mode from a file that no longer has one
+route: after End-of-RIB the peer has exactly the new set, and only that route ever went away.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.interop.speaker_proc import SpeakerProcess
+from tests.lab.daemon import RouterDaemon
+from tests.lab.lab import Lab
+from tests.lab.model import ESTABLISHED, LabError, PeerSpec
+
+pytestmark = pytest.mark.lab
+
+Factory = Callable[..., SpeakerProcess]
+LOCAL_ASN = 64512
+PEER_ASN = 65020
+NH = "192.0.2.10"
+ROUTES = 10_000
+
+
+def _daemon(lab: Lab, kind: str) -> RouterDaemon:
+    maker: Callable[..., RouterDaemon] = {"bird": lab.bird, "gobgp": lab.gobgp, "frr": lab.frr}[
+        kind
+    ]
+    return maker(asn=PEER_ASN)
+
+
+def _hosts(n: int, start: str = "10.120.0.0") -> list[str]:
+    base = int(ipaddress.IPv4Address(start))
+    return [f"{ipaddress.IPv4Address(base + i)}/32" for i in range(n)]
+
+
+class TablePoller(threading.Thread):
+    """Reads the peer's table from `peer` again and again; remembers what was ever missing."""
+
+    def __init__(self, tor: RouterDaemon, peer: str, expected: set[str]) -> None:
+        super().__init__(daemon=True)
+        self.tor, self.peer, self.expected = tor, peer, expected
+        self.missing: set[str] = set()
+        self.polls = 0
+        self.errors = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                got = {r.prefix for r in self.tor.received_routes(self.peer)}
+            except LabError:
+                self.errors += 1
+                continue
+            self.polls += 1
+            self.missing |= self.expected - got
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+
+
+def _doc(me: str, tor: RouterDaemon, prefixes: list[str]) -> dict[str, object]:
+    return {
+        "routerId": me,
+        "asn": LOCAL_ASN,
+        "listen": {"address": me, "port": 179},
+        "peers": [
+            {
+                "name": "tor",
+                "address": tor.address,
+                "asn": tor.asn,
+                "sourceAddress": me,
+                "holdTime": 9,
+                "connectRetryTime": 1,
+                "ebgpMultihop": 255,
+                "gracefulRestart": {"enabled": True, "restartTime": 120},
+            }
+        ],
+        "advertisements": [{"prefix": p, "nextHop": NH} for p in prefixes],
+    }
+
+
+@pytest.mark.parametrize("kind", ["bird", "gobgp", "frr"])
+def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dropped(
+    lab: Lab, speaker_factory: Factory, kind: str, tmp_path: Path
+) -> None:
+    me = lab.address()
+    tor = _daemon(lab, kind)
+    tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=LOCAL_ASN, hold_time=9,
+                                  graceful_restart=True, restart_time=120)  # fmt: skip
+    tor.start()
+    prefixes = ["10.244.7.0/24", *_hosts(ROUTES)]
+    sock, state_dir = tmp_path / "speaker.sock", tmp_path / "state"
+    control = ("--socket", str(sock), "--state-dir", str(state_dir))
+    sp = speaker_factory()
+    sp.start(None, *control)
+    sp.wait_log("control socket")
+    # The state comes from an "agent" over the control socket, so it is persisted.
+    state_file = tmp_path / "desired.json"
+    sp.write(_doc(me, tor, prefixes))
+    state_file.write_text(sp.config.read_text())
+    subprocess.run([sys.executable, "-m", "speaker.cli", "apply", "--socket", str(sock),
+                    str(state_file)], check=True, timeout=60)  # fmt: skip
+    tor.wait_routes("kubgp", lambda rs: len(rs) == len(prefixes), timeout=60)
+
+    poller = TablePoller(tor, "kubgp", set(prefixes))
+    poller.start()
+    try:
+        # 1. SIGKILL, then a new process from the state dir alone.
+        sp.signal(signal.SIGKILL)
+        assert sp.proc is not None
+        sp.proc.wait(timeout=10)
+        time.sleep(2)  # the peer sees the connection go and holds our routes as stale
+        at = len(sp.log())
+        sp.start(None, *control)
+        sp.wait_log("resuming the saved state", after=at)
+        sp.wait_log("-> Established", after=at)
+        time.sleep(2)  # End-of-RIB is in; stale routes not re-sent would be gone now
+        polls_1 = poller.polls
+        assert not poller.missing, f"{len(poller.missing)} routes went missing"
+        assert tor.session_state("kubgp") == ESTABLISHED
+
+        # 2. SIGKILL, then standalone from a file without one of the routes.
+        sp.signal(signal.SIGKILL)
+        sp.proc.wait(timeout=10)
+        time.sleep(2)
+        dropped = prefixes[1]
+        poller.expected = set(prefixes) - {dropped}
+        at = len(sp.log())
+        sp.start(_doc(me, tor, [p for p in prefixes if p != dropped]))
+        sp.wait_log("-> Established", after=at)
+        routes = tor.wait_routes("kubgp", lambda rs: len(rs) == len(prefixes) - 1, timeout=60)
+        assert {r.prefix for r in routes} == set(prefixes) - {dropped}
+        time.sleep(1)
+    finally:
+        poller.stop()
+    print(f"{kind}: {poller.polls} polls of the peer's table ({polls_1} through the first "
+          f"restart), {poller.errors} failed, none missed a route")  # fmt: skip
+    assert poller.polls >= 5 and not poller.missing
+    assert "Cease" not in sp.log()
+    assert sp.stop() == 0
