@@ -94,7 +94,7 @@ def _programs() -> set[str]:
     ]:
         programs.add(c["args"][0])
         for probe in ("livenessProbe", "readinessProbe"):
-            if probe in c:
+            if "exec" in c.get(probe, {}):  # httpGet probes start no program
                 programs.add(c[probe]["exec"]["command"][0])
     return programs
 
