@@ -41,6 +41,7 @@ from controller.ipam import (
     pool_status,
 )
 from controller.kube.leader import LeaseConfig, LeaseElector
+from controller.kube.user_agent import CLUSTER_CONTROLLER, user_agent
 from controller.metrics import ClusterMetrics
 from controller.objects import GROUP, InvalidObjectError, parse_load_balancer_ip_pool
 from controller.peer_status import (
@@ -613,7 +614,9 @@ async def run_cluster(
     api_client: kubernetes.client.ApiClient, options: ClusterOptions, stop: asyncio.Event
 ) -> int:
     """Stand by until elected, act while leader, stand by again if the Lease is lost; return
-    0 once `stop` is set (the Lease released), 1 if kopf itself failed."""
+    0 once `stop` is set (the Lease released), 1 if kopf itself failed. `api_client` is
+    marked as the cluster controller's (its User-Agent, controller.kube.user_agent)."""
+    api_client.user_agent = user_agent(CLUSTER_CONTROLLER)
     elector = None if options.lease is None else LeaseElector(api_client, options.lease)
     identity = COMPONENT if options.lease is None else options.lease.identity
     status = 0

@@ -39,6 +39,7 @@ import kubernetes
 
 from controller.agent.node_agent import NodeAgent
 from controller.agent.node_status import SessionEvent
+from controller.kube.user_agent import NODE_AGENT, user_agent
 from controller.reasons import ObjectRef
 
 log = logging.getLogger("kubgp.agent")
@@ -242,7 +243,8 @@ def build_settings(node_name: str) -> kopf.OperatorSettings:
 
 
 def api_client() -> Any:
-    """A `kubernetes` client: in-cluster service account, else $KUBECONFIG / ~/.kube/config."""
+    """A `kubernetes` client: in-cluster service account, else $KUBECONFIG / ~/.kube/config;
+    it says it is the node agent (controller.kube.user_agent)."""
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
@@ -252,7 +254,9 @@ def api_client() -> Any:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = user_agent(NODE_AGENT)
+    return client
 
 
 class KubeSecretSource:
