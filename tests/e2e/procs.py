@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -92,6 +93,17 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def probe(port: int, path: str) -> tuple[int, str] | None:
+    """(status, body) of GET http://127.0.0.1:port/path; None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
+            return int(rsp.status), rsp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return None
+
+
 class Procs:
     """Makes processes in one work dir; ends every one of them at teardown."""
 
@@ -114,11 +126,21 @@ class Procs:
         self.made.append(again)
         return again
 
-    def agent(self, node: str, sock: Path, *, metrics_port: int, name: str = "agent") -> Proc:
+    def agent(
+        self,
+        node: str,
+        sock: Path,
+        *,
+        metrics_port: int,
+        health_port: int | None = None,
+        name: str = "agent",
+    ) -> Proc:
         argv = [sys.executable, "-m", "controller.cli", "node", "--node-name", node,
                 "--speaker-socket", str(sock), "--metrics-address", f"127.0.0.1:{metrics_port}",
                 "--status-interval", "0.2", "--status-min-interval", "0.5",
                 "--log-level", "info"]  # fmt: skip
+        if health_port is not None:
+            argv += ["--health-address", f"127.0.0.1:{health_port}"]
         proc = Proc(name, argv, self.workdir / f"{name}-{len(self.made)}.log", self.env)
         self.made.append(proc)
         return proc

@@ -25,11 +25,12 @@ from typing import Any, TypeVar
 import pytest
 
 from speaker.client import status_sync
-from tests.e2e.procs import Procs, free_port, scrape
+from tests.e2e.procs import Procs, free_port, probe, scrape
 from tests.kube.emulator import KubeAPI
 from tests.lab.bird import Bird
 from tests.lab.lab import Lab
 from tests.lab.model import ESTABLISHED, PeerSpec, Route
+from tests.packaging.rbac import assert_granted, sent_by
 
 pytestmark = pytest.mark.lab
 
@@ -239,10 +240,19 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
     kube_api.apply(advertisement())
     kube_api.apply(service())
 
+    # The agent first, its speaker not there yet: it lists and plans, but is not ready
+    # until the speaker has acknowledged that first state.
     speaker, sock = p.speaker()
+    port, health = free_port(), free_port()
+    agent = p.agent(NODE, sock, metrics_port=port, health_port=health).start()
+    wait_for(lambda: probe(health, "/livez") == (200, "Running\n"), "the agent's /livez")
+    wait_for(lambda: (probe(health, "/readyz") or (0, ""))[1].startswith("NotAcked"),
+             "the agent planned, waiting for the speaker")  # fmt: skip
+    assert probe(health, "/readyz") == (503, "NotAcked: waiting for the speaker to acknowledge\n")
     speaker.start()
-    port = free_port()
-    agent = p.agent(NODE, sock, metrics_port=port).start()
+    acked = (200, "Acked: the speaker runs this agent's state\n")
+    wait_for(lambda: probe(health, "/readyz") == acked, "/readyz 200 after the first ack")
+    assert applied_generation(sock) is not None
 
     # The session comes up and the ToR learns the pod CIDR, with the advertisement's
     # communities and the node as next hop. The Service has no ready endpoint yet (eTP Local).
@@ -342,6 +352,13 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
         f"/apis/kubgp.io/v1alpha1/bgpnodestates/{NODE}/status",
         "/api/v1/namespaces/default/events",
     }, paths
+
+    # Every API request the agents made is granted by the chart's RBAC for the node's
+    # ServiceAccount (Events go to "default"; no BGPPeer here has a password Secret).
+    theirs = sent_by(kube_api.requests, "kubgp-node-agent/", "kopf/")
+    assert len(theirs) == len(kube_api.requests)  # this test talks to the API in-process
+    checked = assert_granted(theirs, component="node")
+    assert {c.verb for c in checked} >= {"list", "watch", "get", "create", "patch"}
 
     # Nodes are listed and watched through a server-side field selector for this node only.
     node_reads = [r for r in kube_api.requests if r.url.path == "/api/v1/nodes"]

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.procs import Procs, free_port
 from tests.kube.emulator import KubeAPI
 from tests.lab.lab import loopback_address
+from tests.packaging.rbac import assert_granted, calls, sent_by
 
 
 def node(name: str, address: str, role: str) -> dict[str, Any]:
@@ -25,11 +28,19 @@ def node(name: str, address: str, role: str) -> dict[str, Any]:
     }
 
 
-def peer(name: str, selector: dict[str, str] | None = None) -> dict[str, Any]:
+SECRET_NAMESPACE = "kubgp-system"  # the chart's release namespace: where it grants Secrets
+
+
+def peer(
+    name: str, selector: dict[str, str] | None = None, password: str | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"peerAddress": loopback_address(), "peerASN": 65000,
                             "connectRetryTimeSeconds": 30}  # fmt: skip
     if selector is not None:
         spec["nodeSelector"] = {"matchLabels": selector}
+    if password is not None:
+        spec["passwordSecretRef"] = {"namespace": SECRET_NAMESPACE, "name": password,
+                                     "key": "password"}  # fmt: skip
     return {"apiVersion": "kubgp.io/v1alpha1", "kind": "BGPPeer",
             "metadata": {"name": name}, "spec": spec}  # fmt: skip
 
@@ -51,7 +62,12 @@ def test_each_agent_writes_only_its_own_node_state(
     kube_api.apply(node("n1", addresses["n1"], "leaf"))
     kube_api.apply(node("n2", addresses["n2"], "border"))
     kube_api.apply(peer("tor-all"))
-    kube_api.apply(peer("tor-border", {"role": "border"}))
+    kube_api.apply(peer("tor-border", {"role": "border"}, password="border-password"))
+    kube_api.apply({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": SECRET_NAMESPACE}})  # fmt: skip
+    kube_api.apply({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "border-password", "namespace": SECRET_NAMESPACE},
+                    "data": {"password": "czNjcmV0"}})  # fmt: skip
     for name in ("n1", "n2"):
         speaker, sock = p.speaker(f"speaker-{name}")
         speaker.start()
@@ -80,5 +96,13 @@ def test_each_agent_writes_only_its_own_node_state(
         r.params.get("fieldSelector") for r in kube_api.requests if r.url.path == "/api/v1/nodes"
     }
     assert node_reads == {"metadata.name=n1", "metadata.name=n2"}
-    # No Secrets watched or listed (the agents may read only the ones peers reference).
-    assert not [r for r in kube_api.requests if "secrets" in r.url.path]
+    # Secrets are neither watched nor listed: n2's agent GETs the one its peer references.
+    secrets = {(c.verb, c.namespace, c.name) for c in calls(kube_api.requests)
+               if c.resource == "secrets"}  # fmt: skip
+    assert secrets == {("get", SECRET_NAMESPACE, "border-password")}
+    # Every request of both agents is granted to the chart's node ServiceAccount.
+    theirs = sent_by(kube_api.requests, "kubgp-node-agent/", "kopf/")
+    assert len(theirs) == len(kube_api.requests)  # the test itself talks to it in-process
+    assert_granted(theirs, component="node")
+    with pytest.raises(AssertionError, match="get secrets 'border-password'"):
+        assert_granted(theirs, component="node", values={"rbac": {"peerSecretNames": ["x"]}})

@@ -12,8 +12,9 @@ not checked. Use it from any test that runs a kubgp program against the emulator
     assert_granted(kube_api.requests, component="node",
                    values={"rbac": {"peerSecretNamespaces": ["default"]}})
 
-Filter `requests` to the program under test when the test also talked to the API over HTTP
-(e.g. by its User-Agent header: kopf sends "kopf/...", the kubernetes client "OpenAPI-...").
+Filter `requests` to the program under test when the test also talked to the API over HTTP:
+`sent_by(requests, "kubgp-node-agent/", "kopf/")` keeps what a program's `kubernetes` client
+(controller.kube.user_agent) and its kopf sent; a test's own clients say "OpenAPI-...".
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class LoggedRequest(Protocol):
     def url(self) -> Any: ...
     @property
     def params(self) -> Any: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +89,11 @@ def api_call(method: str, path: str, params: Mapping[str, str]) -> ApiCall | Non
         name=name,
         request=f"{method} {path}" + (f"?{query}" if query else ""),
     )
+
+
+def sent_by(requests: Iterable[LoggedRequest], *user_agents: str) -> list[LoggedRequest]:
+    """The requests whose User-Agent starts with one of `user_agents`."""
+    return [r for r in requests if str(r.headers.get("User-Agent", "")).startswith(user_agents)]
 
 
 def calls(requests: Iterable[LoggedRequest]) -> list[ApiCall]:
