@@ -364,7 +364,7 @@ def test_peer_secrets_are_readable_only_in_the_configured_namespaces() -> None:
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["bgp", "kube-system"]
     assert all(
         r["rules"]
-        == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+        == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
         for r in roles
     )
     default = find(render(), "Role", component_name("node") + "-peer-secrets")
@@ -439,7 +439,8 @@ def _kubelet_http_get(probe: Manifest) -> bool:
     url = f"http://{get['host']}:{get['port']}{get['path']}"
     try:
         with urllib.request.urlopen(url, timeout=probe["timeoutSeconds"]) as rsp:
-            return 200 <= rsp.status < 400
+            status: int = rsp.status
+            return 200 <= status < 400
     except (urllib.error.URLError, OSError):
         return False
 
