@@ -63,7 +63,7 @@ def test_helper_keeps_routes_stale_until_end_of_rib_and_removes_what_was_not_res
     wire.feed(a, a.set_routes(table(routes, ATTRS)))
     assert b.rib_in.count(IPV4_UNICAST) == 3000
     _kill(wire, a, b)
-    assert b.state is not State.Established and b.rib_in.count(IPV4_UNICAST) == 3000
+    assert b.established is None and b.rib_in.count(IPV4_UNICAST) == 3000
     assert sum(len(s) for s in b.stale.values()) == 3000
     deadline = b.next_deadline()
     assert deadline is not None and deadline <= wire.now + 120
