@@ -153,3 +153,32 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
     assert poller.polls >= 5 and not poller.missing
     assert "Cease" not in sp.log()
     assert sp.stop() == 0
+
+
+def test_sigterm_with_restart_intent_keeps_routes_sigint_withdraws(
+    lab: Lab, speaker_factory: Factory
+) -> None:
+    """`--shutdown=graceful-restart`: SIGTERM closes without a NOTIFICATION and BIRD keeps the
+    routes as stale; SIGINT is always a deliberate shutdown: Cease, BIRD withdraws them."""
+    me = lab.address()
+    tor = lab.bird(asn=PEER_ASN)
+    tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=LOCAL_ASN, hold_time=9,
+                                  graceful_restart=True, restart_time=120)  # fmt: skip
+    tor.start()
+    prefixes = _hosts(100, "10.121.0.0")
+    sp = speaker_factory()
+    sp.start(_doc(me, tor, prefixes), "--shutdown", "graceful-restart")
+    tor.wait_routes("kubgp", lambda rs: len(rs) == 100)
+    assert sp.stop() == 0  # SIGTERM
+    assert "closing for a graceful restart" in sp.log() and "NOTIFICATION" not in sp.log()
+    time.sleep(3)
+    assert tor.session_state("kubgp") != ESTABLISHED
+    assert len(tor.received_routes("kubgp")) == 100  # stale, still forwarded
+    at = len(sp.log())
+    sp.start(_doc(me, tor, prefixes), "--shutdown", "graceful-restart")
+    sp.wait_log("-> Established", after=at)
+    tor.wait_established("kubgp")
+    sp.signal(signal.SIGINT)
+    assert sp.proc is not None and sp.proc.wait(timeout=10) == 0
+    assert "sent NOTIFICATION Cease/AdministrativeShutdown" in sp.log()[at:]
+    tor.wait_routes("kubgp", lambda rs: not rs, timeout=10)

@@ -1,0 +1,72 @@
+"""Graceful restart, helper role (RFC 4724 §4.2): a GoBGP peer that negotiated GR is killed
+and comes back (`gobgpd -r`, R bit); kubgp keeps its routes as stale meanwhile, and after the
+peer's End-of-RIB removes what the peer did not send again."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.interop.speaker_proc import SpeakerProcess
+from tests.lab.lab import Lab
+from tests.lab.model import PeerSpec
+
+pytestmark = pytest.mark.lab
+
+Factory = Callable[..., SpeakerProcess]
+
+
+def test_peer_restart_keeps_its_routes_stale_then_refreshes(
+    lab: Lab, speaker_factory: Factory
+) -> None:
+    me = lab.address()
+    tor = lab.gobgp(asn=65030)
+    tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=64512, hold_time=9,
+                                  graceful_restart=True, restart_time=60)  # fmt: skip
+    tor.start()
+    for prefix in ("10.90.1.0/24", "10.90.2.0/24", "10.90.3.0/24"):
+        tor.originate(prefix)
+    sp = speaker_factory()
+    sp.start(
+        {
+            "routerId": me,
+            "asn": 64512,
+            "listen": {"address": me, "port": 179},
+            "peers": [
+                {
+                    "name": "tor",
+                    "address": tor.address,
+                    "asn": tor.asn,
+                    "sourceAddress": me,
+                    "holdTime": 9,
+                    "connectRetryTime": 1,
+                    "ebgpMultihop": 255,
+                    "gracefulRestart": {"enabled": True, "restartTime": 120},
+                }
+            ],
+            "advertisements": [],
+        }
+    )
+    sp.wait_log("End-of-RIB received")
+    deadline = time.monotonic() + 20
+    while "3 prefixes received" not in sp.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    tor.kill()
+    text = sp.wait_log("keeping 3 routes as stale for up to 60s")
+    assert "removed" not in text.split("keeping 3 routes as stale")[1]
+    at = len(sp.log())
+    tor.withdraw("10.90.2.0/24")  # not running: it will not come back after the restart
+    tor.restart_state = True
+    tor.start()
+    text = sp.wait_log("stale routes not re-sent", after=at)
+    # The lab's gobgpd gets its routes from the CLI once it is up, which can be just after its
+    # End-of-RIB: then all 3 are removed as not re-sent, and 2 come back right after.
+    found = re.search(r"End-of-RIB ipv4-unicast, removed (\d+) stale routes not re-sent", text)
+    assert found is not None and found.group(1) in ("1", "3"), text
+    deadline = time.monotonic() + 10
+    while not sp.log()[at:].rstrip().endswith("2 prefixes received"):
+        assert time.monotonic() < deadline, sp.log()[at:]
+        time.sleep(0.2)
