@@ -76,6 +76,7 @@ seccompProfile:
 - run
 - --socket={{ include "kubgp.socket" . }}
 - --state-dir={{ .Values.node.stateDir }}
+- --shutdown={{ .Values.speaker.shutdown }}
 - --log-level={{ .Values.logLevel }}
 {{- if .Values.metrics.enabled }}
 - --metrics-address=:{{ .Values.metrics.speakerPort }}
