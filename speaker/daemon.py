@@ -327,6 +327,7 @@ class Speaker:
     def __init__(self, *, restarting: bool = False) -> None:
         # restarting: the sessions of the first state applied are a restart (RFC 4724 R bit).
         self._restarting = restarting
+        self._hold_eor = False
         self.state: DesiredState | None = None
         self.runners: dict[str, PeerRunner] = {}
         self._by_address: dict[str, PeerRunner] = {}
@@ -370,6 +371,7 @@ class Speaker:
                     socket_options(state, peer),
                     restarting=self._restarting and old is None,
                 )
+                new.session.hold_end_of_rib = self._hold_eor
                 self.runners[peer.name] = new
                 self._by_address[normalise(peer.address)] = new
                 new.session.set_routes(tables.for_peer(peer))
@@ -377,6 +379,25 @@ class Speaker:
                 new.start()
             else:
                 current.set_routes(tables.for_peer(peer))
+
+    def hold_end_of_rib(self) -> None:
+        """After a restart from a saved state that may be out of date: send every session's
+        table but not End-of-RIB, so that a graceful-restart peer keeps its stale copy of our
+        routes, until `release_end_of_rib()` (the fresh state is in, or waiting timed out)."""
+        self._hold_eor = True
+        for runner in self.runners.values():
+            runner.session.hold_end_of_rib = True
+
+    def release_end_of_rib(self, why: str) -> None:
+        if not self._hold_eor:
+            return
+        self._hold_eor = False
+        log.info("End-of-RIB released (%s)", why)
+        for runner in self.runners.values():
+            owed = runner.session.established is not None
+            runner._run(runner.session.release_end_of_rib())
+            if owed:
+                log.info("peer %s (%s): End-of-RIB sent", runner.peer.name, runner.peer.address)
 
     def _remove(self, name: str, reason: IdleReason, subcode: int) -> None:
         runner = self.runners.pop(name)

@@ -25,12 +25,14 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from speaker.control import ControlError, ControlServer, serve_control
+from speaker.control import ControlError, ControlServer, StateSink, serve_control
 from speaker.daemon import Speaker
+from speaker.ipc import PeerStatus
 from speaker.metrics import SpeakerMetrics
 from speaker.schema import DesiredState, SchemaError, parse_desired_state
 from speaker.state_store import StateStore
@@ -39,6 +41,27 @@ log = logging.getLogger("kubgp.speaker")
 EXIT_CONFIG = 2
 SHUTDOWN_WITHDRAW = "withdraw"
 SHUTDOWN_GRACEFUL_RESTART = "graceful-restart"
+END_OF_RIB_WAIT = 30.0
+
+
+class _ReleaseEndOfRib:
+    """The control server's sink after a resume: the applies after the first `skip` (the
+    resume itself) come from the agent, and the first of them releases End-of-RIB."""
+
+    def __init__(self, inner: StateSink, speaker: Speaker, *, skip: int) -> None:
+        self._inner = inner
+        self._speaker = speaker
+        self._skip = skip
+
+    async def apply(self, state: DesiredState) -> None:
+        await self._inner.apply(state)
+        if self._skip > 0:
+            self._skip -= 1
+        else:
+            self._speaker.release_end_of_rib("the agent's state is in")
+
+    def status(self) -> Sequence[PeerStatus]:
+        return self._inner.status()
 
 
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -79,6 +102,7 @@ async def serve(
     allowed_uids: list[int] | None = None,
     metrics_address: str | None = None,
     shutdown: str = SHUTDOWN_WITHDRAW,
+    end_of_rib_wait: float = END_OF_RIB_WAIT,
 ) -> int:
     loop = asyncio.get_running_loop()
     # Every start is a restart to a peer that had a session with us (R bit, RFC 4724 §3).
@@ -105,15 +129,24 @@ async def serve(
     loop.add_signal_handler(signal.SIGUSR2, stop_with, SHUTDOWN_GRACEFUL_RESTART)
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
     control: ControlServer | None = None
+    store = StateStore(state_dir) if state_dir is not None else None
+    control_sink: StateSink = sink
+    if socket_path is not None and store is not None and store.path.exists():
+        # Resuming a saved state that may be out of date: End-of-RIB (which makes a graceful-
+        # restart peer drop what we did not re-send) waits for the agent's first state.
+        speaker.hold_end_of_rib()
+        control_sink = _ReleaseEndOfRib(sink, speaker, skip=1)
+        loop.call_later(end_of_rib_wait, speaker.release_end_of_rib,
+                        f"no state from the agent within {end_of_rib_wait:g}s")  # fmt: skip
     try:
         if socket_path is not None:
             # serve_control resumes the persisted state, else applies `state` (the file).
             control = await serve_control(
-                sink,
+                control_sink,
                 socket_path,
                 allowed_uids=allowed_uids or None,
                 group=socket_group,
-                state_store=StateStore(state_dir) if state_dir is not None else None,
+                state_store=store,
                 initial=state,
             )
             metrics.watch_control(control)
@@ -187,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
             socket_group=args.socket_group,
             allowed_uids=args.allowed_uid,
             shutdown=args.shutdown,
+            end_of_rib_wait=args.end_of_rib_wait,
             metrics_address=args.metrics_address,
         )
     )
@@ -230,6 +264,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="what SIGTERM does: withdraw (Cease to every peer) or graceful-restart (peers that "
         "negotiated graceful restart keep our routes while we restart); SIGUSR2 is always "
         "graceful-restart, SIGINT always withdraw",
+    )
+    parser.add_argument(
+        "--end-of-rib-wait",
+        type=float,
+        default=END_OF_RIB_WAIT,
+        metavar="SECONDS",
+        help="after resuming a saved state (--socket with --state-dir), hold End-of-RIB until "
+        "the agent's first state, at most this long (default %(default)s)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

@@ -276,6 +276,10 @@ class Session:
             if restarting and config.graceful_restart
             else self._base_open
         )
+        # Restarting speaker: End-of-RIB waits for `release_end_of_rib()` while this is set
+        # (the runtime holds it until the complete desired state is in).
+        self.hold_end_of_rib = False
+        self._eor_owed = False
         self.stale: dict[Family, set[Prefix]] = {}  # helper: routes kept over a peer's restart
         self._stale_at: float | None = None
         self._last_state = State.Idle
@@ -393,6 +397,7 @@ class Session:
             self.rib_in.clear()
         self.rib_out.clear()
         self.eor_received.clear()
+        self._eor_owed = False
         self.last_reason = reason
         self.last_error = detail
         if was_established:
@@ -806,6 +811,24 @@ class Session:
         self.rib_out.clear()
         families = sorted(self.families)
         self._send_change(out, conn, self.rib_out.update(self.desired, families))
+        if self.hold_end_of_rib:
+            self._eor_owed = True
+            return
+        self._send_end_of_rib(out, conn)
+
+    def release_end_of_rib(self) -> list[Event]:
+        """Stop holding End-of-RIB; send it now if the session is Established and owes it."""
+        out: list[Event] = []
+        self.hold_end_of_rib = False
+        conn = self.established
+        if self._eor_owed and conn is not None:
+            self._send_end_of_rib(out, conn)
+        self._eor_owed = False
+        return out
+
+    def _send_end_of_rib(self, out: list[Event], conn: _Conn) -> None:
+        assert conn.negotiated is not None
+        families = sorted(self.families)
         builder = UpdateBuilder(conn.negotiated.tx)
         for family in families:
             eor = builder.end_of_rib(family)

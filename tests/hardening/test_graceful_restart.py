@@ -6,11 +6,14 @@ missing. The speaker comes back from its state dir (the state an agent pushed ov
 socket), re-establishes with the R bit, sends the table and End-of-RIB: the peer never lost a
 route. Then a second kill, and a restart in standalone mode from a file that no longer has one
 route: after End-of-RIB the peer has exactly the new set, and only that route ever went away.
+In between, a restart from the state dir where the agent's fresh state (one route fewer) comes
+after the session is up: End-of-RIB waits for it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import signal
 import subprocess
 import sys
@@ -120,21 +123,44 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
     poller = TablePoller(tor, "kubgp", set(prefixes))
     poller.start()
     try:
-        # 1. SIGKILL, then a new process from the state dir alone.
+        # 1. SIGKILL, then a new process from the state dir alone; no agent comes, so
+        # End-of-RIB goes out when waiting for one times out.
         sp.signal(signal.SIGKILL)
         assert sp.proc is not None
         sp.proc.wait(timeout=10)
         time.sleep(2)  # the peer sees the connection go and holds our routes as stale
         at = len(sp.log())
-        sp.start(None, *control)
+        sp.start(None, *control, "--end-of-rib-wait", "3")
         sp.wait_log("resuming the saved state", after=at)
-        sp.wait_log("-> Established", after=at)
-        time.sleep(2)  # End-of-RIB is in; stale routes not re-sent would be gone now
+        sp.wait_log("End-of-RIB released (no state from the agent within 3s)", after=at)
+        time.sleep(2)  # stale routes not re-sent would be gone now
         polls_1 = poller.polls
         assert not poller.missing, f"{len(poller.missing)} routes went missing"
         assert tor.session_state("kubgp") == ESTABLISHED
 
-        # 2. SIGKILL, then standalone from a file without one of the routes.
+        # 2. SIGKILL; the new process resumes the saved state, and the agent's fresh state
+        # (one route fewer) arrives after Established: End-of-RIB waits for it.
+        sp.signal(signal.SIGKILL)
+        sp.proc.wait(timeout=10)
+        time.sleep(1)
+        removed = prefixes[-1]
+        at = len(sp.log())
+        sp.start(None, *control)
+        sp.wait_log("-> Established", after=at)
+        time.sleep(1)
+        assert "End-of-RIB released" not in sp.log()[at:]
+        fresh = [p for p in prefixes if p != removed]
+        poller.expected = set(fresh)
+        state_file.write_text(json.dumps(_doc(me, tor, fresh)))
+        subprocess.run([sys.executable, "-m", "speaker.cli", "apply", "--socket", str(sock),
+                        str(state_file)], check=True, timeout=60)  # fmt: skip
+        text = sp.wait_log("End-of-RIB released (the agent's state is in)", after=at)
+        assert "End-of-RIB sent" in text.split("released (the agent")[1]
+        tor.wait_routes("kubgp", lambda rs: len(rs) == len(fresh), timeout=20)
+        assert {r.prefix for r in tor.received_routes("kubgp")} == set(fresh)
+        prefixes = fresh
+
+        # 3. SIGKILL, then standalone from a file without one of the routes.
         sp.signal(signal.SIGKILL)
         sp.proc.wait(timeout=10)
         time.sleep(2)

@@ -105,3 +105,20 @@ def test_no_helper_without_our_own_gr_or_after_a_notification() -> None:
     wire.feed(a, a.set_routes(table(hosts(100), ATTRS)))
     wire.feed(a, a.stop(wire.now, message="bye"))  # Cease: a deliberate shutdown
     assert b.rib_in.count(IPV4_UNICAST) == 0 and b.stale == {}
+
+
+def test_end_of_rib_held_until_released_and_the_difference_goes_first() -> None:
+    wire, a, b = pair(a_kw=GR, b_kw=GR)
+    _kill(wire, a, b)
+    routes = hosts(50)
+    a2 = Session(config(65001, 65002, A_ID, **GR), name="a2", rng=lambda: 0.0, restarting=True)
+    a2.hold_end_of_rib = True
+    a2.desired = table(routes, ATTRS)  # the saved state
+    wire2 = _rewire(wire, a2, b)
+    assert b.state is State.Established and IPV4_UNICAST not in b.eor_received
+    assert b.rib_in.count(IPV4_UNICAST) == 50 and sum(len(s) for s in b.stale.values()) == 0
+    wire2.feed(a2, a2.set_routes(table(routes[5:], ATTRS)))  # the fresh state: 5 fewer
+    assert IPV4_UNICAST not in b.eor_received
+    wire2.feed(a2, a2.release_end_of_rib())
+    assert IPV4_UNICAST in b.eor_received and b.rib_in.count(IPV4_UNICAST) == 45
+    assert a2.release_end_of_rib() == []  # once
