@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import kopf
+import kubernetes
 
 from controller.kube.cluster_controller import ClusterOptions, run_cluster
 from controller.kube.leader import LeaseConfig
+from controller.kube.user_agent import CLUSTER_CONTROLLER, user_agent
 from controller.metrics import ClusterMetrics
 from tests.kube.emulator import KubeAPI
 
@@ -27,6 +29,14 @@ def lease(identity: str) -> LeaseConfig:
     return LeaseConfig(
         namespace="kube-system", name="kubgp-cluster-controller", identity=identity, **FAST_LEASE
     )
+
+
+def controller_client(api: KubeAPI) -> kubernetes.client.ApiClient:
+    """A client that says it is the cluster controller (as `run_cluster` marks its own), for
+    tests that drive its parts directly: the RBAC check (conftest.py) covers their requests."""
+    client = api.api_client()
+    client.user_agent = user_agent(CLUSTER_CONTROLLER)
+    return client
 
 
 def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:

@@ -8,10 +8,14 @@ import contextlib
 import threading
 import time
 
+import pytest
+
 from controller.kube.leader import LeaseElector
+from tests.cluster.conftest import CONTROLLER_AGENTS
 from tests.cluster.harness import (
     Controller,
     ServiceRecorder,
+    controller_client,
     ingress,
     lease,
     running,
@@ -20,6 +24,7 @@ from tests.cluster.harness import (
 )
 from tests.cluster.manifests import lb_service, pool
 from tests.kube.emulator import KubeAPI
+from tests.packaging.rbac import assert_granted, sent_by
 
 LEASE = ("Lease", "kubgp-cluster-controller", "kube-system")
 
@@ -151,7 +156,7 @@ def test_two_active_controllers_converge_to_one_holder_per_address(kube_api: Kub
 
 def test_lease_elector_takes_over_only_an_expired_lease(kube_api: KubeAPI) -> None:
     now = [0.0]
-    clients = [kube_api.api_client(), kube_api.api_client()]
+    clients = [controller_client(kube_api), controller_client(kube_api)]
     try:
         a = LeaseElector(clients[0], lease("a"), clock=lambda: now[0])
         b = LeaseElector(clients[1], lease("b"), clock=lambda: now[0])
@@ -173,12 +178,20 @@ def test_lease_elector_takes_over_only_an_expired_lease(kube_api: KubeAPI) -> No
             with contextlib.suppress(Exception):
                 c.close()  # type: ignore[no-untyped-call]
     assert status_writes(kube_api, "/status") == 0
+    # The RBAC check after each test (conftest.py) covers these Lease calls, and bites: the
+    # chart's leader-election Role is in the release namespace only, so a Lease elsewhere
+    # is not granted.
+    theirs = sent_by(kube_api.requests, *CONTROLLER_AGENTS)
+    checked = assert_granted(theirs, component="controller", namespace="kube-system")
+    assert {c.verb for c in checked} >= {"get", "update"}
+    with pytest.raises(AssertionError, match=r"leases\.coordination\.k8s\.io"):
+        assert_granted(theirs, component="controller", namespace="kubgp-system")
 
 
 def test_a_deposed_leader_writes_no_address(kube_api: KubeAPI) -> None:
     # Frozen-process view: a thinks it still leads (its clock has not moved), b took over.
     a_clock, b_clock = [0.0], [0.0]
-    clients = [kube_api.api_client(), kube_api.api_client()]
+    clients = [controller_client(kube_api), controller_client(kube_api)]
     try:
         a = LeaseElector(clients[0], lease("a"), clock=lambda: a_clock[0])
         b = LeaseElector(clients[1], lease("b"), clock=lambda: b_clock[0])
