@@ -204,6 +204,10 @@ def build_open(config: SessionConfig, *, restarting: bool = False) -> Open:
     )
 
 
+def _has_gr(message: Open) -> bool:
+    return any(isinstance(c, GracefulRestartCapability) for c in message.capabilities)
+
+
 def collision_keeps_outgoing(
     *, local_id: int, remote_id: int, local_asn: int, remote_asn: int
 ) -> bool:
@@ -443,6 +447,28 @@ class Session:
             f"graceful restart: keeping {count} routes as stale for up to {cap.restart_time}s"
         ))  # fmt: skip
 
+    def _gr_helper(self, conn: _Conn) -> bool:
+        """Both sides sent the GR capability on `conn`: we keep its routes over its restart."""
+        return (
+            self.config.graceful_restart
+            and conn.negotiated is not None
+            and conn.negotiated.peer_graceful_restart is not None
+        )
+
+    def _peer_restarted(self, out: list[Event], now: float, old: _Conn) -> None:
+        """A new OPEN with the GR capability while `old` is Established: the peer restarted and
+        `old` is dead (RFC 4724 §4.2). Close it silently, keep the routes stale, go on."""
+        assert old.negotiated is not None and old.negotiated.peer_graceful_restart is not None
+        self._conns.pop(old.id, None)
+        out.append(Close(old.id))
+        self._keep_stale(out, now, old.negotiated.peer_graceful_restart)
+        self.rib_out.clear()
+        self.eor_received.clear()
+        self._eor_owed = False
+        self.last_reason = IdleReason.ConnectionLost
+        self.last_error = "peer restarted: new connection with graceful restart"
+        self._transition(out, now, IdleReason.ConnectionLost, self.last_error)
+
     def _clear_stale(self, *, drop: bool = False, family: Family | None = None) -> int:
         """Forget stale marks (of one family or all); with `drop`, remove those routes too."""
         removed = 0
@@ -557,11 +583,14 @@ class Session:
     def accept(self, now: float, *, local_address: bytes) -> tuple[int | None, list[Event]]:
         """The peer connected to us. Returns the new connection id, or None: refuse it."""
         out: list[Event] = []
-        if not self._enabled or self.established is not None:
+        established = self.established
+        if not self._enabled or (established is not None and not self._gr_helper(established)):
             return None, out
+        # With graceful restart, a new connection while Established may be the peer back from
+        # a restart we did not notice (RFC 4724 §4.2): its OPEN decides (`_on_open`).
         for conn in list(self._conns.values()):
-            if not conn.outgoing:  # a newer incoming connection replaces a stale one
-                self._drop(out, conn, None)
+            if not conn.outgoing and conn is not established:
+                self._drop(out, conn, None)  # a newer incoming connection replaces a stale one
         conn = self._new_conn(outgoing=False, state=State.OpenSent)
         conn.local_address = local_address
         if self._base is State.Idle:
@@ -765,6 +794,9 @@ class Session:
             if other is conn or other.state < State.OpenConfirm:
                 continue
             if other.state is State.Established:
+                if not conn.outgoing and self._gr_helper(other) and _has_gr(opened):
+                    self._peer_restarted(out, now, other)
+                    continue
                 loser = conn
             else:
                 keep_out = collision_keeps_outgoing(

@@ -122,3 +122,28 @@ def test_end_of_rib_held_until_released_and_the_difference_goes_first() -> None:
     wire2.feed(a2, a2.release_end_of_rib())
     assert IPV4_UNICAST in b.eor_received and b.rib_in.count(IPV4_UNICAST) == 45
     assert a2.release_end_of_rib() == []  # once
+
+
+def test_new_connection_with_gr_while_established_means_the_peer_restarted() -> None:
+    """The peer died without its FIN reaching us and is back first (RFC 4724 §4.2)."""
+    wire, a, b = pair(a_kw=GR, b_kw=GR)
+    routes = hosts(100)
+    wire.feed(a, a.set_routes(table(routes, ATTRS)))
+    wire.peer_of.pop(id(a))  # a is gone; b has not noticed
+    a2 = Session(config(65001, 65002, A_ID, **GR), name="a2", rng=lambda: 0.0, restarting=True)
+    a2.desired = table(routes[:90], ATTRS)
+    wire.pair(a2, b)
+    wire.feed(a2, a2.set_routes(a2.desired))
+    wire.feed(a2, a2.start(wire.now))
+    assert a2.state is State.Established and b.state is State.Established
+    assert len(b.connection_ids()) == 1 and b.stale == {}
+    assert set(b.rib_in.routes[IPV4_UNICAST]) == set(routes[:90])
+    assert [c.detail for s, c in wire.changes if s is b and c.reason is not None] == [
+        "peer restarted: new connection with graceful restart"
+    ]
+
+
+def test_without_gr_a_new_connection_while_established_is_refused() -> None:
+    wire, _a, b = pair()
+    conn, events = b.accept(wire.now, local_address=b"\x7f\0\0\2")
+    assert conn is None and events == []
