@@ -70,3 +70,49 @@ def test_peer_restart_keeps_its_routes_stale_then_refreshes(
     while not sp.log()[at:].rstrip().endswith("2 prefixes received"):
         assert time.monotonic() < deadline, sp.log()[at:]
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["bird", "frr"])
+def test_peer_back_without_forwarding_state_flushes_stale_routes_at_once(
+    lab: Lab, speaker_factory: Factory, kind: str
+) -> None:
+    """BIRD and FRR restarted plainly (no `bird -R`, no FRR preserve-fw-state) come back
+    without the forwarding-state bit: RFC 4724 §4.2 says remove the stale routes then."""
+    me = lab.address()
+    tor = lab.bird(asn=65031) if kind == "bird" else lab.frr(asn=65031)
+    tor.peers["kubgp"] = PeerSpec(name="kubgp", address=me, asn=64512, hold_time=9,
+                                  graceful_restart=True, restart_time=60)  # fmt: skip
+    tor.originate("10.91.1.0/24")
+    tor.originate("10.91.2.0/24")
+    tor.start()
+    sp = speaker_factory()
+    sp.start(
+        {
+            "routerId": me,
+            "asn": 64512,
+            "listen": {"address": me, "port": 179},
+            "peers": [
+                {
+                    "name": "tor",
+                    "address": tor.address,
+                    "asn": tor.asn,
+                    "sourceAddress": me,
+                    "holdTime": 9,
+                    "connectRetryTime": 1,
+                    "ebgpMultihop": 255,
+                    "gracefulRestart": {"enabled": True, "restartTime": 120},
+                }
+            ],
+            "advertisements": [],
+        }
+    )
+    deadline = time.monotonic() + 30
+    while "2 prefixes received" not in sp.log():
+        assert time.monotonic() < deadline, sp.log()
+        time.sleep(0.2)
+    at = len(sp.log())
+    tor.kill()
+    sp.wait_log("keeping 2 routes as stale for up to 60s", after=at)
+    tor.start()
+    text = sp.wait_log("stale routes (forwarding state not kept)", after=at)
+    assert "removed 2 stale routes (forwarding state not kept)" in text
