@@ -2,9 +2,10 @@
 (where nothing decrements the TTL, so what a side sends is what the other side checks).
 
 - both sides GTSM: Established;
-- the peer wants GTSM (accepts only TTL 255), we send TTL 1 (`ebgpMultihop: 1`): never;
-- we want GTSM (IP_MINTTL 255), the peer sends TTL 2 (`ebgp-multihop 2`): never — our kernel
-  drops its segments.
+- the peer wants GTSM (accepts only TTL 255) and connects to us, we answer with TTL 1
+  (`ebgpMultihop: 1`): never;
+- we want GTSM (IP_MINTTL 255) and connect, the peer answers with TTL 2 (`ebgp-multihop 2`):
+  never — our kernel drops its SYN-ACK.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def test_gtsm_both_sides_establish_ttl_mismatch_never(
     cases: dict[str, tuple[dict[str, object], dict[str, object]]] = {
         # name: (the lab peer's options, our peer's options)
         "both": ({"ttl_security": True}, {"ttlSecurity": True}),
-        "ttl1": ({"ttl_security": True}, {"ebgpMultihop": 1}),
-        "ours": ({"multihop": 2}, {"ttlSecurity": True}),
+        # One direction each: the side that checks connects, so its minimum is set before
+        # its SYN. (An accepting side sets it on the accepted socket, after the handshake: a
+        # first segment may slip in before. FRR showed that race once, and so can we.)
+        "ttl1": ({"ttl_security": True}, {"ebgpMultihop": 1, "passive": True}),
+        "ours": ({"multihop": 2, "passive": True}, {"ttlSecurity": True}),
     }
     addresses = {name: lab.address() for name in cases}
     for name, (theirs, _) in cases.items():
