@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.hardening.test_graceful_restart import _doc
 from tests.interop.speaker_proc import SpeakerProcess
 from tests.lab.lab import Lab
 from tests.lab.model import PeerSpec
@@ -30,26 +31,7 @@ def test_peer_restart_keeps_its_routes_stale_then_refreshes(
     for prefix in ("10.90.1.0/24", "10.90.2.0/24", "10.90.3.0/24"):
         tor.originate(prefix)
     sp = speaker_factory()
-    sp.start(
-        {
-            "routerId": me,
-            "asn": 64512,
-            "listen": {"address": me, "port": 179},
-            "peers": [
-                {
-                    "name": "tor",
-                    "address": tor.address,
-                    "asn": tor.asn,
-                    "sourceAddress": me,
-                    "holdTime": 9,
-                    "connectRetryTime": 1,
-                    "ebgpMultihop": 255,
-                    "gracefulRestart": {"enabled": True, "restartTime": 120},
-                }
-            ],
-            "advertisements": [],
-        }
-    )
+    sp.start(_doc(me, tor, []))  # GR-capable, announcing nothing: only the helper role
     sp.wait_log("End-of-RIB received")
     deadline = time.monotonic() + 20
     while "3 prefixes received" not in sp.log() and time.monotonic() < deadline:
@@ -86,26 +68,7 @@ def test_peer_back_without_forwarding_state_flushes_stale_routes_at_once(
     tor.originate("10.91.2.0/24")
     tor.start()
     sp = speaker_factory()
-    sp.start(
-        {
-            "routerId": me,
-            "asn": 64512,
-            "listen": {"address": me, "port": 179},
-            "peers": [
-                {
-                    "name": "tor",
-                    "address": tor.address,
-                    "asn": tor.asn,
-                    "sourceAddress": me,
-                    "holdTime": 9,
-                    "connectRetryTime": 1,
-                    "ebgpMultihop": 255,
-                    "gracefulRestart": {"enabled": True, "restartTime": 120},
-                }
-            ],
-            "advertisements": [],
-        }
-    )
+    sp.start(_doc(me, tor, []))  # GR-capable, announcing nothing: only the helper role
     deadline = time.monotonic() + 30
     while "2 prefixes received" not in sp.log():
         assert time.monotonic() < deadline, sp.log()
