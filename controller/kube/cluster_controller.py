@@ -12,7 +12,9 @@ Writes:
 - core/v1 Events on Services (IPAllocated, IPReleased, AllocationFailed, AddressOutsidePool)
   and pools (PoolExhausted, AddressesOutsidePool), once per distinct outcome.
 
-One `ClusterController` serves one leadership term: every write first asks `may_write()`.
+One `ClusterController` serves one leadership term: every write first asks `may_write()`; a
+write skipped because leadership was not confirmed at that moment is logged and redone when the
+Lease is next renewed (`leadership_confirmed`).
 """
 
 from __future__ import annotations
@@ -146,10 +148,27 @@ class _Ledger:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterAPIs:
+    """The API objects the controller writes through. Built once per process, before the
+    election: the first CoreV1Api imports ~1 s of generated code, which inside a leadership
+    term would run on the loop that renews the Lease."""
+
+    core: kubernetes.client.CoreV1Api
+    custom: kubernetes.client.CustomObjectsApi
+
+    @classmethod
+    def build(cls, api_client: kubernetes.client.ApiClient) -> ClusterAPIs:
+        return cls(
+            kubernetes.client.CoreV1Api(api_client),
+            kubernetes.client.CustomObjectsApi(api_client),
+        )
+
+
 class ClusterController:
     def __init__(
         self,
-        api_client: kubernetes.client.ApiClient,
+        apis: ClusterAPIs,
         *,
         may_write: Callable[[], bool] = lambda: True,
         fence: Callable[[], bool] | None = None,
@@ -158,10 +177,9 @@ class ClusterController:
         event_namespace: str = "default",
         retry_delay: float = 5.0,
     ) -> None:
-        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.core, self.custom = apis.core, apis.custom
         self.retry_delay = retry_delay
         self._retry: asyncio.Task[None] | None = None
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.may_write = may_write
         self.fence = fence
         self.metrics = metrics
@@ -179,6 +197,12 @@ class ClusterController:
         self._written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._sweeper = Coalescer(self._sweep)
         self._roller = Coalescer(self._rollup)
+        # Writes skipped because leadership was not confirmed at that moment (a Lease renewal
+        # late under load, or not yet made): redone when it is (`leadership_confirmed`).
+        self._deferred = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # kopf's, where handlers run
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unposted: list[tuple[dict[str, str], str, str, str]] = []  # deferred Events
 
     # --- kopf registry ------------------------------------------------------------------
 
@@ -189,6 +213,10 @@ class ClusterController:
         @kopf.on.login(registry=registry)
         def _login(**_: Any) -> kopf.ConnectionInfo:
             return login()
+
+        @kopf.on.startup(registry=registry)
+        async def _startup(**_: Any) -> None:
+            ctl._loop = asyncio.get_running_loop()
 
         @kopf.index(*SERVICES, id="lb_services", registry=registry)
         def lb_services(body: kopf.Body, **_: Any) -> dict[Key, LBService] | None:
@@ -263,6 +291,37 @@ class ClusterController:
 
         return registry
 
+    # --- leadership ---------------------------------------------------------------------------
+
+    def _defer(self, what: str) -> None:
+        """A write skipped because our leadership is not confirmed right now: say so, and redo
+        it when it is (the Lease holder renews, or the term ends and the next one starts over)."""
+        logger.info("leadership not confirmed (Lease renewal overdue): %s deferred", what)
+        self._deferred = True
+
+    def leadership_confirmed(self) -> None:
+        """The Lease was renewed after a lapse (called from the renewing thread): retry every
+        write deferred meanwhile, on kopf's loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._resume_deferred)
+
+    def _resume_deferred(self) -> None:
+        if not self._deferred:
+            return
+        self._deferred = False
+        logger.info("leadership confirmed: retrying the deferred writes")
+        self._pools_changed = True  # every Service again, not only the pending ones: cheap
+        unposted, self._unposted = self._unposted, []
+        for work in (
+            self._post_events(unposted),
+            self._sweeper.kick(),
+            self._roller.kick(),
+        ):
+            task = asyncio.get_running_loop().create_task(work)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     # --- allocation -------------------------------------------------------------------------
 
     def _ledger(self) -> _Ledger:
@@ -306,6 +365,7 @@ class ClusterController:
                     self._retry_later()
                     return
                 if written_or_none is None:
+                    self._pending.add(key)  # retried by the next sweep (or event)
                     return
                 written = written_or_none
                 self._overlay[key] = (service.resource_version, written)
@@ -332,12 +392,13 @@ class ClusterController:
         self._retry = asyncio.get_running_loop().create_task(later(), name="ipam-retry")
 
     async def _write_service(self, service: LBService, result: Assignment) -> LBService | None:
-        if not self.may_write():
-            return None
+        what = "Service {}/{}'s addresses".format(*service.key)
         # Fenced: renew the Lease right before an address changes hands, so a deposed leader
         # that wakes up late finds out here instead of writing from a stale view.
-        if self.fence is not None and not await asyncio.to_thread(self.fence):
-            logger.warning("not the leader any more: %s/%s left alone", *service.key)
+        if not self.may_write() or (
+            self.fence is not None and not await asyncio.to_thread(self.fence)
+        ):
+            self._defer(what)
             return None
         ingress = [{"ip": ip} for ip in result.texts] or None
         body = {
@@ -398,10 +459,16 @@ class ClusterController:
                 message,
             )
 
+    async def _post_events(self, events: Sequence[tuple[dict[str, str], str, str, str]]) -> None:
+        for involved, kind, reason, message in events:
+            await self._post_event(involved, kind, reason, message)
+
     async def _post_event(
         self, involved: Mapping[str, str], kind: str, reason: str, message: str
     ) -> None:
         if not self.may_write():
+            self._defer(f"Event {reason} on {involved.get('kind')} {involved.get('name')}")
+            self._unposted.append((dict(involved), kind, reason, message))
             return
         namespace = involved.get("namespace") or self.event_namespace
         stamp = datetime.now(UTC)
@@ -486,9 +553,10 @@ class ClusterController:
         return raw
 
     async def _write_status(self, plural: str, raw: dict[str, Any], status: dict[str, Any]) -> None:
-        if not self.may_write():
-            return
         name = raw["metadata"]["name"]
+        if not self.may_write():
+            self._defer(f"{plural} {name}'s status")
+            return
         body = {"status": status}
         try:
             updated = await asyncio.to_thread(
@@ -619,12 +687,13 @@ async def run_cluster(
     api_client.user_agent = user_agent(CLUSTER_CONTROLLER)
     elector = None if options.lease is None else LeaseElector(api_client, options.lease)
     identity = COMPONENT if options.lease is None else options.lease.identity
+    apis = await asyncio.to_thread(ClusterAPIs.build, api_client)
     status = 0
     while not stop.is_set():
         if elector is not None and not await elector.acquire(stop):
             break
         controller = ClusterController(
-            api_client,
+            apis,
             may_write=(lambda: True) if elector is None else elector.is_leader,
             fence=None if elector is None else elector.confirm,
             metrics=options.metrics,
@@ -639,14 +708,18 @@ async def run_cluster(
         )
         if options.metrics is not None:
             options.metrics.set_leader(True)
-        runner.start()
         holder = asyncio.create_task(
             elector.hold(stop) if elector is not None else stop.wait(), name="lease-holder"
         )
+        if elector is not None:
+            elector.add_confirmed_listener(controller.leadership_confirmed)
+        runner.start()
         # Returns once kopf's thread ends (on its own: a failure; or after runner.stop()).
         ended = asyncio.create_task(asyncio.to_thread(runner.done.wait), name="kopf-ended")
         await asyncio.wait({holder, ended}, return_when=asyncio.FIRST_COMPLETED)
         await asyncio.to_thread(runner.stop)
+        if elector is not None:
+            elector.remove_confirmed_listener(controller.leadership_confirmed)
         kopf_failed = ended.done() and not holder.done()
         holder.cancel()
         await asyncio.gather(holder, ended, return_exceptions=True)

@@ -56,6 +56,23 @@ class LeaseElector:
         self._observed: tuple[str | None, str | None] | None = None  # (holder, renewTime)
         self._observed_at = 0.0
         self._lock = threading.Lock()  # the renew loop and fenced writes run in two threads
+        # Called (in the renewing thread) when a renewal succeeds after our leadership had
+        # lapsed: writes skipped meanwhile are waiting for exactly this.
+        self._on_confirmed: list[Callable[[], None]] = []
+
+    def add_confirmed_listener(self, callback: Callable[[], None]) -> None:
+        self._on_confirmed.append(callback)
+
+    def remove_confirmed_listener(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._on_confirmed.remove(callback)
+
+    def _renewed(self) -> None:
+        lapsed = not self.is_leader()
+        self._renewed_at = self.clock()
+        if lapsed:
+            for callback in list(self._on_confirmed):
+                callback()
 
     def is_leader(self) -> bool:
         """True while our last successful renewal is within the renew deadline."""
@@ -118,7 +135,7 @@ class LeaseElector:
             except ApiException as create_err:
                 logger.info("creating the Lease failed: %s", create_err.reason)
                 return False
-            self._renewed_at = self.clock()
+            self._renewed()
             return True
         except Exception as err:  # network errors: not leader this round  # noqa: BLE001
             logger.warning("reading the Lease failed: %s", err)
@@ -149,7 +166,7 @@ class LeaseElector:
         except Exception as err:  # noqa: BLE001
             logger.warning("writing the Lease failed: %s", err)
             return False
-        self._renewed_at = self.clock()
+        self._renewed()
         return True
 
     def _spec(
