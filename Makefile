@@ -21,11 +21,11 @@ $(VENV)/.installed: pyproject.toml
 # real speaker (its agent here), BIRD as the ToR; prints what the ToR learned and follows it
 # until Ctrl-C. `make lab LAB_ARGS=--once` prints once converged and exits. Needs root.
 lab: venv debs
-	$(PY) -m tests.lab.cluster_demo $(LAB_ARGS)
+	$(PY) -m lab $(LAB_ARGS)
 
 # Real BGP daemons for the lab (we run as root on these machines).
 debs:
-	tests/lab/install-debs.sh
+	testing/install-debs.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

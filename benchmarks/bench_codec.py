@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from speaker.bgp.attributes import AsPathAttribute, Attribute, OriginAttribute
-from speaker.bgp.context import IPV4_UNICAST, IPV6_UNICAST, DecodeContext, Family
-from speaker.bgp.framing import Framer
-from speaker.bgp.messages import Update, decode_message
-from speaker.bgp.nlri import Prefix, prefix_from_int
-from speaker.bgp.update_builder import UpdateBuilder
+from speaker.bgp.rib.update_builder import UpdateBuilder
+from speaker.bgp.wire.attributes import AsPathAttribute, Attribute, OriginAttribute
+from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST, DecodeContext, Family
+from speaker.bgp.wire.framing import Framer
+from speaker.bgp.wire.messages import Update, decode_message
+from speaker.bgp.wire.nlri import Prefix, prefix_from_int
 
 ATTRS: tuple[Attribute, ...] = (OriginAttribute(0), AsPathAttribute.sequence(64512, 65000))
 CTX = DecodeContext()

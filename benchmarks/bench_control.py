@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from speaker.client import SpeakerClient, new_epoch
-from speaker.ipc import Snapshot, encode, parse_request
-from speaker.schema import DesiredState, parse_desired_state
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.bird import Bird
-from tests.lab.lab import Lab
-from tests.lab.model import LabError, PeerSpec
+from speaker.api.client import SpeakerClient, new_epoch
+from speaker.api.ipc import Snapshot, encode, parse_request
+from speaker.api.schema import DesiredState, parse_desired_state
+from testing.routers.bird import Bird
+from testing.routers.lab import Lab
+from testing.routers.model import LabError, PeerSpec
+from testing.speaker_proc import SpeakerProcess
 
 ASN = 64512
 TOR_ASN = 65000

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.planner import NodePlanner, plan
-from controller.snapshot import Snapshot
+from controller.domain.planner import NodePlanner, plan
+from controller.domain.snapshot import Snapshot
 
 Raw = dict[str, Any]
 RACKS = 10

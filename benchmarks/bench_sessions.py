@@ -23,12 +23,12 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.bird import Bird
-from tests.lab.daemon import RouterDaemon
-from tests.lab.gobgp import GoBGP
-from tests.lab.lab import Lab
-from tests.lab.model import PeerSpec
+from testing.routers.bird import Bird
+from testing.routers.daemon import RouterDaemon
+from testing.routers.gobgp import GoBGP
+from testing.routers.lab import Lab
+from testing.routers.model import PeerSpec
+from testing.speaker_proc import SpeakerProcess
 
 RECEIVER_ASN = 65000
 SENDER_ASN = 65001
@@ -177,9 +177,9 @@ def _rib_bytes_per_route(n: int) -> float:
     """Memory the speaker holds per advertised route once applied (one established peer):
     the desired table (prefix objects, dict) shared with the Adj-RIB-Out, measured with
     tracemalloc in this process; the DesiredState document itself is not counted."""
-    from speaker.bgp.fsm import Session
-    from speaker.routes import RouteTables, session_config
-    from speaker.schema import parse_desired_state
+    from speaker.api.schema import parse_desired_state
+    from speaker.bgp.session.fsm import Session
+    from speaker.session_inputs import RouteTables, session_config
 
     state = parse_desired_state({
         "routerId": "192.0.2.1", "asn": SENDER_ASN,

@@ -1,4 +1,4 @@
-"""The speaker's control socket: the NDJSON protocol of `speaker.ipc`, served with asyncio.
+"""The speaker's control socket: the NDJSON protocol of `speaker.api.ipc`, served with asyncio.
 
 The server knows the BGP runtime only through `StateSink`: `apply(state)` returns once the
 state is in every Adj-RIB-Out, `status()` reports the peers. What it guarantees:
@@ -41,7 +41,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
-from speaker.ipc import (
+from speaker.api.ipc import (
     DEFAULT_MAX_LINE,
     Ack,
     AppliedState,
@@ -59,7 +59,7 @@ from speaker.ipc import (
     encode,
     parse_request,
 )
-from speaker.schema import DesiredState
+from speaker.api.schema import DesiredState
 from speaker.state_store import StateStore, StateStoreError
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""The asyncio runtime: moves bytes between sockets and `speaker.bgp.fsm.Session`s, fires their
-deadlines, and converges on a desired state.
+"""The asyncio runtime: moves bytes between sockets and `speaker.bgp.session.fsm.Session`s,
+fires their deadlines, and converges on a desired state.
 
     speaker = Speaker()
     await speaker.apply(state)      # returns once the state is in every Adj-RIB-Out
@@ -20,10 +20,10 @@ import logging
 import socket
 import time
 
-from speaker.bgp.adj_rib_out import Table
-from speaker.bgp.context import family_name
-from speaker.bgp.errors import CeaseSubcode
-from speaker.bgp.fsm import (
+from speaker.api.ipc import PeerStatus
+from speaker.api.schema import DesiredState, Listen, Peer
+from speaker.bgp.rib.adj_rib_out import Table
+from speaker.bgp.session.fsm import (
     Close,
     Connect,
     Event,
@@ -35,9 +35,9 @@ from speaker.bgp.fsm import (
     State,
     StateChanged,
 )
-from speaker.ipc import PeerStatus
-from speaker.routes import RouteTables, local_asn, session_config
-from speaker.schema import DesiredState, Listen, Peer
+from speaker.bgp.wire.context import family_name
+from speaker.bgp.wire.errors import CeaseSubcode
+from speaker.session_inputs import RouteTables, local_asn, session_config
 from speaker.transport import (
     GTSM_TTL,
     Listener,

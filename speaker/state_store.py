@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from speaker.ipc import AppliedState, IpcError, StateVersion
-from speaker.schema import SchemaError, parse_desired_state
+from speaker.api.ipc import AppliedState, IpcError, StateVersion
+from speaker.api.schema import SchemaError, parse_desired_state
 
 FILE_NAME: Final = "applied.json"
 KIND: Final = "kubgp-speaker-applied"

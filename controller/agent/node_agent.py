@@ -1,4 +1,4 @@
-"""The node agent without Kubernetes: it is fed object changes (by controller.kube.node_agent,
+"""The node agent without Kubernetes: it is fed object changes (by controller.kube.node_watch,
 or by a test), keeps the cluster snapshot, re-plans after a burst of changes and hands the
 plan to the push loop; the status reporter writes what the speaker runs back.
 
@@ -31,11 +31,11 @@ from typing import Any, Final, Protocol
 from controller.agent.health import Health, LiveReason, readiness
 from controller.agent.node_status import NodeStatusReporter
 from controller.agent.push import PushLoop
-from controller.metrics import AgentMetrics
-from controller.planner import DEFAULT_ASN, NodePlanner
-from controller.reasons import ObjectRef, Reason
-from controller.snapshot import Snapshot
-from speaker.schema import DesiredState
+from controller.controller_metrics import AgentMetrics
+from controller.domain.planner import DEFAULT_ASN, NodePlanner
+from controller.domain.reasons import ObjectRef, Reason
+from controller.domain.snapshot import Snapshot
+from speaker.api.schema import DesiredState
 
 log = logging.getLogger("kubgp.agent")
 

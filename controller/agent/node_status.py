@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from controller.metrics import AgentMetrics
-from speaker.client import PeerStatus, StateVersion
-from speaker.schema import DesiredState
+from controller.controller_metrics import AgentMetrics
+from speaker.api.client import PeerStatus, StateVersion
+from speaker.api.schema import DesiredState
 
 log = logging.getLogger("kubgp.agent")
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from controller.metrics import AgentMetrics
-from speaker.client import (
+from controller.controller_metrics import AgentMetrics
+from speaker.api.client import (
     NackError,
     PeerStatus,
     SpeakerClient,
@@ -36,7 +36,7 @@ from speaker.client import (
     StateVersion,
     new_epoch,
 )
-from speaker.schema import Advertisement, DesiredState
+from speaker.api.schema import Advertisement, DesiredState
 
 log = logging.getLogger("kubgp.agent")
 

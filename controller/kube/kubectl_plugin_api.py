@@ -3,7 +3,7 @@
 the API server spells them, so the planner sees what the node agents see.
 
 Only reads: get and paged list. Which objects to read is decided by the caller
-(controller.kubectl_kubgp); this module knows URLs, kubeconfig and errors.
+(controller.cli.kubectl_kubgp); this module knows URLs, kubeconfig and errors.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ import pytest
 from controller.agent.health import Health, HealthServer, LiveReason, ReadyReason, readiness
 from controller.agent.node_agent import NodeAgent
 from controller.agent.push import PushLoop
-from controller.metrics import AgentMetrics
+from controller.controller_metrics import AgentMetrics
 from speaker.control import serve_control
 from tests.agent.test_node_agent import until
-from tests.control.helpers import RecordingSink, socket_dir
 from tests.controller import manifests as m
+from tests.speaker.control.helpers import RecordingSink, socket_dir
 
 
 @pytest.mark.parametrize(

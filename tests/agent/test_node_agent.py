@@ -10,11 +10,11 @@ from typing import Any
 
 from controller.agent.node_agent import NodeAgent, coalesce_deadline
 from controller.agent.push import PushLoop
-from controller.metrics import AgentMetrics
-from controller.reasons import ObjectRef
+from controller.controller_metrics import AgentMetrics
+from controller.domain.reasons import ObjectRef
 from speaker.control import serve_control
-from tests.control.helpers import RecordingSink, socket_dir
 from tests.controller import manifests as m
+from tests.speaker.control.helpers import RecordingSink, socket_dir
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -16,10 +16,10 @@ from controller.agent.node_status import (
     rfc3339,
     session_events,
 )
-from controller.metrics import AgentMetrics
-from speaker.client import PeerStatus, StateVersion
-from speaker.schema import parse_desired_state
-from tests.control.helpers import STATE_DOC
+from controller.controller_metrics import AgentMetrics
+from speaker.api.client import PeerStatus, StateVersion
+from speaker.api.schema import parse_desired_state
+from tests.speaker.control.helpers import STATE_DOC
 
 STATE = parse_desired_state(STATE_DOC)
 V1 = StateVersion(epoch=7, generation=1)

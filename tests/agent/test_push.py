@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from controller.agent.push import PushLoop, delta_between
-from controller.metrics import AgentMetrics
-from speaker.client import SpeakerClient
+from controller.controller_metrics import AgentMetrics
+from speaker.api.client import SpeakerClient
+from speaker.api.ipc import AppliedState, StateVersion
+from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.control import ControlServer, serve_control
-from speaker.ipc import AppliedState, StateVersion
-from speaker.schema import DesiredState, parse_desired_state
 from speaker.state_store import StateStore
-from tests.control.helpers import STATE_DOC, RecordingSink, socket_dir
+from tests.speaker.control.helpers import STATE_DOC, RecordingSink, socket_dir
 
 PEERS = STATE_DOC["peers"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kube.conftest import kube_api, kube_client
+from testing.kube.fixtures import kube_api, kube_client
 from tests.packaging.rbac import assert_granted, sent_by
 
 __all__ = ["kube_api", "kube_client"]

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import kopf
 import kubernetes
 
-from controller.kube.cluster_controller import ClusterOptions, run_cluster
+from controller.controller_metrics import ClusterMetrics
+from controller.kube.cluster_watch import ClusterOptions, run_cluster
 from controller.kube.leader import LeaseConfig
 from controller.kube.user_agent import CLUSTER_CONTROLLER, user_agent
-from controller.metrics import ClusterMetrics
-from tests.kube.emulator import KubeAPI
+from testing.kube.emulator import KubeAPI
 
 T = TypeVar("T")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from testing.kube.emulator import KubeAPI
 from tests.cluster.harness import (
     condition,
     events,
@@ -15,7 +16,6 @@ from tests.cluster.harness import (
     wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
-from tests.kube.emulator import KubeAPI
 
 
 def test_automatic_allocation_events_pool_status_and_metrics(kube_api: KubeAPI) -> None:
@@ -37,7 +37,10 @@ def test_automatic_allocation_events_pool_status_and_metrics(kube_api: KubeAPI) 
         assert (status["total"], status["assigned"], status["available"]) == (4, 1, 3)
         assert condition(kube_api, "LoadBalancerIPPool", "v4", "Exhausted")["status"] == "False"
         used = {"pool": "v4", "state": "used"}
-        wait_for(lambda: controller.metrics.value("kubgp_lb_pool_addresses", used) == 1, "gauge")
+        wait_for(
+            lambda: controller.metrics.value("kubgp_lb_pool_addresses", used) == 1,
+            "gauge",
+        )
         total = {"pool": "v4", "state": "total"}
         assert controller.metrics.value("kubgp_lb_pool_addresses", total) == 4
         assert controller.metrics.value("kubgp_cluster_controller_leader") == 1

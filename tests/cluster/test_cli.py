@@ -11,9 +11,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from testing.kube.emulator import KubeAPI
 from tests.cluster.harness import ingress, wait_for
 from tests.cluster.manifests import lb_service, pool
-from tests.kube.emulator import KubeAPI
 
 CLI = Path(sys.executable).parent / "kubgp-controller"
 
@@ -73,7 +73,7 @@ def test_bad_lease_timings_are_refused(kube_api: KubeAPI) -> None:
 
 
 def test_kopf_logs_in_with_the_clients_credentials(kube_api: KubeAPI) -> None:
-    from controller.kube.cluster_controller import login_from
+    from controller.kube.cluster_watch import login_from
 
     client = kube_api.api_client()
     try:

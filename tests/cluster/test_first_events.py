@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from controller.kube import cluster_controller
+from controller.kube import cluster_watch as cluster_controller
 from controller.kube.leader import LeaseElector
+from testing.kube.emulator import KubeAPI
 from tests.cluster.harness import (
     FAST_LEASE,
     events,
@@ -23,7 +24,6 @@ from tests.cluster.harness import (
     wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
-from tests.kube.emulator import KubeAPI
 
 POOL = pool("v4", cidrs=("203.0.113.0/30",))
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from controller.kube.leader import LeaseElector
+from testing.kube.emulator import KubeAPI
 from tests.cluster.conftest import CONTROLLER_AGENTS
 from tests.cluster.harness import (
     Controller,
@@ -23,7 +24,6 @@ from tests.cluster.harness import (
     wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
-from tests.kube.emulator import KubeAPI
 from tests.packaging.rbac import assert_granted, sent_by
 
 LEASE = ("Lease", "kubgp-cluster-controller", "kube-system")

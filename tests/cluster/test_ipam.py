@@ -1,4 +1,4 @@
-"""controller.ipam: table-driven rules and properties of pure LoadBalancer allocation."""
+"""controller.domain.ipam: table-driven rules and properties of pure LoadBalancer allocation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.ipam import (
+from controller.domain.ipam import (
     Assignment,
     FailureReason,
     LBService,
@@ -22,7 +22,7 @@ from controller.ipam import (
     pool_usage,
     with_addresses,
 )
-from controller.objects import parse_load_balancer_ip_pool
+from controller.domain.objects import parse_load_balancer_ip_pool
 from tests.cluster.manifests import Raw, lb_service, pool
 
 V4 = pool("v4", cidrs=("203.0.113.0/30",))  # .0 .. .3

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from testing.kube.emulator import KubeAPI
 from tests.cluster.harness import condition, running, status_of, status_writes, wait_for
 from tests.cluster.manifests import bgp_peer, node, node_state
-from tests.kube.emulator import KubeAPI
 
 
 def ready(api: KubeAPI, peer: str) -> tuple[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from controller.conditions import Condition, set_condition
-from controller.ipam import Pool, parse_lb_service, pool_status
-from controller.objects import parse_load_balancer_ip_pool
-from controller.peer_status import parse_node_labels, parse_node_state, peer_status
+from controller.domain.conditions import Condition, set_condition
+from controller.domain.ipam import Pool, parse_lb_service, pool_status
+from controller.domain.objects import parse_load_balancer_ip_pool
+from controller.domain.peer_status import parse_node_labels, parse_node_state, peer_status
 from tests.cluster.manifests import bgp_peer, lb_service, node, node_state, pool
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from controller.objects import (
+from controller.domain.objects import (
     InvalidObjectError,
     LabelSelector,
     Requirement,
     Service,
     parse_object,
 )
-from controller.reasons import ObjectRef, ReasonCode
-from controller.snapshot import Snapshot
+from controller.domain.reasons import ObjectRef, ReasonCode
+from controller.domain.snapshot import Snapshot
 from tests.controller.manifests import (
     Raw,
     advertisement,

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from speaker.schema import parse_desired_state
+from speaker.api.schema import parse_desired_state
 from tests.controller.manifests import (
     advertisement,
     endpoint,

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.planner import DRAIN_AS_PATH_PREPEND, NodePlanner, Plan, plan
-from controller.reasons import ObjectRef, Reason, ReasonCode
-from controller.snapshot import Snapshot
-from speaker.schema import DesiredState, parse_desired_state
+from controller.domain.planner import DRAIN_AS_PATH_PREPEND, NodePlanner, Plan, plan
+from controller.domain.reasons import ObjectRef, Reason, ReasonCode
+from controller.domain.snapshot import Snapshot
+from speaker.api.schema import DesiredState, parse_desired_state
 from tests.controller.manifests import (
     Raw,
     advertisement,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.planner import NodePlanner, plan
-from controller.reasons import ObjectRef
-from controller.snapshot import Snapshot
+from controller.domain.planner import NodePlanner, plan
+from controller.domain.reasons import ObjectRef
+from controller.domain.snapshot import Snapshot
 from tests.controller.manifests import (
     Raw,
     advertisement,

@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from speaker.client import status_sync
-from tests.e2e.procs import Procs, free_port, probe, scrape
-from tests.kube.emulator import KubeAPI
-from tests.lab.bird import Bird
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, PeerSpec, Route
+from speaker.api.client import status_sync
+from testing.kube.emulator import KubeAPI
+from testing.procs import Procs, free_port, probe, scrape
+from testing.routers.bird import Bird
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, PeerSpec, Route
 from tests.packaging.rbac import assert_granted, sent_by
 
 pytestmark = pytest.mark.lab

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.procs import Procs, free_port
-from tests.kube.emulator import KubeAPI
-from tests.lab.lab import loopback_address
+from testing.kube.emulator import KubeAPI
+from testing.procs import Procs, free_port
+from testing.routers.lab import loopback_address
 from tests.packaging.rbac import assert_granted, calls, sent_by
 
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
+from testing.routers.lab import Lab
+from testing.routers.model import PeerSpec
+from testing.speaker_proc import SpeakerProcess
 from tests.hardening.test_graceful_restart import _doc
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.lab import Lab
-from tests.lab.model import PeerSpec
 
 pytestmark = pytest.mark.lab
 

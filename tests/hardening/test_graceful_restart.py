@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.daemon import RouterDaemon
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, LabError, PeerSpec
+from testing.routers.daemon import RouterDaemon
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, LabError, PeerSpec
+from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 
@@ -116,7 +116,8 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
     state_file = tmp_path / "desired.json"
     sp.write(_doc(me, tor, prefixes))
     state_file.write_text(sp.config.read_text())
-    subprocess.run([sys.executable, "-m", "speaker.cli", "apply", "--socket", str(sock),
+    subprocess.run([sys.executable, "-m", "speaker.cli.kubgp_speaker", "apply",
+                    "--socket", str(sock),
                     str(state_file)], check=True, timeout=60)  # fmt: skip
     tor.wait_routes("kubgp", lambda rs: len(rs) == len(prefixes), timeout=60)
 
@@ -152,7 +153,8 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
         fresh = [p for p in prefixes if p != removed]
         poller.expected = set(fresh)
         state_file.write_text(json.dumps(_doc(me, tor, fresh)))
-        subprocess.run([sys.executable, "-m", "speaker.cli", "apply", "--socket", str(sock),
+        subprocess.run([sys.executable, "-m", "speaker.cli.kubgp_speaker", "apply",
+                        "--socket", str(sock),
                         str(state_file)], check=True, timeout=60)  # fmt: skip
         text = sp.wait_log("End-of-RIB released (the agent's state is in)", after=at)
         assert "End-of-RIB sent" in text.split("released (the agent")[1]

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.daemon import RouterDaemon
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, IPV6_UNICAST, PeerSpec
+from testing.routers.daemon import RouterDaemon
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, IPV6_UNICAST, PeerSpec
+from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

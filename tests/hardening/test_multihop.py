@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, LabError, PeerSpec
-from tests.lab.netns import ip
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, LabError, PeerSpec
+from testing.routers.netns import ip
+from testing.speaker_proc import SpeakerProcess
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 

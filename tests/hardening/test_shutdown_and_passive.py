@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, PeerSpec
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, PeerSpec
+from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

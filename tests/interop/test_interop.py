@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.interop.speaker_proc import SpeakerProcess
-from tests.lab.bird import Bird
-from tests.lab.daemon import RouterDaemon, wait_for
-from tests.lab.lab import Lab
-from tests.lab.model import ESTABLISHED, IPV4_UNICAST, IPV6_UNICAST, PeerSpec, Route
-from tests.lab.netns import NetnsPair
+from testing.routers.bird import Bird
+from testing.routers.daemon import RouterDaemon, wait_for
+from testing.routers.lab import Lab
+from testing.routers.model import ESTABLISHED, IPV4_UNICAST, IPV6_UNICAST, PeerSpec, Route
+from testing.routers.netns import NetnsPair
+from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

@@ -1,4 +1,4 @@
-"""`python -m tests.lab.cluster_demo --once` (what `make lab` runs) as a user runs it: the sample
+"""`python -m lab --once` (what `make lab` runs) as a user runs it: the sample
 cluster of deploy/examples/ reaches BIRD as the ToR over three node namespaces, the output says
 so, and nothing it made is left behind.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.cluster_demo import EXAMPLES, load_manifests
+from lab.cluster_demo import EXAMPLES, load_manifests
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 
@@ -78,7 +78,7 @@ def _cmdlines_mentioning(text: str) -> list[str]:
 @pytest.mark.timeout(90)
 def test_make_lab_once() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.lab.cluster_demo", "--once", "--timeout", "60"],
+        [sys.executable, "-m", "lab", "--once", "--timeout", "60"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -141,7 +141,7 @@ def _assert_nothing_left(err: str) -> None:
 def test_not_converging_in_time_is_an_error_and_still_cleans_up() -> None:
     # One second is too short for the agents even to start, so this run cannot converge.
     done = subprocess.run(
-        [sys.executable, "-m", "tests.lab.cluster_demo", "--once", "--timeout", "1"],
+        [sys.executable, "-m", "lab", "--once", "--timeout", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -169,9 +169,7 @@ def _wait_in(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: fl
 def test_following_shows_a_change_and_ctrl_c_cleans_up(tmp_path: Path) -> None:
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.lab.cluster_demo"], cwd=ROOT, stdout=out, stderr=err
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "lab"], cwd=ROOT, stdout=out, stderr=err)
     try:
         text = _wait_in(err_path, "following changes until Ctrl-C", proc, 60)
         url = re.search(r"API server at (http://127\.0\.0\.1:\d+) ", text)

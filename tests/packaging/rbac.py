@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tests.kube.emulator import parse_api_path
+from testing.kube.emulator import parse_api_path
 from tests.packaging.chart import NAMESPACE, Manifest, component_name, render
 
 

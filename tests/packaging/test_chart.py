@@ -20,9 +20,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from tests.control.test_client import server_thread
-from tests.controller.test_crds import admit
-from tests.e2e.procs import free_port
+from testing.kube.crd_schema import admit
+from testing.procs import free_port
 from tests.packaging.chart import (
     CHART_DIR,
     KUBERNETES_VERSION,
@@ -37,6 +36,7 @@ from tests.packaging.chart import (
     render,
     render_files,
 )
+from tests.speaker.api.test_client import server_thread
 
 BIN = Path(sys.executable).parent
 
@@ -414,7 +414,7 @@ def test_notes_tell_the_next_step() -> None:
 def test_node_agent_args_parse_with_the_real_cli() -> None:
     """The node agent's container args, as rendered, through `kubgp-controller`'s own
     argparse parser (the kubelet expands $(NODE_NAME) from the container's env)."""
-    from controller.cli import build_parser
+    from controller.cli.kubgp_controller import build_parser
 
     ds = one(render({"nodeAgent": {"extraArgs": ["--coalesce-quiet=0.5"]}}), "DaemonSet")
     agent = container(ds, "node-agent")
@@ -446,7 +446,7 @@ def test_node_agent_probes_ask_the_agent_it_runs() -> None:
     """The agent's probes, as rendered, against the health endpoint its rendered args start:
     readiness follows the agent's readiness, liveness its loops, both fail with no agent."""
     from controller.agent.health import Health, HealthServer
-    from controller.cli import build_parser
+    from controller.cli.kubgp_controller import build_parser
 
     port = free_port()
     ds = one(render({"nodeAgent": {"healthPort": port}}), "DaemonSet")
@@ -478,7 +478,7 @@ def test_node_agent_probes_ask_the_agent_it_runs() -> None:
 
 
 def test_controller_args_parse_with_the_real_cli() -> None:
-    from controller.cli import build_parser
+    from controller.cli.kubgp_controller import build_parser
 
     dep = one(render({"controller": {"extraArgs": ["--lease-duration=20"]}}), "Deployment")
     ctl = container(dep, "controller")
@@ -494,7 +494,7 @@ def test_controller_args_parse_with_the_real_cli() -> None:
 
 
 def test_speaker_args_parse_with_the_real_cli() -> None:
-    from speaker.cli import build_parser
+    from speaker.cli.kubgp_speaker import build_parser
 
     ds = one(render({}), "DaemonSet")
     spk = container(ds, "speaker")
@@ -515,8 +515,10 @@ def test_alert_rules_use_metrics_the_programs_export() -> None:
     assert len(names) >= 4
     sources = " ".join(
         p.read_text()
-        for p in (ROOT / "controller" / "metrics.py", ROOT / "speaker" / "metrics.py")
-        if p.exists()
+        for p in (
+            ROOT / "controller" / "controller_metrics.py",
+            ROOT / "speaker" / "speaker_metrics.py",
+        )
     )
     for name in names:
         # prometheus_client adds _total to counters

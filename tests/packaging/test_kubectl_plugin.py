@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller import kubectl_kubgp
-from tests.kube.emulator import KubeAPI
+from controller.cli import kubectl_kubgp
+from testing.kube.emulator import KubeAPI
 from tests.packaging.rbac import assert_granted, calls
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ For each daemon: a lab router (tests/lab) gets one neighbour, a plain TCP listen
 another loopback address. The listener records the daemon's byte stream unchanged, split into
 messages by the length field of each header, and answers just enough for the session to come up:
 our OPEN and KEEPALIVEs, built with speaker.bgp. The script then makes the daemon send what the
-known-answer tests (tests/bgp/test_captured.py) check: its OPEN, KEEPALIVE, UPDATEs for the
+known-answer tests (tests/speaker/wire/test_captured.py) check: its OPEN, KEEPALIVE, UPDATEs for the
 routes below, End-of-RIB for IPv4 and IPv6, a withdrawal in each family, and the NOTIFICATION it
 sends when it is stopped (SIGTERM). Writes <daemon>.hex next to this file: one message per line,
 each after a comment line naming it. The values configured here are repeated in the tests as
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from speaker.bgp.attributes import (
+from speaker.bgp.wire.attributes import (
     CommunitiesAttribute,
     LargeCommunitiesAttribute,
     MpReachNlriAttribute,
@@ -35,20 +35,20 @@ from speaker.bgp.attributes import (
     NextHopAttribute,
     community_to_str,
 )
-from speaker.bgp.capabilities import (
+from speaker.bgp.wire.capabilities import (
     GracefulRestartCapability,
     MultiprotocolCapability,
     RouteRefreshCapability,
 )
-from speaker.bgp.context import AFI_IPV4, AFI_IPV6, family_name
-from speaker.bgp.errors import BGPError, CeaseSubcode, ErrorCode
-from speaker.bgp.framing import HEADER_LEN
-from speaker.bgp.messages import Keepalive, Message, Notification, Open, Update, decode_all
-from speaker.bgp.nlri import Prefix
-from tests.lab.daemon import RouterDaemon
-from tests.lab.frr import FRR
-from tests.lab.lab import Lab
-from tests.lab.model import IPV4_UNICAST, IPV6_UNICAST, PeerSpec
+from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, family_name
+from speaker.bgp.wire.errors import BGPError, CeaseSubcode, ErrorCode
+from speaker.bgp.wire.framing import HEADER_LEN
+from speaker.bgp.wire.messages import Keepalive, Message, Notification, Open, Update, decode_all
+from speaker.bgp.wire.nlri import Prefix
+from testing.routers.daemon import RouterDaemon
+from testing.routers.frr import FRR
+from testing.routers.lab import Lab
+from testing.routers.model import IPV4_UNICAST, IPV6_UNICAST, PeerSpec
 
 HERE = Path(__file__).resolve().parent
 VERSIONS = {"bird": "BIRD 2.0.12", "gobgp": "GoBGP 3.10.0", "frr": "FRR 8.4.4 (bgpd)"}

@@ -1,0 +1,314 @@
+"""What kubectl-kubgp shows, computed from raw objects with no I/O: the BGP sessions of every
+node (from BGPNodeStates), one node's plan, and why each node does or does not announce a
+Service. Each view is a plain dict (the `-o json|yaml` document) with a table rendering.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from controller.domain.objects import (
+    ADDRESS_CLUSTER,
+    ADDRESS_EXTERNAL,
+    ADDRESS_LOAD_BALANCER,
+    Service,
+)
+from controller.domain.planner import plan
+from controller.domain.reasons import ObjectRef, Reason
+from controller.domain.snapshot import Snapshot
+from speaker.api.schema import DesiredState, family_of
+
+Raw = Mapping[str, Any]
+REDACTED: Final = "<redacted>"
+
+# Reasons the plugin adds when the planner has nothing to say about a Service on a node
+# (the planner only explains Services on nodes where some advertisement announces Services).
+NO_PEERS: Final = "NoPeers"
+NOT_ADVERTISED: Final = "NotAdvertised"
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, as kubectl prints them; the last column is not
+    padded."""
+    all_rows = [list(header), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in all_rows
+    ).rstrip()
+
+
+def age(since: str | None, now: datetime.datetime) -> str:
+    """'3d4h', '5m12s' like kubectl's AGE; '-' when unknown."""
+    if not since:
+        return "-"
+    try:
+        moment = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return since
+    seconds = max(0, int((now - moment).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, Any]:
+    """Nodes x peers from the BGPNodeStates, and the nodes that have none (no agent there yet,
+    or it cannot write its state)."""
+    reported: list[dict[str, Any]] = []
+    for ns in sorted(node_states, key=lambda o: str(o["metadata"]["name"])):
+        status = ns.get("status") or {}
+        reported.append(
+            {
+                "node": ns["metadata"]["name"],
+                "routerId": status.get("routerId"),
+                "asn": status.get("asn"),
+                "appliedGeneration": status.get("appliedGeneration"),
+                "peers": [
+                    {
+                        "name": p.get("name"),
+                        "address": p.get("address"),
+                        "state": p.get("state"),
+                        "since": p.get("since"),
+                        "prefixesAdvertised": p.get("prefixesAdvertised", 0),
+                        "prefixesReceived": p.get("prefixesReceived", 0),
+                        "lastError": p.get("lastError", ""),
+                    }
+                    for p in sorted(status.get("peers") or (), key=lambda p: str(p.get("name")))
+                ],
+            }
+        )
+    names = {n["node"] for n in reported}
+    missing = sorted(
+        str(n["metadata"]["name"]) for n in nodes if n["metadata"]["name"] not in names
+    )
+    return {"nodes": reported, "nodesWithoutState": missing}
+
+
+def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
+    rows = []
+    for node in view["nodes"]:
+        if not node["peers"]:
+            rows.append([node["node"], "-", "-", "NoPeers", "-", "0", "0", "-"])
+        for p in node["peers"]:
+            rows.append(
+                [
+                    node["node"],
+                    str(p["name"]),
+                    str(p["address"] or "-"),
+                    str(p["state"]),
+                    age(p["since"], now),
+                    str(p["prefixesAdvertised"]),
+                    str(p["prefixesReceived"]),
+                    p["lastError"] or "-",
+                ]
+            )
+    for name in view["nodesWithoutState"]:
+        rows.append([name, "-", "-", "NoNodeState", "-", "-", "-", "no BGPNodeState (agent?)"])
+    header = ["NODE", "PEER", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", "LAST ERROR"]
+    return table(header, rows) if rows else "No nodes."
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def state_document(state: DesiredState | None, *, show_secrets: bool) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    doc = state.to_dict()
+    if not show_secrets:
+        for peer in doc["peers"]:  # type: ignore[attr-defined]
+            if "password" in peer:
+                peer["password"] = REDACTED
+    return doc
+
+
+def plan_view(
+    snapshot: Snapshot, node: str, *, default_asn: int, show_secrets: bool = False
+) -> dict[str, Any]:
+    """The node's desired speaker state and reasons, as the node's agent would compute them."""
+    result = plan(snapshot, node, default_asn=default_asn)
+    return {
+        "node": node,
+        "state": state_document(result.state, show_secrets=show_secrets),
+        "reasons": [r.to_dict() for r in result.reasons],
+    }
+
+
+def plan_table(view: Mapping[str, Any]) -> str:
+    state = view["state"]
+    out = []
+    if state is None:
+        out.append(f"Node {view['node']}: no state (the speaker keeps what it has).")
+    else:
+        out.append(f"Node {view['node']}: router id {state['routerId']}, ASN {state['asn']}")
+        out.append("")
+        out.append(
+            table(
+                ["PEER", "ADDRESS", "ASN", "FAMILIES"],
+                (
+                    [p["name"], p["address"], str(p["asn"]), ",".join(p.get("families", []))]
+                    for p in state["peers"]
+                ),
+            )
+            if state["peers"]
+            else "No peers."
+        )
+        out.append("")
+        out.append(
+            table(
+                ["PREFIX", "PEERS", "COMMUNITIES", "PREPEND"],
+                (
+                    [
+                        a["prefix"],
+                        ",".join(a["peers"]) if "peers" in a else "(all)",
+                        ",".join(a.get("communities", []) + a.get("largeCommunities", [])) or "-",
+                        str(a.get("asPathPrepend", 0)),
+                    ]
+                    for a in state["advertisements"]
+                ),
+            )
+            if state["advertisements"]
+            else "No advertisements."
+        )
+    if view["reasons"]:
+        out.append("")
+        out.append(table(["REASON", "OBJECT", "DETAIL"], (_reason_row(r) for r in view["reasons"])))
+    return "\n".join(out)
+
+
+def _reason_row(r: Mapping[str, str]) -> list[str]:
+    ns = r.get("namespace")
+    obj = f"{r['kind']} {ns}/{r['name']}" if ns else f"{r['kind']} {r['name']}"
+    return [r["reason"], obj, r.get("detail", "") or "-"]
+
+
+# --- explain service ----------------------------------------------------------------------
+
+
+def service_addresses(service: Service) -> list[tuple[str, str]]:
+    """(kind, address) of every address kubgp could announce for the Service."""
+    return (
+        [(ADDRESS_LOAD_BALANCER, a) for a in service.load_balancer_ips]
+        + [(ADDRESS_EXTERNAL, a) for a in service.external_ips]
+        + [(ADDRESS_CLUSTER, a) for a in service.cluster_ips]
+    )
+
+
+def explain_view(
+    snapshot: Snapshot, namespace: str, name: str, *, default_asn: int
+) -> dict[str, Any] | None:
+    """Per node: the Service's prefixes it announces and to which peers, or why it does not.
+    None when the Service is not in the snapshot (unknown, or it did not parse)."""
+    service = snapshot.services.get((namespace, name))
+    ref = ObjectRef("Service", namespace, name)
+    if service is None:
+        invalid = snapshot.invalid.get(ref)
+        if invalid is None:
+            return None
+        return {
+            "service": f"{namespace}/{name}",
+            "addresses": [],
+            "nodes": [],
+            "reasons": [invalid.to_dict()],
+        }
+    addresses = service_addresses(service)
+    networks = [ipaddress.ip_address(a) for _, a in addresses]
+    nodes = []
+    for node in sorted(snapshot.nodes):
+        result = plan(snapshot, node, default_asn=default_asn)
+        mine = [r for r in result.reasons if r.ref == ref]
+        entry: dict[str, Any] = {"node": node, "announces": [], "reasons": []}
+        if result.state is None:
+            entry["reasons"] = [r.to_dict() for r in result.reasons if r.ref.kind == "Node"]
+            nodes.append(entry)
+            continue
+        state = result.state
+        for ad in state.advertisements:
+            net = ipaddress.ip_network(ad.prefix)
+            if not any(a in net for a in networks):
+                continue
+            peers = (
+                list(ad.peers)
+                if ad.peers is not None
+                else [p.name for p in state.peers if family_of(ad.prefix) in p.families]
+            )
+            entry["announces"].append(
+                {"prefix": ad.prefix, "peers": peers, "asPathPrepend": ad.as_path_prepend}
+            )
+        entry["reasons"] = [r.to_dict() for r in mine]
+        if not entry["announces"] and not mine:
+            entry["reasons"] = [_why_not(state, result.reasons, ref).to_dict()]
+        nodes.append(entry)
+    return {
+        "service": f"{namespace}/{name}",
+        "addresses": [{"kind": k, "address": a} for k, a in addresses],
+        "nodes": nodes,
+        "reasons": [],
+    }
+
+
+def _why_not(state: DesiredState, reasons: Sequence[Reason], ref: ObjectRef) -> _Note:
+    if not state.peers:
+        return _Note(NO_PEERS, ref, "no BGPPeer selects this node (or its Secret is missing)")
+    ads = sorted(
+        {f"{r.ref.name} ({r.code.value})" for r in reasons if r.ref.kind == "BGPAdvertisement"}
+    )
+    detail = "no BGPAdvertisement on this node announces this Service's addresses"
+    if ads:
+        detail += "; skipped here: " + ", ".join(ads)
+    return _Note(NOT_ADVERTISED, ref, detail)
+
+
+class _Note:
+    """A reason the plugin adds (not a planner ReasonCode)."""
+
+    def __init__(self, code: str, ref: ObjectRef, detail: str) -> None:
+        self.code, self.ref, self.detail = code, ref, detail
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "reason": self.code,
+            "kind": self.ref.kind,
+            "namespace": self.ref.namespace,
+            "name": self.ref.name,
+            "detail": self.detail,
+        }
+
+
+def explain_table(view: Mapping[str, Any]) -> str:
+    lines = [f"Service {view['service']}"]
+    if view["addresses"]:
+        lines.append(
+            "Addresses: " + ", ".join(f"{a['address']} ({a['kind']})" for a in view["addresses"])
+        )
+    for r in view["reasons"]:
+        lines.append(f"{r['reason']}: {r.get('detail', '')}")
+    if view["nodes"]:
+        lines.append("")
+        rows = []
+        for n in view["nodes"]:
+            for a in n["announces"]:
+                note = f"prepend {a['asPathPrepend']}" if a["asPathPrepend"] else "-"
+                rows.append([n["node"], a["prefix"], ",".join(a["peers"]) or "-", note])
+            if not n["announces"]:
+                for r in n["reasons"] or [{"reason": "-", "detail": ""}]:
+                    rows.append([n["node"], "-", "-", f"{r['reason']}: {r.get('detail', '')}"])
+        lines.append(table(["NODE", "ANNOUNCES", "TO PEERS", "REASON"], rows))
+    return "\n".join(lines)

@@ -1,0 +1,408 @@
+"""kopf glue of the node agent (`kubgp-controller node`): watches feed a `NodeAgent`; the
+`kubernetes` client writes this node's BGPNodeState and the session Events.
+
+Safe as one of N identical replicas (one per node, DaemonSet): kopf runs `standalone` (no
+peering objects), with indexes and event handlers only — no change handlers, so no finalizers,
+no progress annotations, nothing written to any watched object — and kopf's own Event posting
+is off. Nodes are watched through a server-side field selector for this node only. Each agent
+writes one object, the BGPNodeState named after its node, and Events about its own sessions.
+
+Why indexes: kopf calls no handler before every index is populated from the initial listings,
+so the first handler call sees the whole cluster in the indexes: that is when the agent plans
+for the first time. Planning any earlier would push a partial state (say, Services not listed
+yet) and withdraw routes the speaker kept across an agent restart. Every event after that is
+fed to the agent as it comes; the handlers never raise (kopf does not retry event handlers).
+
+kopf re-lists after a 410 Gone but never reports objects that vanished in the gap (they would
+stay planned: a deleted Service's address announced until the agent restarts). So a re-list
+seen by the handlers (initial-listing events after the first sync) makes `Sweeper` LIST that
+kind itself a moment later and have the agent forget what is gone; it also sweeps every kind
+every `sweep_interval` as a safety net.
+
+Secrets are not watched: the agent may read only those BGPPeers reference (RBAC by namespace,
+maybe by name), so `KubeSecretSource` GETs them for the agent (see controller.agent.node_agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import kopf
+import kubernetes
+
+from controller.agent.node_agent import NodeAgent
+from controller.agent.node_status import SessionEvent
+from controller.domain.reasons import ObjectRef
+from controller.kube.user_agent import NODE_AGENT, user_agent
+
+log = logging.getLogger("kubgp.agent")
+
+GROUP: Final = "kubgp.io"
+VERSION: Final = "v1alpha1"
+NODE_STATES: Final = "bgpnodestates"
+EVENT_NAMESPACE: Final = "default"  # where Events about cluster-scoped objects go
+COMPONENT: Final = "kubgp-node-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def index_id(self) -> str:
+        return f"kubgp_{self.plural}"
+
+
+NODES: Final = Watched("", "v1", "nodes", "Node")
+PEERS: Final = Watched(GROUP, VERSION, "bgppeers", "BGPPeer")
+WATCHED: Final = (
+    NODES,
+    Watched("", "v1", "services", "Service"),
+    Watched("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    PEERS,
+    Watched(GROUP, VERSION, "bgpadvertisements", "BGPAdvertisement"),
+)
+
+
+def _raw(body: Mapping[str, Any], watched: Watched) -> dict[str, Any]:
+    raw = dict(body)
+    raw.setdefault("apiVersion", watched.api_version)
+    raw.setdefault("kind", watched.kind)
+    return raw
+
+
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+
+class PeerUids:
+    """BGPPeer name -> uid, for Events' involvedObject (kept by the BGPPeer handler)."""
+
+    def __init__(self) -> None:
+        self.uids: dict[str, str] = {}
+
+
+class Sweeper:
+    """LISTs a kind when kopf re-listed it (and every kind now and then) so that the agent
+    forgets objects deleted while no watch was open."""
+
+    def __init__(
+        self, client: Any, agent: NodeAgent, *, interval: float = 600.0, settle: float = 2.0
+    ) -> None:
+        self._client = client
+        self._agent = agent
+        self._interval = interval
+        self._settle = settle
+        self._pending: set[Watched] = set()
+        self._wake = asyncio.Event()
+        self.sweeps = 0
+
+    def relisted(self, watched: Watched) -> None:
+        self._pending.add(watched)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+                await asyncio.sleep(self._settle)  # let kopf's re-list reach the handlers
+                kinds, self._pending = self._pending, set()
+                self._wake.clear()
+            except TimeoutError:
+                kinds = set(WATCHED)
+            if not self._agent.synced:
+                continue
+            for watched in sorted(kinds, key=WATCHED.index):
+                try:
+                    await self.sweep(watched)
+                except Exception as err:  # noqa: BLE001 - any API failure: next time
+                    log.warning("cannot list %s to sweep: %s", watched.plural, err)
+
+    async def sweep(self, watched: Watched) -> int:
+        since = self._agent.now()
+        selector = f"metadata.name={self._agent.node_name}" if watched is NODES else None
+        refs = await asyncio.to_thread(list_refs, self._client, watched, selector)
+        self.sweeps += 1
+        return self._agent.sweep(watched.kind, refs, listed_since=since)
+
+
+def list_refs(client: Any, watched: Watched, field_selector: str | None = None) -> list[ObjectRef]:
+    """Every object of a kind (names only), through the `kubernetes` client, page by page."""
+    if watched.group:
+        path = f"/apis/{watched.group}/{watched.version}/{watched.plural}"
+    else:
+        path = f"/api/{watched.version}/{watched.plural}"
+    refs: list[ObjectRef] = []
+    token = ""
+    while True:
+        query: list[tuple[str, str]] = [("limit", "500")]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if token:
+            query.append(("continue", token))
+        method, url, headers, body, post = client.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )  # fmt: skip
+        rsp = client.call_api(method, url, header_params=headers, body=body, post_params=post)
+        rsp.read()
+        if not 200 <= rsp.status < 300:
+            raise kubernetes.client.ApiException(http_resp=rsp)
+        data: Any = json.loads(rsp.data)
+        for item in data.get("items") or ():
+            namespace, name = _key(item)
+            refs.append(ObjectRef(watched.kind, namespace, name))
+        token = (data.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return refs
+
+
+def build_registry(
+    agent: NodeAgent, peer_uids: PeerUids, sweeper: Sweeper | None = None
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    for watched in WATCHED:
+        _register(registry, agent, peer_uids, sweeper, watched)
+    return registry
+
+
+def _register(
+    registry: kopf.OperatorRegistry,
+    agent: NodeAgent,
+    peer_uids: PeerUids,
+    sweeper: Sweeper | None,
+    watched: Watched,
+) -> None:
+    def index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {_key(body): _raw(body, watched)}
+
+    async def on_event(event: kopf.RawEvent, **kwargs: Any) -> None:
+        try:
+            raw_ref = _raw(event["object"], watched)
+            if event["type"] is None and sweeper is not None and agent.was_fed(raw_ref):
+                sweeper.relisted(watched)  # a listing of what was seen already: a re-list
+            if not agent.synced:
+                raws = [
+                    raw for w in WATCHED for store in kwargs[w.index_id].values() for raw in store
+                ]
+                log.info("initial listing complete: %d objects", len(raws))
+                for raw in raws:
+                    if raw.get("kind") == PEERS.kind:
+                        _remember_uid(peer_uids, raw)
+                agent.resync(raws)
+            raw = _raw(event["object"], watched)
+            live = event["type"] is not None
+            if watched is PEERS:
+                _remember_uid(peer_uids, raw)
+            if event["type"] == "DELETED":
+                agent.delete(raw, live=live)
+            else:
+                agent.upsert(raw, live=live)
+        except Exception:  # kopf never retries event handlers: log, never raise
+            log.exception("cannot take %s event for %s", watched.kind, _key(event["object"]))
+
+    group_version = watched.api_version
+    kopf.index(group_version, watched.plural, id=watched.index_id, registry=registry)(index)
+    kopf.on.event(group_version, watched.plural, id=f"feed_{watched.plural}",
+                  registry=registry)(on_event)  # fmt: skip
+
+
+def _remember_uid(peer_uids: PeerUids, raw: Mapping[str, Any]) -> None:
+    meta = raw.get("metadata") or {}
+    if meta.get("uid"):
+        peer_uids.uids[str(meta.get("name"))] = str(meta["uid"])
+
+
+def build_settings(node_name: str) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.watching.field_selectors[NODES.plural] = f"metadata.name={node_name}"
+    settings.posting.enabled = False  # N replicas must not post each handler's log lines
+    settings.watching.server_timeout = 300  # reconnects resume from the resourceVersion
+    return settings
+
+
+def api_client() -> Any:
+    """A `kubernetes` client: in-cluster service account, else $KUBECONFIG / ~/.kube/config;
+    it says it is the node agent (controller.kube.user_agent)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = user_agent(NODE_AGENT)
+    return client
+
+
+class KubeSecretSource:
+    """controller.agent.node_agent.SecretSource through the sync client, in a worker thread."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._core = kubernetes.client.CoreV1Api(client)
+
+    async def get_secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        def get() -> Mapping[str, Any] | None:
+            try:
+                obj = self._core.read_namespaced_secret(name, namespace)
+            except kubernetes.client.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+            raw: dict[str, Any] = self._client.sanitize_for_serialization(obj)
+            raw.setdefault("apiVersion", "v1")
+            raw.setdefault("kind", "Secret")
+            return raw
+
+        return await asyncio.to_thread(get)
+
+
+class KubeNodeStateWriter:
+    """The agent's writes (controller.agent.node_status.KubeWriter) through the sync
+    `kubernetes` client, each in a worker thread."""
+
+    def __init__(self, client: Any, *, node_name: str, peer_uids: PeerUids) -> None:
+        self.node_name = node_name
+        self._custom = kubernetes.client.CustomObjectsApi(client)
+        self._core = kubernetes.client.CoreV1Api(client)
+        self._peer_uids = peer_uids
+
+    async def read_node_state(self) -> Mapping[str, Any] | None:
+        def read() -> Mapping[str, Any] | None:
+            try:
+                obj: Any = self._custom.get_cluster_custom_object(
+                    GROUP, VERSION, NODE_STATES, self.node_name
+                )
+            except kubernetes.client.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+            status = obj.get("status")
+            return status if isinstance(status, dict) and status else None
+
+        return await asyncio.to_thread(read)
+
+    async def write_node_state(self, status: Mapping[str, Any]) -> None:
+        def write() -> None:
+            body = {"status": dict(status)}
+            try:
+                self._custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, NODE_STATES, self.node_name, body
+                )
+                return
+            except kubernetes.client.ApiException as err:
+                if err.status != 404:
+                    raise
+            obj = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "BGPNodeState",
+                "metadata": {"name": self.node_name},
+                "spec": {},
+            }
+            try:
+                self._custom.create_cluster_custom_object(GROUP, VERSION, NODE_STATES, obj)
+            except kubernetes.client.ApiException as err:
+                if err.status != 409:  # another replica of this node's agent was first
+                    raise
+            self._custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, NODE_STATES, self.node_name, body
+            )
+
+        await asyncio.to_thread(write)
+
+    async def post_event(self, event: SessionEvent) -> None:
+        now = datetime.datetime.now(tz=datetime.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        involved: dict[str, Any] = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": PEERS.kind,
+            "name": event.peer,
+        }
+        uid = self._peer_uids.uids.get(event.peer)
+        if uid is not None:
+            involved["uid"] = uid
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{event.peer}.", "namespace": EVENT_NAMESPACE},
+            "involvedObject": involved,
+            "type": event.type.value,
+            "reason": event.reason.value,
+            "message": event.message,
+            "source": {"component": COMPONENT, "host": self.node_name},
+            "reportingComponent": f"{GROUP}/node-agent",
+            "reportingInstance": self.node_name,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+
+        def post() -> None:
+            self._core.create_namespaced_event(EVENT_NAMESPACE, body)
+
+        await asyncio.to_thread(post)
+
+
+async def run_operator(
+    agent: NodeAgent,
+    peer_uids: PeerUids,
+    *,
+    sweeper: Sweeper | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """kopf and the agent side by side in this event loop, until SIGTERM/SIGINT (kopf's own
+    handlers) or `stop`. If the agent's tasks end (they should not), kopf is stopped too."""
+    registry = build_registry(agent, peer_uids, sweeper)
+    settings = build_settings(agent.node_name)
+    stop = stop or asyncio.Event()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_agent(**_: Any) -> None:
+        # kopf waits 5 s for tasks it did not start before giving up on them: end ours now.
+        agent_task.cancel()
+
+    async def agent_and_sweeper() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(agent.run(), name="agent")
+            if sweeper is not None:
+                tasks.create_task(sweeper.run(), name="sweeper")
+
+    agent_task = asyncio.create_task(agent_and_sweeper(), name="node-agent")
+    agent_task.add_done_callback(lambda _: stop.set())
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=True,
+            stop_flag=stop,
+        )
+    finally:
+        agent_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent_task  # raises what the agent died of, if it did

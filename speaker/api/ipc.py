@@ -1,0 +1,592 @@
+"""The speaker's control protocol: newline-delimited JSON over a Unix socket (see DESIGN.md).
+
+This module is pure: no I/O. One frozen dataclass per message with `to_json()` / `from_json()`,
+and two plain dispatch tables from the `type` key to the class, one per direction, because
+`{"type":"status"}` is a request from a client and `{"type":"status","peers":...}` a reply:
+
+    client -> speaker   snapshot, delta, status            `parse_request(line)`
+    speaker -> client   hello, ack, nack, status           `parse_reply(line)`
+
+`encode(message)` gives one line (compact JSON, `type` first, ending in `\\n`). Parsing returns a
+message or raises `IpcError` with a reason fit to send back in a nack: malformed JSON, a line
+over the size limit, an unknown type, a missing or unknown key, a value of the wrong type, a
+desired state that breaks the schema (the reason starts with the key path, `state.peers[0].asn`).
+
+The state machine is pure too: `accept(applied, message)` returns the next `AppliedState` or
+raises `IpcError`. Its rules, where DESIGN.md leaves a choice:
+- Epochs and generations are integers in 0..2**63-1. An agent picks a new epoch per process
+  (any value different from the applied one; epochs are not ordered).
+- A snapshot is accepted when nothing is applied, when its epoch differs from the applied one
+  (a new agent), or when its generation is greater than the applied one in the same epoch.
+- A delta needs an applied state of the same epoch, `base` equal to the applied generation and
+  `generation > base`; otherwise it is refused with `want: "snapshot"`.
+- A delta's `add` entries follow the advertisement schema; an entry replaces the applied entry
+  with the same prefix. `remove` names prefixes that must be applied now (removing one that is
+  not means the agent's view has drifted: refused, send a snapshot). A prefix may not be both
+  added and removed, nor appear twice. Advertisement `peers` must name peers of the applied
+  state. The result is a valid `DesiredState`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar, Final, Literal, TypeAlias
+
+from speaker.api.schema import Advertisement, DesiredState, SchemaError, parse_desired_state
+
+PROTO: Final = 1
+DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
+"""Bytes per line, newline excluded: about 100,000 advertisements in a snapshot."""
+MAX_COUNTER: Final = (1 << 63) - 1
+
+Want: TypeAlias = Literal["snapshot"] | None
+WANT_SNAPSHOT: Final = "snapshot"
+
+
+class IpcError(ValueError):
+    """A line or a message the peer must be told about; `reason` goes into the nack."""
+
+    def __init__(self, reason: str, *, want: Want = WANT_SNAPSHOT) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.want: Want = want
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateVersion:
+    """Which state is applied: the agent's epoch and its generation within it."""
+
+    epoch: int
+    generation: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"epoch": self.epoch, "generation": self.generation}
+
+    @classmethod
+    def from_json(cls, doc: object, path: str) -> StateVersion:
+        f = _Fields(doc, path, required=("epoch", "generation"))
+        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppliedState:
+    """The state the speaker runs, with the version that put it there."""
+
+    version: StateVersion
+    state: DesiredState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatus:
+    """One peer as `status` reports it. `since` is when `state` was entered (Unix time,
+    seconds); `last_error` the reason the session last went down, if it ever did."""
+
+    name: str
+    address: str
+    state: str
+    since: float | None = None
+    prefixes_advertised: int = 0
+    prefixes_received: int = 0
+    last_error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "state": self.state,
+            "since": self.since,
+            "prefixesAdvertised": self.prefixes_advertised,
+            "prefixesReceived": self.prefixes_received,
+            "lastError": self.last_error,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, path: str) -> PeerStatus:
+        f = _Fields(doc, path, required=_PEER_STATUS_KEYS)
+        return cls(
+            name=f.string("name"),
+            address=f.string("address"),
+            state=f.string("state"),
+            since=f.optional_number("since"),
+            prefixes_advertised=f.counter("prefixesAdvertised"),
+            prefixes_received=f.counter("prefixesReceived"),
+            last_error=f.optional_string("lastError"),
+        )
+
+
+_PEER_STATUS_KEYS = (
+    "name",
+    "address",
+    "state",
+    "since",
+    "prefixesAdvertised",
+    "prefixesReceived",
+    "lastError",
+)
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    """speaker -> client, first line of every connection."""
+
+    applied: StateVersion | None
+    proto: int = PROTO
+    TYPE: ClassVar[str] = "hello"
+
+    def to_json(self) -> dict[str, object]:
+        applied = None if self.applied is None else self.applied.to_json()
+        return {"type": self.TYPE, "proto": self.proto, "applied": applied}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Hello:
+        f = _Fields(doc, "", required=("type", "proto", "applied"))
+        raw = f.raw("applied")
+        return cls(
+            proto=f.counter("proto"),
+            applied=None if raw is None else StateVersion.from_json(raw, "applied"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """client -> speaker: the whole desired state."""
+
+    epoch: int
+    generation: int
+    state: DesiredState
+    TYPE: ClassVar[str] = "snapshot"
+
+    @property
+    def version(self) -> StateVersion:
+        return StateVersion(epoch=self.epoch, generation=self.generation)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": self.TYPE,
+            "epoch": self.epoch,
+            "generation": self.generation,
+            "state": self.state.to_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Snapshot:
+        f = _Fields(doc, "", required=("type", "epoch", "generation", "state"))
+        raw = f.raw("state")
+        if not isinstance(raw, Mapping):
+            raise IpcError(f"state: must be an object, not {_type_name(raw)}")
+        try:
+            state = parse_desired_state(raw)
+        except SchemaError as err:
+            raise IpcError(f"state.{err}" if err.path else f"state: {err}") from None
+        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"), state=state)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delta:
+    """client -> speaker: advertisements to add (or replace, by prefix) and prefixes to remove,
+    against the applied generation `base`. Peers, ASN and router id change only by snapshot."""
+
+    epoch: int
+    generation: int
+    base: int
+    add: tuple[Advertisement, ...] = ()
+    remove: tuple[str, ...] = ()
+    TYPE: ClassVar[str] = "delta"
+
+    @property
+    def version(self) -> StateVersion:
+        return StateVersion(epoch=self.epoch, generation=self.generation)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": self.TYPE,
+            "epoch": self.epoch,
+            "generation": self.generation,
+            "base": self.base,
+            "add": advertisements_to_json(self.add),
+            "remove": list(self.remove),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Delta:
+        f = _Fields(doc, "", required=("type", "epoch", "generation", "base", "add", "remove"))
+        add = tuple(_advertisement(raw, f"add[{i}]") for i, raw in enumerate(f.array("add")))
+        remove = tuple(_prefix(raw, f"remove[{i}]") for i, raw in enumerate(f.array("remove")))
+        seen: dict[str, str] = {}
+        named = [(f"add[{i}]", a.prefix) for i, a in enumerate(add)]
+        named += [(f"remove[{i}]", p) for i, p in enumerate(remove)]
+        for path, prefix in named:
+            if prefix in seen:
+                raise IpcError(f"{path}: prefix {prefix} is also in {seen[prefix]}")
+            seen[prefix] = path
+        return cls(
+            epoch=f.counter("epoch"),
+            generation=f.counter("generation"),
+            base=f.counter("base"),
+            add=add,
+            remove=remove,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRequest:
+    """client -> speaker: `{"type":"status"}`."""
+
+    TYPE: ClassVar[str] = "status"
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> StatusRequest:
+        _Fields(doc, "", required=("type",))
+        return cls()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """speaker -> client: the answer to a status request."""
+
+    peers: tuple[PeerStatus, ...]
+    applied: StateVersion | None
+    TYPE: ClassVar[str] = "status"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": self.TYPE,
+            "peers": [p.to_json() for p in self.peers],
+            "applied": None if self.applied is None else self.applied.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Status:
+        f = _Fields(doc, "", required=("type", "peers", "applied"))
+        peers = tuple(
+            PeerStatus.from_json(raw, f"peers[{i}]") for i, raw in enumerate(f.array("peers"))
+        )
+        raw = f.raw("applied")
+        return cls(
+            peers=peers,
+            applied=None if raw is None else StateVersion.from_json(raw, "applied"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """speaker -> client: the snapshot or delta of this version is applied."""
+
+    epoch: int
+    generation: int
+    TYPE: ClassVar[str] = "ack"
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE, "epoch": self.epoch, "generation": self.generation}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Ack:
+        f = _Fields(doc, "", required=("type", "epoch", "generation"))
+        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack:
+    """speaker -> client: refused, nothing changed. `want` is "snapshot" when sending a full
+    snapshot is the way on, None when retrying cannot help (a refused uid)."""
+
+    reason: str
+    want: Want = WANT_SNAPSHOT
+    TYPE: ClassVar[str] = "nack"
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE, "reason": self.reason, "want": self.want}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> Nack:
+        f = _Fields(doc, "", required=("type", "reason", "want"))
+        want = f.raw("want")
+        if want is not None and want != WANT_SNAPSHOT:
+            raise IpcError(f"want: must be 'snapshot' or null, not {want!r}")
+        return cls(reason=f.string("reason"), want=WANT_SNAPSHOT if want is not None else None)
+
+
+Request: TypeAlias = Snapshot | Delta | StatusRequest
+Reply: TypeAlias = Hello | Ack | Nack | Status
+Message: TypeAlias = Request | Reply
+
+REQUESTS: Final[Mapping[str, Callable[[Mapping[str, object]], Request]]] = {
+    Snapshot.TYPE: Snapshot.from_json,
+    Delta.TYPE: Delta.from_json,
+    StatusRequest.TYPE: StatusRequest.from_json,
+}
+REPLIES: Final[Mapping[str, Callable[[Mapping[str, object]], Reply]]] = {
+    Hello.TYPE: Hello.from_json,
+    Ack.TYPE: Ack.from_json,
+    Nack.TYPE: Nack.from_json,
+    Status.TYPE: Status.from_json,
+}
+
+
+# --- lines ---------------------------------------------------------------------------------
+
+
+def encode(message: Message) -> bytes:
+    """One line of compact JSON, `type` first, ending in a newline (JSON escapes any newline
+    inside a string, so the line has exactly one)."""
+    text = json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return text.encode() + b"\n"
+
+
+def parse_request(line: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> Request:
+    """A line from a client -> a request, or `IpcError`."""
+    doc, kind = _decode_line(line, max_line)
+    parse = REQUESTS.get(kind)
+    if parse is None:
+        raise IpcError(f"type: unknown request type {kind!r}; expected one of {sorted(REQUESTS)}")
+    return parse(doc)
+
+
+def parse_reply(line: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> Reply:
+    """A line from the speaker -> a reply, or `IpcError`."""
+    doc, kind = _decode_line(line, max_line)
+    parse = REPLIES.get(kind)
+    if parse is None:
+        raise IpcError(f"type: unknown reply type {kind!r}; expected one of {sorted(REPLIES)}")
+    return parse(doc)
+
+
+def _reject_constant(name: str) -> object:
+    raise IpcError(f"malformed JSON: {name} is not a JSON number")
+
+
+def _decode_line(line: bytes, max_line: int) -> tuple[Mapping[str, object], str]:
+    body = line[:-1] if line.endswith(b"\n") else line
+    body = body[:-1] if body.endswith(b"\r") else body
+    if len(body) > max_line:
+        raise IpcError(f"line of {len(body)} bytes is over the limit of {max_line} bytes")
+    try:
+        # Decoded here, not by json.loads: that would guess UTF-16/32 from the first bytes.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise IpcError(f"malformed line: not UTF-8 ({err.reason} at byte {err.start})") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as err:
+        raise IpcError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise IpcError("malformed JSON: nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise IpcError(f"a message must be a JSON object, not {_type_name(doc)}")
+    kind = doc.get("type")
+    if not isinstance(kind, str):
+        raise IpcError("type: required, a string" if kind is None else "type: must be a string")
+    return doc, kind
+
+
+# --- the state machine ---------------------------------------------------------------------
+
+
+def accept(applied: AppliedState | None, message: Snapshot | Delta) -> AppliedState:
+    """The state after `message`, or `IpcError` (want snapshot) when the rules refuse it."""
+    if isinstance(message, Snapshot):
+        if (
+            applied is not None
+            and message.epoch == applied.version.epoch
+            and message.generation <= applied.version.generation
+        ):
+            raise IpcError(
+                f"generation {message.generation} is not after the applied generation "
+                f"{applied.version.generation} of epoch {message.epoch}"
+            )
+        return AppliedState(version=message.version, state=message.state)
+    if applied is None:
+        raise IpcError("no state is applied yet; a delta needs a snapshot first")
+    if message.epoch != applied.version.epoch:
+        raise IpcError(
+            f"delta of epoch {message.epoch}, but epoch {applied.version.epoch} is applied; "
+            "a new epoch starts with a snapshot"
+        )
+    if message.base != applied.version.generation:
+        raise IpcError(
+            f"delta base {message.base} is not the applied generation {applied.version.generation}"
+        )
+    if message.generation <= message.base:
+        raise IpcError(
+            f"delta generation {message.generation} is not after its base {message.base}"
+        )
+    return AppliedState(version=message.version, state=apply_delta(applied.state, message))
+
+
+def apply_delta(state: DesiredState, delta: Delta) -> DesiredState:
+    """`state` with `delta.add` put in (replacing by prefix) and `delta.remove` taken out."""
+    peer_names = {p.name for p in state.peers}
+    merged = {a.prefix: a for a in state.advertisements}
+    for i, prefix in enumerate(delta.remove):
+        if merged.pop(prefix, None) is None:
+            raise IpcError(f"remove[{i}]: {prefix} is not advertised")
+    for i, adv in enumerate(delta.add):
+        for j, name in enumerate(adv.peers or ()):
+            if name not in peer_names:
+                raise IpcError(f"add[{i}].peers[{j}]: no peer named {name!r}")
+        merged[adv.prefix] = adv
+    return replace(state, advertisements=tuple(merged.values()))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+# A stand-in state to parse one advertisement with the schema's own rules. Peer names are
+# checked against the applied state in `apply_delta`, so they are taken out here.
+_STANDIN_ROUTER_ID: Final = "192.0.2.1"
+
+
+def _advertisement(raw: object, path: str) -> Advertisement:
+    if not isinstance(raw, Mapping):
+        raise IpcError(f"{path}: must be an object, not {_type_name(raw)}")
+    doc = dict(raw)
+    peers = doc.pop("peers", None)
+    try:
+        state = parse_desired_state(
+            {"routerId": _STANDIN_ROUTER_ID, "asn": 1, "advertisements": [doc]}
+        )
+    except SchemaError as err:
+        detail_path = err.path.removeprefix("advertisements[0]")
+        raise IpcError(f"{path}{detail_path}: {err.detail}") from None
+    adv = state.advertisements[0]
+    if "peers" not in raw:
+        return adv
+    if not isinstance(peers, list):
+        raise IpcError(f"{path}.peers: must be a list, not {_type_name(peers)}")
+    names: list[str] = []
+    for j, name in enumerate(peers):
+        if not isinstance(name, str) or not name:
+            raise IpcError(f"{path}.peers[{j}]: must be a non-empty string")
+        if name in names:
+            raise IpcError(f"{path}.peers[{j}]: duplicate {name!r}")
+        names.append(name)
+    return replace(adv, peers=tuple(sorted(names)))
+
+
+def _prefix(raw: object, path: str) -> str:
+    try:
+        state = parse_desired_state(
+            {"routerId": _STANDIN_ROUTER_ID, "asn": 1, "advertisements": [{"prefix": raw}]}
+        )
+    except SchemaError as err:
+        raise IpcError(f"{path}: {err.detail}") from None
+    return state.advertisements[0].prefix
+
+
+def advertisements_to_json(advertisements: Sequence[Advertisement]) -> list[object]:
+    """Advertisements in the schema's canonical JSON form (the schema writes them only as part
+    of a state, so they are wrapped in a stand-in one)."""
+    standin = DesiredState(
+        router_id=_STANDIN_ROUTER_ID, asn=1, advertisements=tuple(advertisements)
+    )
+    docs = standin.to_dict()["advertisements"]
+    assert isinstance(docs, list)
+    return docs
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Fields:
+    """Reads one JSON object's keys, refusing unknown and missing ones."""
+
+    def __init__(self, doc: object, path: str, *, required: Sequence[str]) -> None:
+        if not isinstance(doc, Mapping):
+            raise IpcError(f"{path or 'message'}: must be an object, not {_type_name(doc)}")
+        for key in required:
+            if key not in doc:
+                raise IpcError(f"{self._at(path, key)}: required")
+        allowed = set(required)
+        for key in doc:
+            if key not in allowed:
+                raise IpcError(f"{self._at(path, str(key))}: unknown key")
+        self.doc: Mapping[str, object] = doc
+        self.path = path
+
+    @staticmethod
+    def _at(path: str, key: str) -> str:
+        return f"{path}.{key}" if path else key
+
+    def raw(self, key: str) -> object:
+        return self.doc[key]
+
+    def counter(self, key: str) -> int:
+        value = self.doc[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IpcError(
+                f"{self._at(self.path, key)}: must be an integer, not {_type_name(value)}"
+            )
+        if not 0 <= value <= MAX_COUNTER:
+            raise IpcError(f"{self._at(self.path, key)}: must be between 0 and {MAX_COUNTER}")
+        return value
+
+    def string(self, key: str) -> str:
+        value = self.doc[key]
+        if not isinstance(value, str):
+            raise IpcError(f"{self._at(self.path, key)}: must be a string, not {_type_name(value)}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return None if self.doc[key] is None else self.string(key)
+
+    def optional_number(self, key: str) -> float | None:
+        value = self.doc[key]
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise IpcError(
+                f"{self._at(self.path, key)}: must be a number or null, not {_type_name(value)}"
+            )
+        return float(value)
+
+    def array(self, key: str) -> list[object]:
+        value = self.doc[key]
+        if not isinstance(value, list):
+            raise IpcError(f"{self._at(self.path, key)}: must be an array, not {_type_name(value)}")
+        return value
+
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "PROTO",
+    "REPLIES",
+    "REQUESTS",
+    "WANT_SNAPSHOT",
+    "Ack",
+    "AppliedState",
+    "Delta",
+    "Hello",
+    "IpcError",
+    "Message",
+    "Nack",
+    "PeerStatus",
+    "Reply",
+    "Request",
+    "Snapshot",
+    "StateVersion",
+    "Status",
+    "StatusRequest",
+    "Want",
+    "accept",
+    "advertisements_to_json",
+    "apply_delta",
+    "encode",
+    "parse_reply",
+    "parse_request",
+]

@@ -1,0 +1,128 @@
+"""`kubgp-speaker status` and `kubgp-speaker apply FILE`: talk to a running speaker's control
+socket (`--socket`, default `$KUBGP_SPEAKER_SOCKET` or /run/kubgp/speaker.sock).
+
+`status` prints the peers (name, address, state, since, prefixes advertised/received, last
+error) and the applied epoch/generation, as a table or as the protocol's JSON reply. `apply`
+reads a desired state (YAML or JSON, schema kubgp.io/speaker/v1), checks it locally, and sends
+it as a snapshot of a new epoch, as a new agent would; exit 0 on ack, 1 on nack or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from speaker.api.client import SpeakerError, snapshot_sync, status_sync
+from speaker.api.ipc import IpcError, Status
+from speaker.api.schema import SchemaError, parse_desired_state
+
+
+def _socket_arg(parser: argparse.ArgumentParser, *, timeout: float) -> None:
+    parser.add_argument(
+        "--socket",
+        default=None,
+        metavar="PATH",
+        help="the speaker's control socket (default: $KUBGP_SPEAKER_SOCKET or "
+        "/run/kubgp/speaker.sock)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=timeout, help=f"seconds to wait (default {timeout:g})"
+    )
+
+
+def _since(value: float | None) -> str:
+    if value is None:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_status_table(status: Status) -> str:
+    """The status reply as a fixed-width table and an `applied:` line."""
+    rows = [("NAME", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", "LAST ERROR")]
+    rows += [
+        (
+            p.name,
+            p.address,
+            p.state,
+            _since(p.since),
+            str(p.prefixes_advertised),
+            str(p.prefixes_received),
+            p.last_error or "-",
+        )
+        for p in status.peers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    ]
+    if status.applied is None:
+        lines.append("applied: nothing")
+    else:
+        lines.append(
+            f"applied: epoch {status.applied.epoch} generation {status.applied.generation}"
+        )
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        status = status_sync(args.socket, timeout=args.timeout)
+    except SpeakerError as err:
+        print(f"kubgp-speaker status: {err}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        print(format_status_table(status))
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    try:
+        with open(args.file, "rb") as fh:
+            doc = yaml.safe_load(fh)  # JSON is YAML too
+        if not isinstance(doc, Mapping):
+            raise SchemaError("", f"{args.file}: must be a mapping")
+        state = parse_desired_state(doc)
+    except (OSError, yaml.YAMLError, SchemaError) as err:
+        print(f"kubgp-speaker apply: {args.file}: {err}", file=sys.stderr)
+        return 1
+    try:
+        ack = snapshot_sync(state, args.socket, timeout=args.timeout)
+    except (SpeakerError, IpcError) as err:
+        print(f"kubgp-speaker apply: refused: {err}", file=sys.stderr)
+        return 1
+    print(f"applied: epoch {ack.epoch} generation {ack.generation}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `status` and `apply` subcommands to `kubgp-speaker`."""
+    status = subparsers.add_parser(
+        "status",
+        help="show a running speaker's peers and applied generation",
+        description=__doc__,
+    )
+    _socket_arg(status, timeout=10.0)
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.set_defaults(handler=_status)
+
+    apply = subparsers.add_parser(
+        "apply",
+        help="send a desired-state file to a running speaker as a snapshot",
+        description=__doc__,
+    )
+    apply.add_argument("file", help="desired state, YAML or JSON (kubgp.io/speaker/v1)")
+    _socket_arg(apply, timeout=60.0)
+    apply.set_defaults(handler=_apply)
+
+
+__all__ = ["format_status_table", "register"]

@@ -1,0 +1,175 @@
+"""The speaker's Prometheus metrics (`kubgp-speaker run --metrics-address HOST:PORT`).
+
+Per-peer series are read from the running sessions at scrape time (a custom collector), so a
+removed peer's label values disappear with it: nothing to forget, nothing stale. Only the
+apply-duration histogram is recorded as it happens.
+
+    kubgp_bgp_session_up{peer,address}                      1 when Established
+    kubgp_bgp_session_state{peer,address,state}             1 for the current RFC 4271 state
+    kubgp_bgp_session_flaps_total{peer}                     Established -> down transitions
+    kubgp_bgp_session_last_error_info{peer,reason}          1: why the session last went Idle
+    kubgp_bgp_prefixes_advertised{peer,family}              Adj-RIB-Out size
+    kubgp_bgp_prefixes_received{peer,family}                Adj-RIB-In size
+    kubgp_bgp_messages_sent_total{peer,type}                OPEN/UPDATE/KEEPALIVE/...
+    kubgp_bgp_messages_received_total{peer,type}
+    kubgp_bgp_notifications_sent_total{peer,code,subcode}   by RFC name
+    kubgp_bgp_notifications_received_total{peer,code,subcode}
+    kubgp_speaker_apply_duration_seconds                    histogram of desired-state applies
+    kubgp_speaker_applied_generation / _applied_epoch       what the control socket applied
+
+Counters restart from zero when a peer's session is re-created (a configuration change),
+which Prometheus' rate() treats as a counter reset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from speaker.api.ipc import AppliedState, PeerStatus
+from speaker.api.schema import DesiredState
+from speaker.bgp.session.fsm import State
+from speaker.bgp.wire.context import family_name
+from speaker.bgp.wire.errors import code_name, subcode_name
+from speaker.bgp.wire.framing import KEEPALIVE, NOTIFICATION, OPEN, ROUTE_REFRESH, UPDATE
+from speaker.daemon import Speaker
+
+MESSAGE_TYPES = {
+    OPEN: "OPEN",
+    UPDATE: "UPDATE",
+    NOTIFICATION: "NOTIFICATION",
+    KEEPALIVE: "KEEPALIVE",
+    ROUTE_REFRESH: "ROUTE_REFRESH",
+}
+
+
+class AppliedVersion(Protocol):
+    @property
+    def applied(self) -> AppliedState | None: ...
+
+
+class _SessionCollector(Collector):
+    def __init__(self, speaker: Speaker, control: AppliedVersion | None) -> None:
+        self.speaker = speaker
+        self.control = control
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "kubgp_bgp_session_up", "1 when the BGP session is Established",
+            labels=["peer", "address"],
+        )  # fmt: skip
+        state = GaugeMetricFamily(
+            "kubgp_bgp_session_state", "1 for the session's current RFC 4271 state",
+            labels=["peer", "address", "state"],
+        )  # fmt: skip
+        flaps = CounterMetricFamily(
+            "kubgp_bgp_session_flaps", "Times the session left Established", labels=["peer"]
+        )
+        last_error = GaugeMetricFamily(
+            "kubgp_bgp_session_last_error_info", "Why the session last went to Idle (1)",
+            labels=["peer", "reason"],
+        )  # fmt: skip
+        advertised = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_advertised", "Prefixes in the Adj-RIB-Out",
+            labels=["peer", "family"],
+        )  # fmt: skip
+        received = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_received", "Prefixes in the Adj-RIB-In", labels=["peer", "family"]
+        )
+        sent = CounterMetricFamily(
+            "kubgp_bgp_messages_sent", "BGP messages sent", labels=["peer", "type"]
+        )
+        got = CounterMetricFamily(
+            "kubgp_bgp_messages_received", "BGP messages received", labels=["peer", "type"]
+        )
+        n_sent = CounterMetricFamily(
+            "kubgp_bgp_notifications_sent", "NOTIFICATIONs sent",
+            labels=["peer", "code", "subcode"],
+        )  # fmt: skip
+        n_got = CounterMetricFamily(
+            "kubgp_bgp_notifications_received", "NOTIFICATIONs received",
+            labels=["peer", "code", "subcode"],
+        )  # fmt: skip
+        for name in sorted(self.speaker.runners):
+            runner = self.speaker.runners[name]
+            session = runner.session
+            address = runner.peer.address
+            current = session.state
+            up.add_metric([name, address], 1.0 if current is State.Established else 0.0)
+            for s in State:
+                state.add_metric([name, address, s.name], 1.0 if s is current else 0.0)
+            counters = session.counters
+            flaps.add_metric([name], counters.flaps)
+            if session.last_reason is not None:
+                last_error.add_metric([name, session.last_reason.value], 1.0)
+            for family in sorted(session.config.families):
+                label = family_name(family)
+                advertised.add_metric([name, label], session.rib_out.count(family))
+                received.add_metric([name, label], session.rib_in.count(family))
+            for code, label in MESSAGE_TYPES.items():
+                sent.add_metric([name, label], counters.sent[code])
+                got.add_metric([name, label], counters.received[code])
+            for (code, sub), n in sorted(counters.notifications_sent.items()):
+                n_sent.add_metric([name, code_name(code), subcode_name(code, sub)], n)
+            for (code, sub), n in sorted(counters.notifications_received.items()):
+                n_got.add_metric([name, code_name(code), subcode_name(code, sub)], n)
+        yield from (up, state, flaps, last_error, advertised, received, sent, got, n_sent, n_got)
+        applied = self.control.applied if self.control is not None else None
+        if applied is not None:
+            yield GaugeMetricFamily(
+                "kubgp_speaker_applied_generation",
+                "Generation of the desired state applied from the control socket",
+                value=applied.version.generation,
+            )
+            yield GaugeMetricFamily(
+                "kubgp_speaker_applied_epoch",
+                "Epoch (agent process) of the applied desired state",
+                value=applied.version.epoch,
+            )
+
+
+class SpeakerMetrics:
+    """The registry of one speaker, and the timed sink that records apply durations."""
+
+    def __init__(self, speaker: Speaker) -> None:
+        self.speaker = speaker
+        self.registry = CollectorRegistry()
+        self._collector = _SessionCollector(speaker, None)
+        self.registry.register(self._collector)
+        self.apply_duration = Histogram(
+            "kubgp_speaker_apply_duration_seconds",
+            "Time to apply a desired state to every Adj-RIB-Out",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=self.registry,
+        )
+
+    def watch_control(self, control: AppliedVersion) -> None:
+        self._collector.control = control
+
+    def serve(self, address: str) -> None:
+        """Serves /metrics on HOST:PORT (or :PORT, all addresses) from a thread."""
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry)
+
+    def sink(self) -> TimedSink:
+        return TimedSink(self)
+
+
+class TimedSink:
+    """The speaker as the control server's sink, with each apply timed."""
+
+    def __init__(self, metrics: SpeakerMetrics) -> None:
+        self.metrics = metrics
+
+    async def apply(self, state: DesiredState) -> None:
+        started = time.perf_counter()
+        await self.metrics.speaker.apply(state)
+        self.metrics.apply_duration.observe(time.perf_counter() - started)
+
+    def status(self) -> Sequence[PeerStatus]:
+        return self.metrics.speaker.status()

@@ -1,0 +1,176 @@
+"""The asyncio runtime: two `Speaker`s in one event loop on loopback, no lab daemons.
+
+Proves what the interop tests cannot easily show: `apply()` returns with the state in the
+Adj-RIB-Out, `status()` fields, a dead peer does not delay a live one, an unconfigured router
+is refused while sessions stay up, and max-prefixes ends the session with Cease/1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+from speaker.api.ipc import PeerStatus
+from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.daemon import Speaker
+from testing.routers.lab import loopback_address
+
+
+def state(me: str, asn: int, peers: list[dict[str, object]], advs: list[str]) -> DesiredState:
+    return parse_desired_state({
+        "routerId": me, "asn": asn, "listen": {"address": me, "port": 179},
+        "peers": peers, "advertisements": [{"prefix": p} for p in advs],
+    })  # fmt: skip
+
+
+def peer(name: str, address: str, asn: int, **kw: object) -> dict[str, object]:
+    return {"name": name, "address": address, "asn": asn, "sourceAddress": kw.pop("src", None),
+            "holdTime": 9, "connectRetryTime": 1, **kw}  # fmt: skip
+
+
+def status(speaker: Speaker, name: str) -> PeerStatus:
+    return next(s for s in speaker.status() if s.name == name)
+
+
+async def until(what: str, probe: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def _clean(d: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def test_two_speakers_establish_exchange_and_apply_differences() -> None:
+    a_addr, b_addr = loopback_address(), loopback_address()
+
+    async def body() -> None:
+        a, b = Speaker(), Speaker()
+        try:
+            await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65001, passive=True))],
+                                ["10.2.0.0/24"]))  # fmt: skip
+            await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
+                                ["10.1.0.0/24", "10.1.1.0/24"]))  # fmt: skip
+            await until("established", lambda: status(a, "b").state == "Established")
+            await until("a's routes at b", lambda: status(b, "a").prefixes_received == 2)
+            s = status(a, "b")
+            assert (s.address, s.prefixes_advertised, s.last_error) == (b_addr, 2, None)
+            await until("b's route at a", lambda: status(a, "b").prefixes_received == 1)
+            # apply() returns with the new state in the Adj-RIB-Out, before it is on the wire.
+            await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
+                                ["10.1.0.0/24", "10.1.2.0/24", "10.1.3.0/24"]))  # fmt: skip
+            assert status(a, "b").prefixes_advertised == 3
+            received = b.runners["a"].session.rib_in.routes
+            await until("the difference at b", lambda: len(received[(1, 1)]) == 3)
+            assert sorted(received[(1, 1)]) == [(24, bytes((10, 1, n))) for n in (0, 2, 3)]
+            assert status(a, "b").state == "Established"  # no reset
+        finally:
+            await a.close()
+            await b.close()
+        assert "AdministrativeShutdown" in (status(b, "a").last_error or "")
+
+    run(body)
+
+
+def test_a_dead_peer_does_not_delay_a_live_one_and_strangers_are_refused() -> None:
+    a_addr, b_addr, dead_addr, stranger = (loopback_address() for _ in range(4))
+
+    async def body() -> None:
+        # A "peer" that accepts TCP and then never says anything.
+        dead = socket.create_server((dead_addr, 179))
+        a, b = Speaker(), Speaker()
+        try:
+            await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65001))], []))
+            await a.apply(state(a_addr, 65001, [
+                _clean(peer("dead", dead_addr, 65003, src=a_addr)),
+                _clean(peer("b", b_addr, 65002, src=a_addr)),
+            ], ["10.1.0.0/24"]))  # fmt: skip
+            await until("b established", lambda: status(a, "b").state == "Established", 5)
+            assert status(a, "dead").state == "OpenSent"
+            await until("route at b", lambda: status(b, "a").prefixes_received == 1)
+
+            loop = asyncio.get_running_loop()
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.bind((stranger, 0))
+            await loop.sock_connect(sock, (a_addr, 179))
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 100), 5)
+            except ConnectionResetError:
+                data = b""
+            sock.close()
+            assert data == b""  # closed before any OPEN
+            assert status(a, "b").state == "Established"
+        finally:
+            dead.close()
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_max_prefixes_and_wrong_asn_show_in_status() -> None:
+    a_addr, b_addr = loopback_address(), loopback_address()
+
+    async def body() -> None:
+        a, b = Speaker(), Speaker()
+        try:
+            await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65001, maxPrefixes=2))],
+                                []))  # fmt: skip
+            await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
+                                ["10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24"]))  # fmt: skip
+            await until("b refuses", lambda: "MaximumNumberOfPrefixesReached"
+                        in (status(a, "b").last_error or ""))  # fmt: skip
+            assert "over 2 prefixes" in (status(b, "a").last_error or "")
+            # b now expects a different AS from a: a's status says b refused it.
+            await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65009))], []))
+            await until("bad peer AS", lambda: "received NOTIFICATION OPENMessageError/BadPeerAS"
+                        in (status(a, "b").last_error or ""))  # fmt: skip
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_tcp_md5_same_key_establishes_other_key_never() -> None:
+    a_addr, b_addr, c_addr = loopback_address(), loopback_address(), loopback_address()
+
+    async def body() -> None:
+        listener = socket.create_server((c_addr, 179))  # no key: a signed SYN is dropped
+        listener.setblocking(False)
+        a, b = Speaker(), Speaker()
+        try:
+            await b.apply(state(b_addr, 65002, [
+                _clean(peer("a", a_addr, 65001, src=b_addr, password="s3cret", passive=True)),
+            ], []))  # fmt: skip
+            await a.apply(state(a_addr, 65001, [
+                _clean(peer("b", b_addr, 65002, src=a_addr, password="s3cret")),
+                _clean(peer("c", c_addr, 65003, src=a_addr, password="s3cret")),
+            ], []))  # fmt: skip
+            await until("a-b Established", lambda: status(a, "b").state == "Established")
+            await until("c: connect timed out", lambda: bool(status(a, "c").last_error))
+            s = status(a, "c")
+            assert s.state != "Established" and "MD5 password mismatch likely" in (
+                s.last_error or ""
+            )
+            try:
+                listener.accept()
+                raise AssertionError("a signed SYN reached a listener without the key")
+            except BlockingIOError:
+                pass
+        finally:
+            listener.close()
+            await a.close()
+            await b.close()
+
+    run(body)
