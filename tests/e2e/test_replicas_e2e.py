@@ -28,7 +28,7 @@ def node(name: str, address: str, role: str) -> dict[str, Any]:
     }
 
 
-SECRET_NAMESPACE = "kubgp-system"  # the chart's release namespace: where it grants Secrets
+SECRET_NAMESPACE = "kubgp-system"  # the chart's release namespace
 
 
 def peer(
@@ -100,9 +100,12 @@ def test_each_agent_writes_only_its_own_node_state(
     secrets = {(c.verb, c.namespace, c.name) for c in calls(kube_api.requests)
                if c.resource == "secrets"}  # fmt: skip
     assert secrets == {("get", SECRET_NAMESPACE, "border-password")}
-    # Every request of both agents is granted to the chart's node ServiceAccount.
+    # Every request of both agents is granted to the chart's node ServiceAccount once the
+    # peer's Secret is listed (rbac.peerSecrets), and not without (the default reads none).
     theirs = sent_by(kube_api.requests, "kubgp-node-agent/", "kopf/")
     assert len(theirs) == len(kube_api.requests)  # the test itself talks to it in-process
-    assert_granted(theirs, component="node")
-    with pytest.raises(AssertionError, match="get secrets 'border-password'"):
-        assert_granted(theirs, component="node", values={"rbac": {"peerSecretNames": ["x"]}})
+    listed = {"namespace": SECRET_NAMESPACE, "name": "border-password"}
+    assert_granted(theirs, component="node", values={"rbac": {"peerSecrets": [listed]}})
+    for values in ({}, {"rbac": {"peerSecrets": [{**listed, "name": "x"}]}}):
+        with pytest.raises(AssertionError, match="get secrets 'border-password'"):
+            assert_granted(theirs, component="node", values=values)

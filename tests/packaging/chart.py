@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,30 @@ def container(pod_owner: Manifest, name: str) -> Manifest:
         if c["name"] == name:
             return dict(c)
     raise KeyError(name)
+
+
+def pod_spec(pod_owner: Manifest) -> Manifest:
+    spec: Manifest = pod_owner["spec"]["template"]["spec"]
+    return spec
+
+
+def kubelet_args(c: Manifest, fields: Mapping[str, str]) -> list[str]:
+    """A container's args as the kubelet runs them: each $(VAR) replaced by the value of the
+    container's env VAR (a literal `value`, or `fields[fieldPath]` for a downward-API fieldRef).
+    A $(VAR) the container does not define fails, where the kubelet would pass it on as is."""
+    env: dict[str, str] = {}
+    for var in c.get("env") or ():
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "fieldRef" in var.get("valueFrom", {}):
+            env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in env, f"$({name}) in {c['name']}'s args, not in its env"
+        return env[name]
+
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", expand, a) for a in c["args"]]
 
 
 def helm_versions() -> str:

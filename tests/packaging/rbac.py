@@ -10,7 +10,7 @@ not checked. Use it from any test that runs a kubgp program against the emulator
     from tests.packaging.rbac import assert_granted
     assert_granted(kube_api.requests, component="node")          # or "controller", "viewer"
     assert_granted(kube_api.requests, component="node",
-                   values={"rbac": {"peerSecretNamespaces": ["default"]}})
+                   values={"rbac": {"peerSecrets": [{"namespace": "default", "name": "pw"}]}})
 
 Filter `requests` to the program under test when the test also talked to the API over HTTP:
 `sent_by(requests, "kubgp-node-agent/", "kopf/")` keeps what a program's `kubernetes` client

@@ -31,6 +31,7 @@ from tests.packaging.chart import (
     component_name,
     container,
     find,
+    kubelet_args,
     load_documents,
     one,
     render,
@@ -39,6 +40,12 @@ from tests.packaging.chart import (
 from tests.speaker.api.test_client import server_thread
 
 BIN = Path(sys.executable).parent
+# What the downward API gives a node pod's containers, for $(VAR) in their args.
+NODE_FIELDS = {
+    "spec.nodeName": "node-1",
+    "metadata.namespace": NAMESPACE,
+    "status.hostIP": "192.0.2.10",
+}
 
 # The values matrix: defaults, everything optional switched on, everything switched off, and
 # the knobs that change the shape of the workloads.
@@ -51,7 +58,6 @@ MATRIX: dict[str, dict[str, Any]] = {
         "defaultASN": 4200000000,
         "node": {
             "stateHostPath": "/var/lib/kubgp",
-            "runAsNonRoot": True,
             "priorityClassName": "system-node-critical",
             "podAnnotations": {"example.com/a": "b"},
             "podLabels": {"team": "net"},
@@ -65,7 +71,11 @@ MATRIX: dict[str, dict[str, Any]] = {
                 }
             },
         },
-        "speaker": {"extraArgs": ["--extra=1"], "extraEnv": [{"name": "A", "value": "b"}]},
+        "speaker": {
+            "capabilities": ["NET_BIND_SERVICE", "NET_ADMIN"],
+            "extraArgs": ["--extra=1"],
+            "extraEnv": [{"name": "A", "value": "b"}],
+        },
         "nodeAgent": {"extraArgs": ["--extra=2"]},
         "controller": {
             "replicas": 3,
@@ -73,7 +83,10 @@ MATRIX: dict[str, dict[str, Any]] = {
             "priorityClassName": "system-cluster-critical",
         },
         "serviceAccount": {"annotations": {"example.com/role": "x"}},
-        "rbac": {"peerSecretNamespaces": ["bgp-secrets", "kube-system"]},
+        "rbac": {
+            "peerSecretNamespaces": ["bgp-secrets", "kube-system"],
+            "peerSecrets": [{"name": "tor-password"}, {"namespace": "bgp-secrets", "name": "x"}],
+        },
         "metrics": {
             "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
             "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
@@ -91,10 +104,23 @@ MATRIX: dict[str, dict[str, Any]] = {
     },
     "on-delete-named-secrets": {
         "fullnameOverride": "bgp",
+        "image": {"tag": 2},
         "node": {"updateStrategy": {"type": "OnDelete"}},
-        "rbac": {"peerSecretNames": ["tor-password"], "viewer": {"aggregateToView": False}},
+        "rbac": {
+            "peerSecrets": [{"name": "tor-password"}, {"namespace": "bgp", "name": "leaf-a"}],
+            "viewer": {"aggregateToView": False},
+        },
         "defaultAdvertisement": {"enabled": True, "serviceAddresses": [], "podCIDRs": True},
     },
+    # The speaker without capabilities (so non-root), metrics on the node's loopback only.
+    "non-root-loopback": {
+        "image": {"tag": "v1.10"},
+        "speaker": {"capabilities": []},
+        "node": {"stateHostPath": "/var/lib/kubgp", "nonRootUser": 1000},
+        "nodeAgent": {"tokenExpirationSeconds": 600},
+        "metrics": {"bindAddress": "127.0.0.1"},
+    },
+    "every-ipv6-address": {"metrics": {"bindAddress": "::", "podMonitor": {"enabled": True}}},
 }
 
 # prometheus-operator's kinds: no schema ships offline, so they are checked by hand below.
@@ -209,6 +235,15 @@ def _check_monitoring(doc: Manifest) -> None:
         ({"defaultAdvertisement": {"serviceAddresses": ["NodePort"]}}, "serviceAddresses"),
         ({"rbac": {"peerSecretNamespaces": ["Not_A_Namespace"]}}, "peerSecretNamespaces"),
         ({"image": {"digest": "latest"}}, "digest"),
+        ({"image": {"tag": 1.1}}, "tag"),
+        ({"image": {"tag": True}}, "tag"),
+        ({"speaker": {"capabilities": ["SYS_ADMIN"]}}, "capabilities"),
+        ({"node": {"runAsNonRoot": True}}, "runAsNonRoot"),  # gone: speaker.capabilities=[]
+        ({"nodeAgent": {"tokenExpirationSeconds": 60}}, "tokenExpirationSeconds"),
+        ({"rbac": {"peerSecrets": [{"namespace": "bgp"}]}}, "name"),
+        ({"rbac": {"peerSecrets": ["tor-password"]}}, "peerSecrets"),
+        ({"rbac": {"peerSecretNames": ["tor-password"]}}, "peerSecretNames"),  # gone
+        ({"metrics": {"bindAddress": "192.0.2.1"}}, "bindAddress"),
     ],
 )
 def test_the_values_schema_refuses(values: dict[str, Any], complaint: str) -> None:
@@ -258,22 +293,6 @@ def test_the_state_dir_can_outlive_the_pod() -> None:
         "name": "state",
         "hostPath": {"path": "/var/lib/kubgp-state", "type": "DirectoryOrCreate"},
     }
-
-
-def test_capabilities_are_only_what_the_speaker_uses() -> None:
-    ds = one(render(), "DaemonSet")
-    speaker, agent = container(ds, "speaker"), container(ds, "node-agent")
-    assert speaker["securityContext"]["capabilities"] == {
-        "drop": ["ALL"],
-        "add": ["NET_BIND_SERVICE"],
-    }
-    assert agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    for c in (speaker, agent):
-        assert c["securityContext"]["allowPrivilegeEscalation"] is False
-        assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    nonroot = one(render({"node": {"runAsNonRoot": True}}), "DaemonSet")
-    assert _pod(nonroot)["securityContext"]["runAsUser"] == 65532
-    assert _pod(nonroot)["securityContext"]["runAsNonRoot"] is True
 
 
 def test_speaker_probes_ask_the_speaker_on_its_socket(tmp_path: Path) -> None:
@@ -356,26 +375,6 @@ def test_least_privilege() -> None:
     assert _writes(docs, "ClusterRole", component_name("viewer")) == set()
 
 
-def test_peer_secrets_are_readable_only_in_the_configured_namespaces() -> None:
-    docs = render({"rbac": {"peerSecretNamespaces": ["bgp", "kube-system"]}})
-    roles = find(docs, "Role", component_name("node") + "-peer-secrets")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["bgp", "kube-system"]
-    assert all(
-        r["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
-        for r in roles
-    )
-    default = find(render(), "Role", component_name("node") + "-peer-secrets")
-    assert [r["metadata"]["namespace"] for r in default] == [NAMESPACE]
-    named = find(
-        render({"rbac": {"peerSecretNames": ["pw"]}}),
-        "Role",
-        component_name("node") + "-peer-secrets",
-    )
-    assert named[0]["rules"] == [
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pw"], "verbs": ["get"]}
-    ]
-
-
 # --- monitoring, the default advertisement, NOTES ------------------------------------------
 
 
@@ -419,12 +418,12 @@ def test_node_agent_args_parse_with_the_real_cli() -> None:
     ds = one(render({"nodeAgent": {"extraArgs": ["--coalesce-quiet=0.5"]}}), "DaemonSet")
     agent = container(ds, "node-agent")
     assert agent["args"][0] == "kubgp-controller"
-    argv = [a.replace("$(NODE_NAME)", "node-1") for a in agent["args"][1:]]
-    args = build_parser().parse_args(argv)
+    argv = kubelet_args(agent, NODE_FIELDS)
+    args = build_parser().parse_args(argv[1:])
     assert args.command == "node"
     assert args.node_name == "node-1"
     assert args.speaker_socket == "/run/kubgp/speaker.sock"
-    assert args.metrics_address == ":9474"
+    assert args.metrics_address == "[192.0.2.10]:9474"  # the node's address, not every one
     assert args.health_address == "127.0.0.1:9476"
     assert args.default_asn == 64512
     assert args.coalesce_quiet == 0.5
@@ -499,11 +498,13 @@ def test_speaker_args_parse_with_the_real_cli() -> None:
     ds = one(render({}), "DaemonSet")
     spk = container(ds, "speaker")
     assert spk["args"][0] == "kubgp-speaker"
-    args = build_parser().parse_args(spk["args"][1:])
+    args = build_parser().parse_args(kubelet_args(spk, NODE_FIELDS)[1:])
     assert args.command == "run"
     assert args.socket == "/run/kubgp/speaker.sock"
     assert args.state_dir is not None
-    assert args.metrics_address == ":9473"
+    assert args.metrics_address == "[192.0.2.10]:9473"
+    # The agent's uid and the speaker's own may use the socket, through its group.
+    assert (args.socket_group, args.allowed_uid) == ("65532", [0, 65532])
 
 
 def test_alert_rules_use_metrics_the_programs_export() -> None:

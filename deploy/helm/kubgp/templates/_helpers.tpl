@@ -42,7 +42,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- /* A number (--set image.tag=2 gives an int64, a values file a float64) prints as digits. */ -}}
+{{- $tag := .Values.image.tag | default "" -}}
+{{- if not (kindIs "string" $tag) -}}
+{{- $tag = $tag | int64 | toString -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion $tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -51,14 +56,63 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/speaker.sock" (trimSuffix "/" .Values.node.socketDir) -}}
 {{- end -}}
 
-{{/* Namespaces whose Secrets the node agent may read (passwordSecretRef). */}}
-{{- define "kubgp.peerSecretNamespaces" -}}
-{{- $namespaces := .Values.rbac.peerSecretNamespaces | default (list .Release.Namespace) -}}
-{{- toJson (uniq $namespaces) -}}
+{{/*
+The Secrets the node agent may GET (BGPPeers' passwordSecretRefs), as JSON: namespace ->
+{"any": true} (rbac.peerSecretNamespaces: every name) or {"names": [...]} (rbac.peerSecrets).
+*/}}
+{{- define "kubgp.peerSecretAccess" -}}
+{{- $access := dict -}}
+{{- range .Values.rbac.peerSecrets -}}
+{{- $namespace := .namespace | default $.Release.Namespace -}}
+{{- $names := list -}}
+{{- if hasKey $access $namespace -}}
+{{- $names = (get $access $namespace).names -}}
+{{- end -}}
+{{- $_ := set $access $namespace (dict "names" (append $names .name | uniq | sortAlpha)) -}}
+{{- end -}}
+{{- range .Values.rbac.peerSecretNamespaces -}}
+{{- $_ := set $access . (dict "any" true) -}}
+{{- end -}}
+{{- toJson $access -}}
 {{- end -}}
 
-{{/* The container securityContext of a kubgp process: nothing but the capabilities given. */}}
+{{/* The speaker's uid: 0 when it keeps a capability (Kubernetes gives added capabilities to
+uid 0 only), else node.nonRootUser like the agent. */}}
+{{- define "kubgp.speakerUser" -}}
+{{- if .Values.speaker.capabilities -}}0{{- else -}}{{ int .Values.node.nonRootUser }}{{- end -}}
+{{- end -}}
+
+{{/* The host part of the node processes' --metrics-address (metrics.bindAddress): the kubelet
+expands $(HOST_IP) from the container's env (status.hostIP); IPv6 goes in brackets. */}}
+{{- define "kubgp.nodeMetricsHost" -}}
+{{- $address := .Values.metrics.bindAddress -}}
+{{- if eq $address "hostIP" -}}
+[$(HOST_IP)]
+{{- else if contains ":" $address -}}
+[{{ $address }}]
+{{- else -}}
+{{ $address }}
+{{- end -}}
+{{- end -}}
+
+{{/* HOST_IP for $(HOST_IP) in a node container's args, when metrics.bindAddress needs it. */}}
+{{- define "kubgp.hostIPEnv" -}}
+{{- if and .Values.metrics.enabled (eq .Values.metrics.bindAddress "hostIP") -}}
+- name: HOST_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+{{- end -}}
+{{- end -}}
+
+{{/* The container securityContext of a kubgp process: nothing but the capabilities given
+("add"), as "user" and "group" when given (uid 0 only with capabilities). */}}
 {{- define "kubgp.containerSecurityContext" -}}
+{{- if hasKey . "user" -}}
+runAsUser: {{ .user }}
+runAsGroup: {{ .group }}
+runAsNonRoot: {{ ne (int .user) 0 }}
+{{ end -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
@@ -78,8 +132,14 @@ seccompProfile:
 - --state-dir={{ .Values.node.stateDir }}
 - --shutdown={{ .Values.speaker.shutdown }}
 - --log-level={{ .Values.logLevel }}
+{{- /* The control socket: 0660, group node.nonRootUser, and the agent's uid allowed besides the
+speaker's own (its probes run as that). */}}
+- --socket-group={{ int .Values.node.nonRootUser }}
+{{- range list (include "kubgp.speakerUser" . | int) (int .Values.node.nonRootUser) | uniq }}
+- --allowed-uid={{ . }}
+{{- end }}
 {{- if .Values.metrics.enabled }}
-- --metrics-address=:{{ .Values.metrics.speakerPort }}
+- --metrics-address={{ include "kubgp.nodeMetricsHost" . }}:{{ .Values.metrics.speakerPort }}
 {{- end }}
 {{- with .Values.speaker.extraArgs }}
 {{ toYaml . }}
@@ -95,7 +155,7 @@ seccompProfile:
 - --log-level={{ .Values.logLevel }}
 - --health-address=127.0.0.1:{{ .Values.nodeAgent.healthPort }}
 {{- if .Values.metrics.enabled }}
-- --metrics-address=:{{ .Values.metrics.nodeAgentPort }}
+- --metrics-address={{ include "kubgp.nodeMetricsHost" . }}:{{ .Values.metrics.nodeAgentPort }}
 {{- end }}
 {{- with .Values.nodeAgent.extraArgs }}
 {{ toYaml . }}
