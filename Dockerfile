@@ -5,14 +5,16 @@
 #   kubgp-controller node --node-name ... ...         (node agent)
 #   kubgp-controller cluster ...                      (cluster controller)
 #
-# Runs as uid 65532 by default. What the speaker needs and why (the chart grants exactly this):
+# Runs as uid 65532 by default, as the chart runs the node agent and the cluster controller.
+# What the speaker needs and why (the chart's speaker.capabilities, in values.yaml):
 #   NET_BIND_SERVICE  listen on TCP 179 for passive peers (host network: the node's port).
 #                     Kubernetes gives added capabilities to uid 0 only, so the chart runs the
-#                     node pod as uid 0 with every other capability dropped; with no passive
-#                     peer it can run as 65532 with no capability at all.
+#                     speaker container alone as uid 0 with every other capability dropped;
+#                     with speaker.capabilities=[] it runs as 65532 with none at all.
 #   nothing else      TCP MD5 (TCP_MD5SIG), GTSM (IP_MINTTL / IPV6_MINHOPCOUNT) and TTL socket
 #                     options need no capability. NET_ADMIN would be needed only to program
-#                     kernel routes over netlink, which the speaker does not do.
+#                     kernel routes over netlink, which the speaker does not do yet.
+# Build and push: docs/operations.md, "Build and push the image".
 # Nothing is fetched at run time: dependencies are installed into /opt/kubgp at build time.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

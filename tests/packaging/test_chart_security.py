@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 import helm_python as helm
 import kopf
 import pytest
+from kubernetes.client import Configuration
 from kubernetes.config import incluster_config
 
 from testing.procs import Proc, free_port
@@ -33,6 +35,7 @@ from tests.packaging.chart import (
     CHART_DIR,
     NAMESPACE,
     RELEASE,
+    ROOT,
     Manifest,
     component_name,
     container,
@@ -142,6 +145,19 @@ def _runtime_prefix(pod: Manifest, c: Manifest) -> list[str]:
     return [*prefix, "--"]
 
 
+CAPABILITY_BITS = {"NET_ADMIN": 12, "NET_BIND_SERVICE": 10, "CHOWN": 0, "DAC_OVERRIDE": 1}
+
+
+def _effective_capabilities(pid: int) -> set[str]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff")), 16
+    )
+    unknown = mask & ~sum(1 << bit for bit in CAPABILITY_BITS.values())
+    assert not unknown, f"capabilities {unknown:#x}"
+    return {name for name, bit in CAPABILITY_BITS.items() if mask & (1 << bit)}
+
+
 @contextlib.contextmanager
 def _empty_dir(gid: int) -> Iterator[Path]:
     """A directory like the kubelet's emptyDir with fsGroup: group gid, setgid, 2777; outside
@@ -228,6 +244,8 @@ def test_the_rendered_speaker_shares_its_socket_with_the_agent_only(
         ).start()
         try:
             proc.wait_log("control socket", timeout=60)
+            # It runs with the rendered capabilities only (setpriv did what the runtime does).
+            assert _effective_capabilities(proc.pid) == {"NET_BIND_SERVICE"}
             sock = run_dir / "speaker.sock"
             # The node agent: its rendered uid and gid, the pod's fsGroup.
             agent = (
@@ -321,6 +339,8 @@ def test_the_agents_kubernetes_client_and_kopf_find_the_projected_token(
     (to tmp_path); the paths are the libraries' own."""
     from controller.kube import node_watch
 
+    # kopf's login sets the client library's default configuration: put it back afterwards.
+    monkeypatch.setattr(Configuration, "_default", getattr(Configuration, "_default", None))
     files = _project(_node(), tmp_path)
     token_file = incluster_config.SERVICE_TOKEN_FILENAME
     ca_file = incluster_config.SERVICE_CERT_FILENAME
@@ -556,3 +576,35 @@ def test_the_pod_security_checker_can_fail() -> None:
     assert "allowPrivilegeEscalation not false: controller" in found
     assert "capabilities not dropping ALL: controller" in found
     assert pod_security.required_level(broken) == "privileged"
+
+
+# --- the documented commands ---------------------------------------------------------------
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def test_the_documented_install_command_renders() -> None:
+    """docs/operations.md's `helm install`, its --set flags through Helm's own parser: the
+    image it names and the one Secret it lets the agents read."""
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    block = next(b for b in doc.split("```sh")[1:] if "helm install" in b.split("```")[0])
+    command = shlex.split(block.split("```")[0].split("helm install", 1)[1].replace("\\\n", " "))
+    flags = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
+    assert len(flags) >= 3, command
+    values: dict[str, Any] = {}
+    for flag in flags:
+        _merge(values, helm.parse_set_string(flag))
+    docs = render(values)
+    assert container(one(docs, "DaemonSet"), "speaker")["image"] == (
+        "registry.example.com/net/kubgp:0.1.0"
+    )
+    grants = chart_grants("node", values=values)
+    assert grants.allows(_get_secret("tor-password"))
+    assert not grants.allows(_get_secret("other"))
