@@ -21,10 +21,15 @@ state is in every Adj-RIB-Out, `status()` reports the peers. What it guarantees:
   on a client but that client's own tasks, so a stuck reader blocks neither other clients nor
   the sink.
 - An apply that was started finishes even if its client goes away; a client going away changes
-  nothing else (the speaker keeps advertising). A sink that raises gets the client a nack, and
-  the speaker then has no applied version (the next request must be a snapshot).
+  nothing else (the speaker keeps advertising). A sink that raises `StateRefused` (an operating
+  error such as a listen address that cannot be bound; it changed nothing) gets the client a
+  nack and one log line, and the applied version stays what it was. A sink that raises anything
+  else (a bug: what runs is unknown) gets the client a nack, the log a traceback, and the
+  speaker then has no applied version (the next request must be a snapshot).
 - Start-up: the state saved in `state_store` (if any) is applied to the sink and reported in
-  `hello`; otherwise `initial` (the `--config` file) is applied, with no version.
+  `hello`.
+- Standalone (`refuse_states`, the speaker runs a `--config` file): status is answered, every
+  snapshot and delta gets a nack with that reason and `want: null`, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -83,6 +88,11 @@ class StateSink(Protocol):
     def status(self) -> Sequence[PeerStatus]:
         """Every configured peer, now. Must not block."""
         ...
+
+
+class StateRefused(Exception):
+    """Raised by `StateSink.apply` that cannot apply a state for an ordinary operating reason
+    (the listen address cannot be bound) and changed nothing: what ran before still runs."""
 
 
 class ControlError(Exception):
@@ -169,6 +179,7 @@ class ControlServer:
         max_line: int,
         write_queue: int,
         write_timeout: float,
+        refuse_states: str | None = None,
     ) -> None:
         self.path = path
         self.allowed_uids = allowed_uids
@@ -178,6 +189,7 @@ class ControlServer:
         self._store = state_store
         self._write_queue = write_queue
         self._write_timeout = write_timeout
+        self._refuse_states = refuse_states
         self._applied: AppliedState | None = None
         self._lock = asyncio.Lock()
         self._inflight: asyncio.Task[None] | None = None
@@ -196,8 +208,8 @@ class ControlServer:
     def client_count(self) -> int:
         return len(self._handlers)
 
-    async def _start(self, *, initial: DesiredState | None, mode: int, gid: int | None) -> None:
-        await self._resume(initial)
+    async def _start(self, *, mode: int, gid: int | None) -> None:
+        await self._resume()
         sock = _bind(self.path, mode=mode, gid=gid)
         st = os.stat(self.path)
         self._inode = (st.st_dev, st.st_ino)
@@ -211,7 +223,7 @@ class ControlServer:
             sorted(self.allowed_uids),
         )
 
-    async def _resume(self, initial: DesiredState | None) -> None:
+    async def _resume(self) -> None:
         restored = None
         if self._store is not None:
             result = await asyncio.to_thread(self._store.load)
@@ -229,12 +241,13 @@ class ControlServer:
             )
             try:
                 await self._sink.apply(restored.state)
+            except StateRefused as err:
+                log.error("control: the saved state cannot be applied (%s); starting empty", err)
+                return
             except Exception:
                 log.exception("control: the saved state could not be applied; starting empty")
                 return
             self._applied = restored
-        elif initial is not None:
-            await self._sink.apply(initial)
 
     async def close(self) -> None:
         """Stop listening, close every connection, let an apply in flight finish, and remove
@@ -324,7 +337,12 @@ class ControlServer:
                 request = parse_request(line, max_line=self.max_line)
         except IpcError as err:
             return Nack(reason=err.reason, want=err.want)
+        except Exception as err:  # a parser bug: refuse the line, keep serving
+            log.exception("control: a line could not be parsed")
+            return Nack(reason=f"the line could not be parsed: {type(err).__name__}: {err}")
         if isinstance(request, Snapshot | Delta):
+            if self._refuse_states is not None:
+                return Nack(reason=self._refuse_states, want=None)
             return await self._apply(request)
         return self._status()
 
@@ -351,6 +369,11 @@ class ControlServer:
                 await asyncio.shield(self._inflight)
             except asyncio.CancelledError:
                 raise
+            except StateRefused as err:
+                # Nothing changed: the applied version still describes what runs.
+                log.error("control: generation %d refused, the running state is unchanged: %s",
+                          new.version.generation, err)  # fmt: skip
+                return Nack(reason=f"the speaker could not apply the state: {err}")
             except Exception as err:
                 log.exception("control: applying generation %d failed", new.version.generation)
                 self._applied = None
@@ -376,16 +399,18 @@ async def serve_control(
     group: str | int | None = None,
     state_store: StateStore | None = None,
     max_line: int = DEFAULT_MAX_LINE,
-    initial: DesiredState | None = None,
     mode: int | None = None,
     write_queue: int = DEFAULT_WRITE_QUEUE,
     write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    refuse_states: str | None = None,
 ) -> ControlServer:
-    """Resume the saved state (else apply `initial`), then listen on `path`.
+    """Resume the saved state (if any), then listen on `path`.
 
     `allowed_uids` defaults to root and this process's uid. `group` (name or gid) makes the
-    socket 0660 owned by that group; `mode` overrides the mode. Raises `ControlError` when the
-    path is held by a live process or is not a socket, or the group is unknown."""
+    socket 0660 owned by that group; `mode` overrides the mode. `refuse_states`: the state
+    comes from elsewhere (a `--config` file); every snapshot and delta is refused with this
+    reason, status is served. Raises `ControlError` when the path is held by a live process or
+    is not a socket, or the group is unknown."""
     uids = frozenset({0, os.getuid()} if allowed_uids is None else allowed_uids)
     gid = _gid(group)
     server = ControlServer(
@@ -396,9 +421,10 @@ async def serve_control(
         max_line=max_line,
         write_queue=write_queue,
         write_timeout=write_timeout,
+        refuse_states=refuse_states,
     )
     socket_mode = mode if mode is not None else (0o600 if gid is None else 0o660)
-    await server._start(initial=initial, mode=socket_mode, gid=gid)
+    await server._start(mode=socket_mode, gid=gid)
     return server
 
 
@@ -464,6 +490,7 @@ __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
     "ControlError",
     "ControlServer",
+    "StateRefused",
     "StateSink",
     "serve_control",
 ]

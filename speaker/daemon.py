@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -37,6 +38,7 @@ from speaker.bgp.session.fsm import (
 )
 from speaker.bgp.wire.context import family_name
 from speaker.bgp.wire.errors import CeaseSubcode
+from speaker.control import StateRefused
 from speaker.session_inputs import RouteTables, local_asn, session_config
 from speaker.transport import (
     GTSM_TTL,
@@ -77,6 +79,10 @@ def no_answer(peer: Peer, timeout: float) -> str:
     if peer.password is not None:
         text += " (TCP MD5 password mismatch likely: the peer drops segments it cannot verify)"
     return text
+
+
+def _cannot_listen(listen: Listen, exc: OSError) -> str:
+    return f"cannot listen on {listen.address} port {listen.port}: {exc.strerror or exc}"
 
 
 class _Protocol(asyncio.Protocol):
@@ -339,8 +345,13 @@ class Speaker:
 
         Advertisement changes never reset a session; an added or removed peer touches only that
         peer; a peer whose session parameters (or the local ASN / router id) changed is reset.
+
+        Raises `StateRefused`, having changed nothing, when the listener cannot be set up as
+        asked (the address cannot be bound): the old listener, its keys, every session and
+        every route stay exactly as they were.
         """
-        self._apply_listener(state.listen)  # may raise OSError: nothing else changed then
+        # Everything that can fail for an operating reason comes first, before any change.
+        self._apply_listener(state.listen, self._md5_keys(state))
         old, self.state = self.state, state
         wanted = {p.name: p for p in state.peers}
         for name, runner in list(self.runners.items()):
@@ -358,9 +369,6 @@ class Speaker:
                 self._remove(
                     name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
                 )
-        if self._listener is not None:
-            # Keys before any session starts: a peer's SYN without its signature never passes.
-            self._listener.set_keys(self._md5_keys(state))
         tables = RouteTables(state)
         for peer in state.peers:
             current = self.runners.get(peer.name)
@@ -408,20 +416,62 @@ class Speaker:
     def _md5_keys(state: DesiredState) -> dict[str, str]:
         return {normalise(p.address): p.password for p in state.peers if p.password is not None}
 
-    def _apply_listener(self, listen: Listen | None) -> None:
+    def _apply_listener(self, listen: Listen | None, keys: dict[str, str]) -> None:
+        """Listen as `listen` says, with the TCP MD5 key of every peer (keys before any session
+        starts: a peer's SYN without its signature never passes). The new listener is bound
+        before the old one is closed, so a failure (`StateRefused`) leaves the old one in
+        place, still accepting, with its old keys."""
         if listen == self._listen:
+            if self._listener is not None:
+                self._set_keys(self._listener, keys)
             return
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        self._listen = listen
+        new = None if listen is None else self._bind(listen, keys)
+        old, self._listener, self._listen = self._listener, new, listen
+        if old is not None:
+            old.close()
         if listen is not None:
-            listener = Listener(
-                listen.address, listen.port, wanted=self._wanted, on_accept=self._on_accept
-            )
-            listener.start()
-            self._listener = listener
             log.info("listening on %s port %s", listen.address, listen.port)
+        elif old is not None:
+            log.info("no longer listening on %s port %s", old.address, old.port)
+
+    @staticmethod
+    def _set_keys(listener: Listener, keys: dict[str, str]) -> None:
+        before = listener.keys
+        try:
+            listener.set_keys(keys)
+        except (OSError, ValueError) as exc:
+            with contextlib.suppress(OSError, ValueError):
+                listener.set_keys(before)
+            raise StateRefused(f"cannot set the TCP MD5 keys on the listener: {exc}") from None
+
+    def _bind(self, listen: Listen, keys: dict[str, str]) -> Listener:
+        """A new listener, bound and accepting, or `StateRefused` with the old one untouched."""
+        new = Listener(listen.address, listen.port, wanted=self._wanted, on_accept=self._on_accept)
+        new.set_keys(keys)
+        try:
+            new.start()
+            return new
+        except OSError as exc:
+            old = self._listener
+            if exc.errno != errno.EADDRINUSE or old is None or old.port != listen.port:
+                raise StateRefused(_cannot_listen(listen, exc)) from None
+        # The old listener holds the port on an overlapping address (a wildcard and a specific
+        # one): free it, bind the new one, and put the old one back if that still fails.
+        old.close()
+        try:
+            new.start()
+            return new
+        except OSError as exc:
+            refused = StateRefused(_cannot_listen(listen, exc))
+        try:
+            old.start()
+        except OSError as exc:
+            self._listener = self._listen = None  # the next apply binds again
+            raise RuntimeError(
+                f"{refused}; and the old listener on {old.address} port {old.port} could not "
+                f"be restored: {exc.strerror or exc}; not listening"
+            ) from None
+        raise refused
 
     def _wanted(self, address: str) -> bool:
         if address in self._by_address:

@@ -133,14 +133,23 @@ class Listener:
         self._keys: dict[str, str] = {}
         self.refused = 0
 
+    @property
+    def keys(self) -> dict[str, str]:
+        """The keys set on the socket (a copy)."""
+        return dict(self._keys)
+
     def set_keys(self, keys: dict[str, str]) -> None:
-        """The TCP MD5 key per peer address; keys of addresses not in `keys` are deleted."""
+        """The TCP MD5 key per peer address; keys of addresses not in `keys` are deleted.
+        If setting one fails, `keys` says what the socket has, so that setting the old keys
+        again undoes the part that was done."""
         if self._sock is not None:
-            for peer in self._keys.keys() - keys.keys():
+            for peer in sorted(self._keys.keys() - keys.keys()):
                 set_md5_key(self._sock, peer, None)
+                del self._keys[peer]
             for peer, password in keys.items():
                 if self._keys.get(peer) != password:
                     set_md5_key(self._sock, peer, password)
+                    self._keys[peer] = password
         self._keys = dict(keys)
 
     def start(self) -> None:

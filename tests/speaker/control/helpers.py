@@ -18,6 +18,7 @@ from typing import Any
 
 from speaker.api.ipc import PeerStatus
 from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.control import StateRefused
 
 STATE_DOC: dict[str, Any] = {
     "routerId": "192.0.2.11",
@@ -40,7 +41,8 @@ def state_with(**changes: Any) -> DesiredState:
 
 class RecordingSink:
     """Records applied states. `gate` (when set) holds each apply until it is set; `fail`
-    makes the next apply raise. `running` counts applies in progress at once."""
+    makes the next apply raise (a bug: what runs is unknown), `refuse` makes it raise
+    `StateRefused` (nothing changed). `running` counts applies in progress at once."""
 
     def __init__(self, peers: Sequence[PeerStatus] = ()) -> None:
         self.applied: list[DesiredState] = []
@@ -58,6 +60,7 @@ class RecordingSink:
         self.gate: asyncio.Event | None = None
         self.started = asyncio.Event()
         self.fail: str | None = None
+        self.refuse: str | None = None
         self.running = 0
         self.max_running = 0
 
@@ -75,6 +78,9 @@ class RecordingSink:
             if self.fail is not None:
                 message, self.fail = self.fail, None
                 raise RuntimeError(message)
+            if self.refuse is not None:
+                message, self.refuse = self.refuse, None
+                raise StateRefused(message)
             self.applied.append(state)
         finally:
             self.running -= 1
@@ -121,6 +127,10 @@ class Conn:
 
     async def ask(self, doc: object) -> dict[str, Any]:
         await self.send(doc)
+        return await self.recv()
+
+    async def ask_raw(self, data: bytes) -> dict[str, Any]:
+        await self.send_raw(data)
         return await self.recv()
 
     async def read_to_eof(self, timeout: float = 5.0) -> bytes:

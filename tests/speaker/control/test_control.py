@@ -335,6 +335,81 @@ def test_sink_failure_nacks_and_asks_for_a_snapshot() -> None:
     run(scenario)
 
 
+def test_refused_state_keeps_the_applied_version_and_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sink that raises StateRefused changed nothing: the version still describes what runs,
+    a delta on it is accepted, and the log has one line without a traceback."""
+
+    async def scenario(server: ControlServer, sink: RecordingSink, path: Path) -> None:
+        agent = await Conn.open(path)
+        await agent.recv()
+        await agent.ask(snapshot(1, 1))
+        sink.refuse = "cannot listen on 192.0.2.1 port 179: Cannot assign requested address"
+        reply = await agent.ask(snapshot(1, 2, {**STATE_DOC, "asn": 65001}))
+        assert reply == {
+            "type": "nack",
+            "reason": "the speaker could not apply the state: cannot listen on 192.0.2.1 port "
+            "179: Cannot assign requested address",
+            "want": "snapshot",
+        }
+        assert (await agent.ask({"type": "status"}))["applied"] == {"epoch": 1, "generation": 1}
+        assert server.applied is not None and server.applied.state == STATE
+        reply = await agent.ask(delta(1, 3, 1, remove=["10.244.1.0/24"]))
+        assert reply["type"] == "ack"
+        assert sink.current is not None
+        assert [a.prefix for a in sink.current.advertisements] == ["198.51.100.7/32"]
+        await agent.close()
+
+    with caplog.at_level("ERROR", logger="speaker.control"):
+        run(scenario)
+    (record,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert "generation 2 refused, the running state is unchanged: cannot listen" in (
+        record.getMessage()
+    )
+    assert record.exc_info is None
+
+
+def test_refuse_states_serves_status_and_nacks_every_state() -> None:
+    reason = "the state comes from --config /etc/kubgp/speaker.yaml; edit it and send SIGHUP"
+
+    async def scenario(server: ControlServer, sink: RecordingSink, path: Path) -> None:
+        conn = await Conn.open(path)
+        assert (await conn.recv()) == {"type": "hello", "proto": 1, "applied": None}
+        for request in (snapshot(1, 1), delta(1, 2, 1)):
+            assert await conn.ask(request) == {"type": "nack", "reason": reason, "want": None}
+        status = await conn.ask({"type": "status"})
+        assert status["type"] == "status" and len(status["peers"]) == 2
+        # Malformed lines still get the parser's nack, not the standalone one.
+        assert "malformed JSON" in (await conn.ask_raw(b"{nope\n"))["reason"]
+        assert sink.applied == []
+        await conn.close()
+
+    run(scenario, refuse_states=reason)
+
+
+@pytest.mark.parametrize("depth", [100_000, 400_000])  # below and above the thread threshold
+def test_deeply_nested_lines_are_nacked_and_the_server_keeps_serving(depth: int) -> None:
+    async def scenario(server: ControlServer, sink: RecordingSink, path: Path) -> None:
+        conn = await Conn.open(path)
+        await conn.recv()
+        for body in (b"[" * depth + b"]" * depth, b'{"type":"snapshot","state":' + b"{\"a\":" *
+                     depth + b"1" + b"}" * depth + b"}"):  # fmt: skip
+            reply = await conn.ask_raw(body + b"\n")
+            assert reply == {
+                "type": "nack",
+                "reason": "malformed JSON: nested too deeply",
+                "want": "snapshot",
+            }
+        assert (await conn.ask(snapshot(1, 1)))["type"] == "ack"
+        await conn.close()
+        other = await Conn.open(path)
+        assert (await other.recv())["applied"] == {"epoch": 1, "generation": 1}
+        await other.close()
+
+    run(scenario)
+
+
 _PEER_CLIENT = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -418,12 +493,11 @@ def test_stale_socket_is_replaced_but_live_socket_and_other_files_are_not() -> N
     asyncio.run(main())
 
 
-def test_saved_state_is_resumed_and_initial_applies_only_without_one(tmp_path: Path) -> None:
+def test_saved_state_is_resumed_before_listening(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
-    initial = state_with(asn=65009)
 
     async def first(server: ControlServer, sink: RecordingSink, path: Path) -> None:
-        assert sink.applied == [initial]  # nothing saved yet: the --config state, no version
+        assert sink.applied == []  # nothing saved yet
         agent = await Conn.open(path)
         assert (await agent.recv())["applied"] is None
         await agent.ask(snapshot(3, 4))
@@ -440,8 +514,8 @@ def test_saved_state_is_resumed_and_initial_applies_only_without_one(tmp_path: P
         assert (await agent.ask(delta(3, 5, 4, remove=["10.244.1.0/24"])))["type"] == "ack"
         await agent.close()
 
-    run(first, state_store=store, initial=initial)
-    run(second, state_store=store, initial=initial)
+    run(first, state_store=store)
+    run(second, state_store=store)
     loaded = store.load().applied
     assert loaded is not None and loaded.version == StateVersion(epoch=3, generation=5)
 

@@ -1,0 +1,151 @@
+"""A `listen` change that fails leaves the running state exactly as it was, listener included.
+
+Two `Speaker`s in one event loop on loopback: `b` only accepts (its peer is passive), `a`
+connects. A change of `b`'s listen address that cannot be bound raises `StateRefused`; `b`
+keeps its old listener, its state and its session, and `a` can connect to it again after its
+own session was reset. Sending the failing state again fails again (it is not taken as already
+applied). The overlapping case (a wildcard address on the old port) swaps when it can and
+restores the old listener when it cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.control import StateRefused
+from speaker.daemon import Speaker
+from testing.routers.lab import loopback_address
+
+NOT_LOCAL = "192.0.2.1"  # TEST-NET-1: never an address of this host, so bind() fails
+
+
+def state(me: str, asn: int, port: int, peers: list[dict[str, object]], advs: list[str], *,
+          listen: str | None = None) -> DesiredState:  # fmt: skip
+    return parse_desired_state({
+        "routerId": me, "asn": asn, "listen": {"address": listen or me, "port": port},
+        "peers": peers, "advertisements": [{"prefix": p} for p in advs],
+    })  # fmt: skip
+
+
+def peer(name: str, address: str, asn: int, port: int, src: str, **kw: object) -> dict[str, object]:
+    return {"name": name, "address": address, "asn": asn, "port": port, "sourceAddress": src,
+            "holdTime": 9, "connectRetryTime": 1, **kw}  # fmt: skip
+
+
+async def until(what: str, probe: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 90))
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def accepts(address: str, port: int) -> bool:
+    """Whether something listens on (address, port): the kernel completes the handshake."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def test_failed_listen_change_keeps_the_old_listener_state_and_sessions() -> None:
+    a_addr, b_addr = loopback_address(), loopback_address()
+    port = free_port(b_addr)
+
+    async def body() -> None:
+        a, b = Speaker(), Speaker()
+        b_peers = [peer("a", a_addr, 65001, 179, src=b_addr, passive=True)]
+        b_state = state(b_addr, 65002, port, b_peers, ["10.2.0.0/24"])
+        a_peer = peer("b", b_addr, 65002, port, src=a_addr)
+        a_state = state(a_addr, 65001, 179, [a_peer], [])
+        try:
+            await b.apply(b_state)
+            await a.apply(a_state)
+            await until("established", lambda: b.status()[0].state == "Established")
+
+            moved = state(b_addr, 65002, port, b_peers, ["10.2.0.0/24", "10.2.1.0/24"],
+                          listen=NOT_LOCAL)  # fmt: skip
+            for attempt in (1, 2):  # the same failing state again fails again
+                with pytest.raises(
+                    StateRefused, match=re.escape(f"cannot listen on {NOT_LOCAL} port")
+                ):
+                    await b.apply(moved)
+                assert b.state == b_state, attempt
+                assert b.status()[0].state == "Established"
+                assert b.status()[0].prefixes_advertised == 1
+                assert await accepts(b_addr, port), attempt
+
+            # a's session is reset by a parameter change; it connects to b's listener again.
+            before = b.runners["a"].session.since
+            await a.apply(state(a_addr, 65001, 179, [{**a_peer, "holdTime": 12}], []))
+            await until("re-established", lambda: b.runners["a"].session.since != before
+                        and b.status()[0].state == "Established")  # fmt: skip
+            assert a.status()[0].prefixes_received == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+@contextlib.contextmanager
+def listening(address: str, port: int) -> Iterator[socket.socket]:
+    sock = socket.socket()
+    try:
+        sock.bind((address, port))
+        sock.listen()
+        yield sock
+    finally:
+        sock.close()
+
+
+def test_overlapping_listen_change_swaps_or_restores_the_old_listener() -> None:
+    """0.0.0.0 on the old port cannot be bound beside the old listener: the old one is closed
+    first; if the new one still cannot be bound, the old one is bound again."""
+    me, other = loopback_address(), loopback_address()
+    port = free_port(me)
+
+    async def body() -> None:
+        b = Speaker()
+        old = state(me, 65002, port, [], [])
+        try:
+            await b.apply(old)
+            with listening(other, port):  # someone else holds the port on another address
+                with pytest.raises(
+                    StateRefused, match=re.escape("cannot listen on 0.0.0.0 port")
+                ) as err:
+                    await b.apply(state(me, 65002, port, [], [], listen="0.0.0.0"))
+                assert str(err.value).endswith("Address already in use")
+                assert b.state == old
+                assert await accepts(me, port)
+            await b.apply(state(me, 65002, port, [], [], listen="0.0.0.0"))
+            assert await accepts(me, port) and await accepts(other, port)
+            await b.apply(old)
+            assert await accepts(me, port) and not await accepts(other, port)
+        finally:
+            await b.close()
+
+    run(body)
