@@ -117,6 +117,8 @@ def _decode(data: bytes) -> AppliedState:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise ValueError("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     if doc.get("kind") != KIND or doc.get("version") != FORMAT_VERSION:

@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
 def load_manifests(path: str) -> Iterator[Mapping[str, object]]:
     """Every planner-relevant object in a file, a directory (recursively) or stdin ('-')."""
     if path == "-":
-        yield from _documents(sys.stdin.read(), "<stdin>")
+        try:
+            text = sys.stdin.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ManifestError(f"<stdin>: {err}") from None
+        yield from _documents(text, "<stdin>")
         return
     p = Path(path)
     if p.is_dir():
@@ -100,10 +104,12 @@ def load_manifests(path: str) -> Iterator[Mapping[str, object]]:
 def _documents(text: str, name: str) -> Iterator[Mapping[str, object]]:
     try:
         docs = list(yaml.safe_load_all(text))  # JSON is YAML too
+        objects = [o for doc in docs for o in _flatten(doc)]
     except yaml.YAMLError as err:
         raise ManifestError(f"{name}: {err}") from None
-    for doc in docs:
-        yield from _flatten(doc)
+    except RecursionError:
+        raise ManifestError(f"{name}: nested too deeply") from None
+    yield from objects
 
 
 def _flatten(doc: object) -> Iterator[Mapping[str, object]]:

@@ -4,7 +4,8 @@ socket (`--socket`, default `$KUBGP_SPEAKER_SOCKET` or /run/kubgp/speaker.sock).
 `status` prints the peers (name, address, state, since, prefixes advertised/received, last
 error) and the applied epoch/generation, as a table or as the protocol's JSON reply. `apply`
 reads a desired state (YAML or JSON, schema kubgp.io/speaker/v1), checks it locally, and sends
-it as a snapshot of a new epoch, as a new agent would; exit 0 on ack, 1 on nack or error.
+it as a snapshot of a new epoch, as a new agent would; exit 0 on ack, 1 on a nack or when the
+speaker cannot be reached, 2 when the file cannot be read as a desired state (nothing is sent).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import argparse
 import datetime
 import json
 import sys
-from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
-
-import yaml
 
 from speaker.api.client import SpeakerError, snapshot_sync, status_sync
 from speaker.api.ipc import IpcError, Status
-from speaker.api.schema import SchemaError, parse_desired_state
+from speaker.cli.config_file import ConfigError, load_config
+
+EXIT_INPUT = 2
 
 
 def _socket_arg(parser: argparse.ArgumentParser, *, timeout: float) -> None:
@@ -64,7 +65,8 @@ def format_status_table(status: Status) -> str:
         for row in rows
     ]
     if status.applied is None:
-        lines.append("applied: nothing")
+        # Standalone (`run --config`), the file is the state and has no version.
+        lines.append("applied: no version (a --config file, or no state from an agent yet)")
     else:
         lines.append(
             f"applied: epoch {status.applied.epoch} generation {status.applied.generation}"
@@ -87,14 +89,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     try:
-        with open(args.file, "rb") as fh:
-            doc = yaml.safe_load(fh)  # JSON is YAML too
-        if not isinstance(doc, Mapping):
-            raise SchemaError("", f"{args.file}: must be a mapping")
-        state = parse_desired_state(doc)
-    except (OSError, yaml.YAMLError, SchemaError) as err:
-        print(f"kubgp-speaker apply: {args.file}: {err}", file=sys.stderr)
-        return 1
+        state = load_config(Path(args.file))
+    except ConfigError as err:
+        print(f"kubgp-speaker apply: {err}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         ack = snapshot_sync(state, args.socket, timeout=args.timeout)
     except (SpeakerError, IpcError) as err:

@@ -1,7 +1,8 @@
 """`kubgp-speaker decode [FILE|-]`: print captured BGP messages as JSON, one object per line.
 
 Input is hex (whitespace and colons allowed) or raw bytes. A malformed message prints the
-NOTIFICATION this speaker would send (code, subcode, data) and the command exits 1.
+NOTIFICATION this speaker would send (code, subcode, data) and the command exits 1. Input that
+cannot be read (no such file, a directory) or is empty is a message on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _SEGMENT_NAMES = {
     AS_CONFED_SEQUENCE: "AS_CONFED_SEQUENCE",
     AS_CONFED_SET: "AS_CONFED_SET",
 }
+EXIT_INPUT = 2
 
 
 def parse_input(data: bytes) -> bytes:
@@ -225,11 +227,19 @@ def decode_stream(data: bytes, ctx: DecodeContext) -> tuple[list[dict[str, Any]]
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.file == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        with open(args.file, "rb") as fh:
-            data = fh.read()
+    name = "standard input" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as fh:
+                data = fh.read()
+    except OSError as exc:
+        print(f"kubgp-speaker decode: {name}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if not data.strip():
+        print(f"kubgp-speaker decode: {name} is empty: no message to decode", file=sys.stderr)
+        return EXIT_INPUT
     ctx = DecodeContext(
         four_octet_as=not args.two_octet_as,
         add_path=frozenset(FAMILY_NAMES[f] for f in args.add_path),

@@ -1,13 +1,17 @@
-"""`kubgp-speaker run [--config FILE] [--socket PATH --state-dir DIR]`: the speaker daemon.
+"""`kubgp-speaker run (--config FILE [--socket PATH] | --socket PATH [--state-dir DIR])`: the
+speaker daemon.
 
-Standalone (`--config` only): the file is YAML or JSON (`kubgp.io/speaker/v1`). A bad file at
-start is an error on stderr and exit code 2. SIGHUP re-reads it and applies the difference (a
-bad file then is logged and the running state kept).
+Standalone (`--config`): the file is the source of truth, YAML or JSON (`kubgp.io/speaker/v1`).
+A bad file at start is an error on stderr and exit code 2. SIGHUP re-reads it and applies the
+difference; a bad file, or a state that cannot be applied (say a listen address that cannot be
+bound), is then one log line and the running state is kept exactly as it was. With `--socket`
+too, the control socket answers `kubgp-speaker status`; snapshots and deltas sent to it are
+refused (the file is the state). Nothing is persisted: `--state-dir` is an error here.
 
-Under the node agent (`--socket`): the control socket (newline-delimited JSON, see
-docs/control-socket.md) takes snapshots and deltas. The state last applied is persisted in
-`--state-dir` and resumed at start, before `--config` (which then only seeds a first start);
-the agent owns the state, so SIGHUP is ignored with a log line.
+Under the node agent (`--socket` without `--config`): the control socket (newline-delimited JSON,
+see docs/control-socket.md) takes snapshots and deltas. The state last applied is persisted in
+`--state-dir` and resumed at start; the agent owns the state, so SIGHUP is ignored with a log
+line.
 
 Shutdown (exit 0): SIGINT, and SIGTERM with `--shutdown=withdraw` (the default), close every
 session with Cease/Administrative Shutdown: the peers withdraw our routes. SIGTERM with
@@ -21,18 +25,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from speaker.api.ipc import PeerStatus
-from speaker.api.schema import DesiredState, SchemaError, parse_desired_state
-from speaker.control import ControlError, ControlServer, StateSink, serve_control
+from speaker.api.schema import DesiredState
+from speaker.cli.config_file import ConfigError, load_config
+from speaker.control import ControlError, ControlServer, StateRefused, StateSink, serve_control
 from speaker.daemon import Speaker
 from speaker.speaker_metrics import SpeakerMetrics
 from speaker.state_store import StateStore
@@ -62,34 +64,6 @@ class _ReleaseEndOfRib:
 
     def status(self) -> Sequence[PeerStatus]:
         return self._inner.status()
-
-
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class ConfigError(Exception):
-    pass
-
-
-def load_config(path: Path) -> DesiredState:
-    """Read and validate the file; ConfigError says what is wrong and where."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
-    try:
-        doc = json.loads(text)  # fast path: PyYAML's pure-Python parser is ~100x slower
-    except ValueError:
-        try:
-            doc = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (CSafeLoader when built)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not YAML or JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the document must be a mapping")
-    try:
-        return parse_desired_state(doc)
-    except SchemaError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
 
 
 async def serve(
@@ -129,7 +103,8 @@ async def serve(
     loop.add_signal_handler(signal.SIGUSR2, stop_with, SHUTDOWN_GRACEFUL_RESTART)
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
     control: ControlServer | None = None
-    store = StateStore(state_dir) if state_dir is not None else None
+    # With a file, the file is the state: nothing to persist (the CLI refuses --state-dir).
+    store = StateStore(state_dir) if state_dir is not None and path is None else None
     control_sink: StateSink = sink
     if socket_path is not None and store is not None and store.path.exists():
         # Resuming a saved state that may be out of date: End-of-RIB (which makes a graceful-
@@ -139,45 +114,55 @@ async def serve(
         loop.call_later(end_of_rib_wait, speaker.release_end_of_rib,
                         f"no state from the agent within {end_of_rib_wait:g}s")  # fmt: skip
     try:
+        if path is not None and state is not None:
+            await sink.apply(state)
+            log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
+                     len(state.advertisements))  # fmt: skip
         if socket_path is not None:
-            # serve_control resumes the persisted state, else applies `state` (the file).
+            # Under the agent, serve_control resumes the persisted state first. With a file,
+            # the socket serves status and refuses states: the file is the state.
             control = await serve_control(
                 control_sink,
                 socket_path,
                 allowed_uids=allowed_uids or None,
                 group=socket_group,
                 state_store=store,
-                initial=state,
-            )
+                refuse_states=None if path is None else
+                f"the state comes from --config {path}; edit it and send SIGHUP",
+            )  # fmt: skip
             metrics.watch_control(control)
             log.info("control socket %s ready", socket_path)
-        elif state is not None:
-            await sink.apply(state)
-            log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
-                     len(state.advertisements))  # fmt: skip
-    except (OSError, ControlError) as exc:  # e.g. the listen address cannot be bound
+    except (StateRefused, OSError, ControlError) as exc:  # e.g. the listen address is not ours
         log.error("cannot start: %s", exc)
         await speaker.close("start-up failed")
         return 1
 
+    async def reload(config: Path) -> None:
+        try:
+            new = load_config(config)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; keeping the running state", exc)
+            return
+        try:
+            await sink.apply(new)
+        except StateRefused as exc:
+            log.error("SIGHUP: cannot apply %s: %s; keeping the running state", config, exc)
+            return
+        log.info("SIGHUP: applied %s: %d peers, %d advertisements", config, len(new.peers),
+                 len(new.advertisements))  # fmt: skip
+
     async def reloader() -> None:
+        # Survives every error: one failed reload never stops the next SIGHUP.
         while True:
             await reloads.get()
-            if control is not None or path is None:
+            if path is None:
                 log.warning("SIGHUP ignored: the state is managed over the control socket")
                 continue
             try:
-                new = load_config(path)
-            except ConfigError as exc:
-                log.error("SIGHUP: %s; keeping the running state", exc)
-                continue
-            try:
-                await sink.apply(new)
-            except OSError as exc:
-                log.error("SIGHUP: cannot apply %s: %s", path, exc)
-                continue
-            log.info("SIGHUP: applied %s: %d peers, %d advertisements", path, len(new.peers),
-                     len(new.advertisements))  # fmt: skip
+                await reload(path)
+            except Exception:
+                log.exception("SIGHUP: reloading %s failed (a bug); keeping the running state",
+                              path)  # fmt: skip
 
     task = loop.create_task(reloader())
     await stop.wait()
@@ -194,6 +179,22 @@ async def serve(
     return 0
 
 
+def _useless_options(args: argparse.Namespace) -> str | None:
+    """An option that would have no effect with the others given, said as an error."""
+    if args.state_dir is not None and args.config is not None:
+        return (
+            "--state-dir has no effect with --config: the file is the state and nothing is "
+            "persisted (drop --state-dir, or drop --config to take the state over --socket)"
+        )
+    if args.socket is None:
+        for given, option in ((args.state_dir, "--state-dir"),
+                              (args.socket_group, "--socket-group"),
+                              (args.allowed_uid, "--allowed-uid")):  # fmt: skip
+            if given is not None:
+                return f"{option} has no effect without --socket"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -202,6 +203,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.config is None and args.socket is None:
         print("kubgp-speaker: run needs --config FILE, --socket PATH, or both", file=sys.stderr)
+        return EXIT_CONFIG
+    useless = _useless_options(args)
+    if useless:
+        print(f"kubgp-speaker: {useless}", file=sys.stderr)
         return EXIT_CONFIG
     path = Path(args.config) if args.config is not None else None
     state = None
@@ -229,18 +234,27 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="run the speaker on a desired-state file (YAML or JSON); SIGHUP re-reads it",
+        help="run the speaker on a desired-state file (SIGHUP re-reads it) or for the node agent "
+        "(--socket)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE", help="desired state file (YAML or JSON)")
     parser.add_argument(
-        "--socket", metavar="PATH", help="serve the control socket (NDJSON) for the node agent"
+        "--config",
+        metavar="FILE",
+        help="desired state file (YAML or JSON), the source of truth; SIGHUP re-reads it",
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="serve the control socket (NDJSON): the node agent's states, or with --config "
+        "only status",
     )
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="persist the last applied state here and resume it on start (with --socket)",
+        help="persist the state applied over --socket here and resume it on start (with "
+        "--socket and without --config)",
     )
     parser.add_argument(
         "--socket-group", metavar="GROUP", help="group allowed on the socket (mode 0660)"

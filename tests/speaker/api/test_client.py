@@ -203,7 +203,7 @@ def test_cli_apply_then_status_table_and_json(tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
         bad.write_text("routerId: 192.0.2.1\n")
         refused = _cli("apply", str(bad), "--socket", str(path))
-        assert refused.returncode == 1
+        assert refused.returncode == 2  # a file that is not a desired state: nothing sent
         assert "asn: required" in refused.stderr
         assert len(sink.applied) == 2
 

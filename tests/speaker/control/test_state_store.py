@@ -51,8 +51,10 @@ def test_round_trip_and_overwrite(tmp_path: Path) -> None:
             b'"state":{"routerId":"192.0.2.1"}}',
             "state.asn: required",
         ),
+        (b'{"kind":"kubgp-speaker-applied","state":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         "malformed JSON: nested too deeply"),
     ],
-)
+)  # fmt: skip
 def test_unusable_file_is_kept_aside(tmp_path: Path, content: bytes, problem: str) -> None:
     store = StateStore(tmp_path)
     store.path.write_bytes(content)
