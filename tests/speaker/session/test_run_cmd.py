@@ -17,14 +17,18 @@ from testing.routers.lab import loopback_address
 from testing.speaker_proc import SpeakerProcess
 
 
-def run(path: Path) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "speaker.cli.kubgp_speaker", "run", "--config", str(path)],
+        [sys.executable, "-m", "speaker.cli.kubgp_speaker", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def run(path: Path) -> subprocess.CompletedProcess[str]:
+    return _cli("run", "--config", str(path))
 
 
 @pytest.mark.parametrize(
@@ -89,16 +93,6 @@ def test_deep_yaml_without_libyaml_is_a_config_error(
         config_file.load_config(path)
 
 
-def _run_args(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "speaker.cli.kubgp_speaker", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -116,20 +110,10 @@ def test_options_without_effect_are_refused_at_start(
     config.write_text("routerId: 192.0.2.1\nasn: 64512\n")
     args = [{"F": str(config), "S": str(tmp_path / "s.sock"), "D": str(tmp_path / "d")}.get(a, a)
             for a in args]  # fmt: skip
-    result = _run_args(*args)
+    result = _cli("run", *args)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "s.sock").exists()
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "speaker.cli.kubgp_speaker", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def test_standalone_sighup_survives_bad_files_and_the_socket_serves_status(
