@@ -1,0 +1,328 @@
+"""Loc-RIB: per prefix, the paths every peer offers after import policy, and the selected ones.
+
+Input is what the sessions' Adj-RIBs-In did, as values: per peer, changes
+`(family, prefix, ReceivedPath | None)` (None: the peer no longer has a route for the prefix).
+Each path goes through the peer's `ImportPolicy` and the RFC 4271 §9.1.2 loop checks, becomes
+a `Candidate` and route selection (`decision.decide`) runs for every prefix that changed. Output
+is only what changed: `(family, prefix, Selection | None)` per prefix whose best path or
+multipath set is different afterwards (None: no eligible path any more), so the FIB writer and,
+later, route reflection get differences, never the table.
+
+Loops (RFC 4271 §9.1.2, RFC 4456 §8): a path whose AS_PATH holds one of our ASNs, whose
+ORIGINATOR_ID is our router id or whose CLUSTER_LIST holds our cluster id is not a candidate.
+
+Memory: a prefix one peer offers stores that peer's `Candidate` directly (candidates are shared
+by every prefix with the same path), a prefix several peers offer a dict peer -> Candidate; a
+prefix with a single eligible path shares that candidate's `Selection`. A resolver change
+(`next_hops_changed`) re-decides the prefixes whose paths use a next hop whose cost changed; it
+finds them by a scan, not by a per-prefix index (which would cost ~100 bytes per route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from speaker.bgp.rib.adj_rib_in import ReceivedPath
+from speaker.bgp.rib.decision import Candidate, PeerInfo, Selection, decide
+from speaker.bgp.rib.next_hop import NextHopResolver
+from speaker.bgp.rib.policy import ImportPolicy, Verdict
+from speaker.bgp.rib.received_attributes import as_path, cluster_list, originator_id, path_asns
+from speaker.bgp.wire.context import Family
+from speaker.bgp.wire.nlri import Prefix
+
+PathChange = tuple[Family, Prefix, ReceivedPath | None]
+RouteChange = tuple[Family, Prefix, Selection | None]
+_Entry = Candidate | dict[str, Candidate]
+
+CANDIDATE_CACHE_SIZE = 8192
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocRibOptions:
+    local_asns: frozenset[int]  # our ASN and every per-peer local ASN: loop detection
+    router_id: int  # ORIGINATOR_ID loop detection (RFC 4456 §8)
+    cluster_id: int  # CLUSTER_LIST loop detection; the router id unless configured
+    max_paths: int = 1  # ECMP width, >= 1
+    always_compare_med: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_paths < 1:
+            raise ValueError("max_paths must be at least 1")
+
+
+class _Peer:
+    __slots__ = ("accepted", "cache", "info", "policy")
+
+    def __init__(self, info: PeerInfo, policy: ImportPolicy) -> None:
+        self.info = info
+        self.policy = policy
+        # id(verdict) -> (verdict, its candidate or None when looped / without a next hop)
+        self.cache: dict[int, tuple[Verdict, Candidate | None]] = {}
+        self.accepted: dict[Family, int] = {}
+
+
+class LocRib:
+    """The Loc-RIB. Pure: no I/O, no clock; the next-hop resolver is injected."""
+
+    __slots__ = ("_entries", "_nh_cost", "_peers", "_selected", "options", "resolver")
+
+    def __init__(self, options: LocRibOptions, resolver: NextHopResolver) -> None:
+        self.options = options
+        self.resolver = resolver
+        self._peers: dict[str, _Peer] = {}
+        self._entries: dict[Family, dict[Prefix, _Entry]] = {}
+        self._selected: dict[Family, dict[Prefix, Selection]] = {}
+        self._nh_cost: dict[bytes, int | None] = {}
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Prefixes with a selected path."""
+        return sum(len(t) for t in self._selected.values())
+
+    def selected(self, family: Family, prefix: Prefix) -> Selection | None:
+        return self._selected.get(family, {}).get(prefix)
+
+    def table(self, family: Family) -> dict[Prefix, Selection]:
+        """Every selected prefix of `family` (a copy)."""
+        return dict(self._selected.get(family, {}))
+
+    def families(self) -> tuple[Family, ...]:
+        return tuple(f for f, t in self._selected.items() if t)
+
+    def candidates(self, family: Family, prefix: Prefix) -> tuple[Candidate, ...]:
+        entry = self._entries.get(family, {}).get(prefix)
+        if entry is None:
+            return ()
+        if isinstance(entry, Candidate):
+            return (entry,)
+        return tuple(entry[name] for name in sorted(entry))
+
+    def peers(self) -> tuple[PeerInfo, ...]:
+        return tuple(p.info for p in self._peers.values())
+
+    def accepted(self, peer: str, family: Family) -> int:
+        """How many prefixes of `family` the peer has in the Loc-RIB as a candidate."""
+        p = self._peers.get(peer)
+        return 0 if p is None else p.accepted.get(family, 0)
+
+    def best_count(self, peer: str, family: Family) -> int:
+        """How many prefixes of `family` have this peer's path as best (a scan; for status)."""
+        return sum(1 for sel in self._selected.get(family, {}).values() if sel.best.peer == peer)
+
+    # ---- changing --------------------------------------------------------------------------
+
+    def set_peer(
+        self, info: PeerInfo, policy: ImportPolicy, routes: Iterable[PathChange] = ()
+    ) -> list[RouteChange]:
+        """Add a peer, or change what we know of it (a new session: its router id) or its
+        policy. `routes` is the peer's whole Adj-RIB-In, re-imported under the new policy; any
+        prefix the peer had in the Loc-RIB and `routes` lacks is dropped."""
+        old = self._peers.get(info.name)
+        self._peers[info.name] = _Peer(info, policy)
+        if old is not None:
+            self._peers[info.name].accepted = old.accepted  # its candidates are still in place
+        if old is None:
+            return self.update(info.name, routes)
+        routes = list(routes)
+        fresh = {(family, prefix) for family, prefix, path in routes if path is not None}
+        gone: list[PathChange] = [
+            (family, prefix, None)
+            for family, prefix in self._prefixes_of(info.name)
+            if (family, prefix) not in fresh
+        ]
+        # Candidates of the old peer object are stale: take them all out, then put back what
+        # the new policy accepts. Selection runs once per prefix, so only real changes come out.
+        touched: dict[Family, dict[Prefix, None]] = {}
+        self._apply(self._peers[info.name], [*gone, *routes], touched, replace_all=True)
+        return self._decide(touched)
+
+    def remove_peer(self, name: str) -> list[RouteChange]:
+        """The peer is gone (deconfigured): its paths leave the Loc-RIB."""
+        if name not in self._peers:
+            return []
+        changes = [(family, prefix, None) for family, prefix in self._prefixes_of(name)]
+        touched: dict[Family, dict[Prefix, None]] = {}
+        self._apply(self._peers[name], changes, touched)
+        del self._peers[name]
+        return self._decide(touched)
+
+    def update(self, peer: str, changes: Iterable[PathChange]) -> list[RouteChange]:
+        """What the peer's Adj-RIB-In did; returns the prefixes whose selection changed."""
+        touched: dict[Family, dict[Prefix, None]] = {}
+        self._apply(self._peers[peer], changes, touched)
+        return self._decide(touched)
+
+    def set_options(self, *, max_paths: int, always_compare_med: bool) -> list[RouteChange]:
+        """Change the ECMP width or the MED rule; every prefix is decided again."""
+        opts = self.options
+        self.options = LocRibOptions(
+            local_asns=opts.local_asns,
+            router_id=opts.router_id,
+            cluster_id=opts.cluster_id,
+            max_paths=max_paths,
+            always_compare_med=always_compare_med,
+        )
+        touched = {f: dict.fromkeys(t) for f, t in self._entries.items()}
+        return self._decide(touched)
+
+    def next_hops_changed(self) -> list[RouteChange]:
+        """The resolver's answers may have changed (the node's routes did): ask again for every
+        next hop in use and decide again the prefixes with a path through one that changed."""
+        changed: set[bytes] = set()
+        for nh, old in list(self._nh_cost.items()):
+            new = self.resolver.cost(nh)
+            if new != old:
+                self._nh_cost[nh] = new
+                changed.add(nh)
+        if not changed:
+            return []
+        touched: dict[Family, dict[Prefix, None]] = {}
+        for family, table in self._entries.items():
+            hit = touched.setdefault(family, {})
+            for prefix, entry in table.items():
+                if isinstance(entry, Candidate):
+                    if entry.next_hop in changed:
+                        hit[prefix] = None
+                elif any(c.next_hop in changed for c in entry.values()):
+                    hit[prefix] = None
+        return self._decide(touched)
+
+    # ---- inside ----------------------------------------------------------------------------
+
+    def _prefixes_of(self, name: str) -> Iterator[tuple[Family, Prefix]]:
+        for family, table in self._entries.items():
+            for prefix, entry in table.items():
+                if (entry.peer == name) if isinstance(entry, Candidate) else (name in entry):
+                    yield family, prefix
+
+    def _candidate(
+        self, peer: _Peer, afi: int, prefix: Prefix, path: ReceivedPath
+    ) -> Candidate | None:
+        verdict = peer.policy.evaluate(afi, prefix, path)
+        imported = verdict.path
+        if imported is None:
+            return None
+        cached = peer.cache.get(id(verdict))
+        if cached is not None and cached[0] is verdict:
+            return cached[1]
+        cand = self._make_candidate(peer.info, imported)
+        if len(peer.cache) >= CANDIDATE_CACHE_SIZE:
+            peer.cache.clear()
+        peer.cache[id(verdict)] = (verdict, cand)
+        return cand
+
+    def _make_candidate(self, info: PeerInfo, path: ReceivedPath) -> Candidate | None:
+        opts = self.options
+        attrs = path.attributes
+        if path.next_hop is None:
+            return None
+        if not path_asns(as_path(attrs)).isdisjoint(opts.local_asns):
+            return None  # AS loop (RFC 4271 §9.1.2)
+        if originator_id(attrs) == opts.router_id or opts.cluster_id in cluster_list(attrs):
+            return None  # reflected back to us (RFC 4456 §8)
+        return Candidate(info, path, path.next_hop)
+
+    def _apply(
+        self,
+        peer: _Peer,
+        changes: Iterable[PathChange],
+        touched: dict[Family, dict[Prefix, None]],
+        *,
+        replace_all: bool = False,
+    ) -> None:
+        name = peer.info.name
+        accepted = peer.accepted
+        entries = self._entries
+        candidate = self._candidate
+        table: dict[Prefix, _Entry] = {}
+        hit: dict[Prefix, None] = {}
+        last_family: Family | None = None
+        afi = 0
+        for family, prefix, path in changes:
+            if family != last_family:
+                table = entries.setdefault(family, {})
+                hit = touched.setdefault(family, {})
+                last_family = family
+                afi = family[0]
+            new = None if path is None else candidate(peer, afi, prefix, path)
+            old = table.get(prefix)
+            if old is None:
+                if new is None:
+                    continue
+                table[prefix] = new
+                accepted[family] = accepted.get(family, 0) + 1
+            elif isinstance(old, Candidate):
+                if old.peer == name:
+                    if new is old and not replace_all:
+                        continue
+                    if new is None:
+                        del table[prefix]
+                        accepted[family] -= 1
+                    else:
+                        table[prefix] = new
+                elif new is None:
+                    continue
+                else:
+                    table[prefix] = {old.peer: old, name: new}
+                    accepted[family] = accepted.get(family, 0) + 1
+            else:
+                mine = old.get(name)
+                if new is None:
+                    if mine is None:
+                        continue
+                    del old[name]
+                    accepted[family] -= 1
+                    if len(old) == 1:
+                        table[prefix] = next(iter(old.values()))
+                else:
+                    if new is mine and not replace_all:
+                        continue
+                    old[name] = new
+                    if mine is None:
+                        accepted[family] = accepted.get(family, 0) + 1
+            hit[prefix] = None
+
+    def _cost(self, next_hop: bytes) -> int | None:
+        try:
+            return self._nh_cost[next_hop]
+        except KeyError:
+            cost = self._nh_cost[next_hop] = self.resolver.cost(next_hop)
+            return cost
+
+    def _decide(self, touched: dict[Family, dict[Prefix, None]]) -> list[RouteChange]:
+        out: list[RouteChange] = []
+        opts = self.options
+        max_paths, always = opts.max_paths, opts.always_compare_med
+        nh_cost = self._nh_cost
+        cost = self._cost
+        for family, prefixes in touched.items():
+            if not prefixes:
+                continue
+            table = self._entries.get(family, {})
+            selected = self._selected.setdefault(family, {})
+            for prefix in prefixes:
+                entry = table.get(prefix)
+                new: Selection | None
+                if entry is None:
+                    new = None
+                elif isinstance(entry, Candidate):
+                    nh = entry.next_hop
+                    c = nh_cost[nh] if nh in nh_cost else cost(nh)
+                    new = None if c is None else entry.alone
+                else:
+                    new = decide(
+                        entry.values(), cost, max_paths=max_paths, always_compare_med=always
+                    )
+                old = selected.get(prefix)
+                if new is old:
+                    continue
+                if new is None:
+                    del selected[prefix]
+                    out.append((family, prefix, None))
+                    continue
+                selected[prefix] = new
+                if not new.same_routes(old):
+                    out.append((family, prefix, new))
+        return out
