@@ -13,6 +13,9 @@ Defaults where DESIGN.md leaves a choice:
 - `gracefulRestart` absent means disabled; `restartTime` defaults to 120 s (0..4095, RFC 4724).
 - An advertisement's `nextHop` defaults to `self`; prefixes are written in their canonical form
   (`ipaddress.ip_network` spelling, e.g. lower-case IPv6).
+- The receiving half (docs/route-import.md): `fib` absent means received routes are not
+  installed; a peer's `import` absent or empty accepts nothing. Both are written by `to_dict`
+  only when present, so documents without them stay as they were.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ DEFAULT_RESTART_TIME: Final = 120
 MAX_AS_PATH_PREPEND: Final = 32
 UINT16_MAX: Final = 0xFFFF
 UINT32_MAX: Final = 0xFFFFFFFF
+DEFAULT_FIB_TABLE: Final = 254
+DEFAULT_FIB_PROTOCOL: Final = 196
+DEFAULT_FIB_METRIC: Final = 20
+DEFAULT_MAX_PATHS: Final = 8
+MAX_MAX_PATHS: Final = 64
+IMPORT_ACTIONS: Final = ("accept", "reject")
 
 
 class SchemaError(ValueError):
@@ -77,6 +86,40 @@ class GracefulRestart:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImportSet:
+    """What an accepting import rule changes on the route."""
+
+    local_preference: int | None = None
+    add_communities: tuple[str, ...] = ()
+    add_large_communities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportRule:
+    """One import rule of a peer; every given condition must hold (docs/route-import.md)."""
+
+    action: str  # "accept" or "reject"
+    prefix: str | None = None
+    ge: int | None = None
+    le: int | None = None
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    as_path_contains: tuple[int, ...] = ()
+    origin_asn: int | None = None
+    set: ImportSet | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fib:
+    """Received best paths into the kernel's routing table."""
+
+    table: int = DEFAULT_FIB_TABLE
+    protocol: int = DEFAULT_FIB_PROTOCOL
+    metric: int = DEFAULT_FIB_METRIC
+    max_paths: int = DEFAULT_MAX_PATHS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Peer:
     name: str
     address: str
@@ -94,6 +137,7 @@ class Peer:
     graceful_restart: GracefulRestart = field(default_factory=GracefulRestart)
     families: tuple[str, ...] = (FAMILY_IPV4,)
     max_prefixes: int = 0
+    import_rules: tuple[ImportRule, ...] = ()
 
     def __repr__(self) -> str:
         # Never print a password into a log line.
@@ -141,6 +185,7 @@ class DesiredState:
     listen: Listen | None = None
     peers: tuple[Peer, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
+    fib: Fib | None = None
 
     def __post_init__(self) -> None:
         peers = tuple(sorted(self.peers, key=_peer_key))
@@ -160,6 +205,13 @@ class DesiredState:
             doc["listen"] = {"address": self.listen.address, "port": self.listen.port}
         doc["peers"] = [_peer_to_dict(p) for p in self.peers]
         doc["advertisements"] = [_advertisement_to_dict(a) for a in self.advertisements]
+        if self.fib is not None:
+            doc["fib"] = {
+                "table": self.fib.table,
+                "protocol": self.fib.protocol,
+                "metric": self.fib.metric,
+                "maxPaths": self.fib.max_paths,
+            }
         return doc
 
 
@@ -190,6 +242,37 @@ def _peer_to_dict(p: Peer) -> dict[str, object]:
     }
     doc["families"] = list(p.families)
     doc["maxPrefixes"] = p.max_prefixes
+    if p.import_rules:
+        doc["import"] = [_import_rule_to_dict(r) for r in p.import_rules]
+    return doc
+
+
+def _import_rule_to_dict(r: ImportRule) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    if r.prefix is not None:
+        doc["prefix"] = r.prefix
+    if r.ge is not None:
+        doc["ge"] = r.ge
+    if r.le is not None:
+        doc["le"] = r.le
+    if r.communities:
+        doc["communities"] = list(r.communities)
+    if r.large_communities:
+        doc["largeCommunities"] = list(r.large_communities)
+    if r.as_path_contains:
+        doc["asPathContains"] = list(r.as_path_contains)
+    if r.origin_asn is not None:
+        doc["originAsn"] = r.origin_asn
+    doc["action"] = r.action
+    if r.set is not None:
+        action: dict[str, object] = {}
+        if r.set.local_preference is not None:
+            action["localPreference"] = r.set.local_preference
+        if r.set.add_communities:
+            action["addCommunities"] = list(r.set.add_communities)
+        if r.set.add_large_communities:
+            action["addLargeCommunities"] = list(r.set.add_large_communities)
+        doc["set"] = action
     return doc
 
 
@@ -403,6 +486,7 @@ _PEER_KEYS = (
     "gracefulRestart",
     "families",
     "maxPrefixes",
+    "import",
 )
 
 
@@ -449,6 +533,104 @@ def _peer(value: object, path: str) -> Peer:
         graceful_restart=f.get("gracefulRestart", _graceful_restart, GracefulRestart()),
         families=tuple(sorted(families)),
         max_prefixes=f.get("maxPrefixes", _uint32, 0),
+        import_rules=f.get("import", _import_rules, ()),
+    )
+
+
+def _import_set(value: object, path: str) -> ImportSet:
+    f = _Fields(value, path, ("localPreference", "addCommunities", "addLargeCommunities"))
+    local_pref = f.raw("localPreference")
+    return ImportSet(
+        local_preference=None
+        if local_pref is None
+        else _uint32(local_pref, f.at("localPreference")),
+        add_communities=f.get("addCommunities", lambda v, p: _str_list(v, p, _community), ()),
+        add_large_communities=f.get(
+            "addLargeCommunities", lambda v, p: _str_list(v, p, _large_community), ()
+        ),
+    )
+
+
+_IMPORT_RULE_KEYS = (
+    "prefix",
+    "ge",
+    "le",
+    "communities",
+    "largeCommunities",
+    "asPathContains",
+    "originAsn",
+    "action",
+    "set",
+)
+
+
+def _import_rule(value: object, path: str) -> ImportRule:
+    f = _Fields(value, path, _IMPORT_RULE_KEYS)
+    action = _str(f.required("action"), f.at("action"))
+    if action not in IMPORT_ACTIONS:
+        raise SchemaError(f.at("action"), f"must be one of {list(IMPORT_ACTIONS)}, not {action!r}")
+    prefix = None if f.raw("prefix") is None else _prefix(f.raw("prefix"), f.at("prefix"))
+    ge = le = None
+    if prefix is not None:
+        net = ipaddress.ip_network(prefix)
+        bits, length = net.max_prefixlen, net.prefixlen
+        ge = f.get("ge", lambda v, p: _int(v, p, length, bits), None)
+        low = length if ge is None else ge
+        le = f.get("le", lambda v, p: _int(v, p, low, bits), None)
+    else:
+        for key in ("ge", "le"):
+            if f.has(key):
+                raise SchemaError(f.at(key), "needs a prefix")
+    origin = f.raw("originAsn")
+    action_set = f.raw("set")
+    if action_set is not None and action != "accept":
+        raise SchemaError(f.at("set"), "only an accepting rule can set attributes")
+    return ImportRule(
+        action=action,
+        prefix=prefix,
+        ge=ge,
+        le=le,
+        communities=f.get("communities", lambda v, p: _str_list(v, p, _community), ()),
+        large_communities=f.get(
+            "largeCommunities", lambda v, p: _str_list(v, p, _large_community), ()
+        ),
+        as_path_contains=f.get("asPathContains", _asn_list, ()),
+        origin_asn=None if origin is None else _asn(origin, f.at("originAsn")),
+        set=None if action_set is None else _import_set(action_set, f.at("set")),
+    )
+
+
+def _asn_list(value: object, path: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for i, v in enumerate(_list(value, path)):
+        asn = _asn(v, f"{path}[{i}]")
+        if asn in out:
+            raise SchemaError(f"{path}[{i}]", f"duplicate {asn}")
+        out.append(asn)
+    return tuple(out)
+
+
+def _import_rules(value: object, path: str) -> tuple[ImportRule, ...]:
+    return tuple(_import_rule(v, f"{path}[{i}]") for i, v in enumerate(_list(value, path)))
+
+
+def _fib_table(value: object, path: str) -> int:
+    table = _int(value, path, 1, UINT32_MAX)
+    if table in (253, 255):
+        raise SchemaError(
+            path, f"table {table} is the kernel's {'default' if table == 253 else 'local'} table"
+        )
+    return table
+
+
+def _fib(value: object, path: str) -> Fib:
+    f = _Fields(value, path, ("table", "protocol", "metric", "maxPaths"))
+    return Fib(
+        table=f.get("table", _fib_table, DEFAULT_FIB_TABLE),
+        # 0..4 are the kernel's own (unspec, redirect, kernel, boot, static)
+        protocol=f.get("protocol", lambda v, p: _int(v, p, 5, 255), DEFAULT_FIB_PROTOCOL),
+        metric=f.get("metric", lambda v, p: _int(v, p, 1, UINT32_MAX), DEFAULT_FIB_METRIC),
+        max_paths=f.get("maxPaths", lambda v, p: _int(v, p, 1, MAX_MAX_PATHS), DEFAULT_MAX_PATHS),
     )
 
 
@@ -509,7 +691,9 @@ def _or_empty(value: object) -> object:
 
 def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
     """Validates a decoded desired-state document; raises `SchemaError` naming the key path."""
-    f = _Fields(doc, "", ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements"))
+    f = _Fields(
+        doc, "", ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements", "fib")
+    )
     if f.has("apiVersion") and f.raw("apiVersion") != API_VERSION:
         raise SchemaError("apiVersion", f"must be {API_VERSION!r}, not {f.raw('apiVersion')!r}")
     router_id = _ipv4(f.required("routerId"), "routerId")
@@ -533,4 +717,5 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         listen=None if listen is None else _listen(listen, "listen"),
         peers=tuple(peers.values()),
         advertisements=tuple(advertisements.values()),
+        fib=f.get("fib", _fib, None),
     )
