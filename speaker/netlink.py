@@ -219,7 +219,7 @@ class FibWriter:
         self.protocol = protocol
         self.metric = metric
         self.netns = netns
-        self.batch_bytes = max(batch_bytes, 4096)
+        self.batch_bytes = max(batch_bytes, 1)  # 1: one route per sendmsg (for comparison)
         self._installed: dict[Family, dict[Prefix, NextHops]] = {}
         self._strays: dict[tuple[Family, Prefix, int], KernelRoute] = {}
         self._interned: dict[NextHops, NextHops] = {}

@@ -1,0 +1,349 @@
+"""FIB writer (issue 15): N IPv4 /32 routes into the kernel table of a network namespace, and
+withdrawn again; beside BIRD's kernel protocol doing the same job in the same layout, in one run.
+
+Layout: a NetnsPair (testing/routers/netns.py); the routes' next hop is 192.0.2.2, the far end
+of the connected veth. Rows:
+- kubgp FibWriter: the writer alone, 64 KB of route messages per sendmsg; then the same writer
+  with one route per sendmsg + ACK (what BIRD does), for the batching's share.
+- kubgp import + Loc-RIB + FibWriter: N prefixes from one peer through an import policy
+  (two rules) and the Loc-RIB, their changes into the writer. No BGP session yet: the speaker's
+  runtime does not feed the Loc-RIB until the integration step; the session's decode is
+  measured in bench_codec/bench_sessions.
+- pyroute2 IPRoute.route("replace") one route at a time, on a small N, scaled: why the writer
+  packs its own messages.
+- BIRD 2 (the installed one): a BIRD sender in namespace b announces N static /32s over eBGP to a
+  BIRD receiver in namespace a, which exports them to the kernel (`protocol kernel`). Timed from
+  enabling (disabling) the sender's static protocol to all routes in (out of) the receiver's
+  kernel table: the UPDATEs' way through BIRD to the FIB, the job the issue measured.
+Counted in /proc/PID/net/fib_triestat of a process inside the namespace (~1 ms a read, any size).
+kubgp rows each run in a child process, so their peak RSS (VmHWM) is their own. Medians of 3
+rounds (1 round at 1M). Printed, never asserted; the machine is shared, so the load average is
+printed with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from testing.kernel_routes import fib_prefixes_of_pid
+from testing.routers.netns import NetnsPair
+
+BASE = 0x0A800000  # 10.128.0.0
+NEXT_HOP = "192.0.2.2"
+POLL = 0.002
+TIMEOUT = 600.0
+
+# What the issue measured (one eBGP session in a netns pair, /32s, medians of 3).
+ISSUE_FIGURES = [
+    ("BIRD 2.0.12 (issue)", "1.17", "0.85", "11.3", "94"),
+    ("FRR 8.4 (issue)", "1.57", "1.47", "21.0", "1362"),
+    ("plain writer, one route per call + ack (issue)", "1.05", "0.91", "12.5", "-"),
+    ("plain writer, 64 KB per send (issue)", "0.47", "0.32", "5.7", "-"),
+]
+
+
+def _peak_rss() -> int:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def _peak_rss_of(pid: int) -> int:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def _wait_count(pid: int, want: int) -> float:
+    """Polls the namespace's Main table until it holds `want` prefixes; returns when."""
+    deadline = time.monotonic() + TIMEOUT
+    while fib_prefixes_of_pid(pid) != want:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fib has {fib_prefixes_of_pid(pid)} prefixes, want {want}")
+        time.sleep(POLL)
+    return time.monotonic()
+
+
+@contextmanager
+def _namespace() -> Iterator[tuple[NetnsPair, int]]:
+    """A NetnsPair and the PID of a process inside `a` (whose /proc/PID/net we read)."""
+    pair = NetnsPair().create()
+    sleeper = subprocess.Popen(["ip", "netns", "exec", pair.a.netns, "sleep", "100000"])
+    try:
+        yield pair, sleeper.pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        pair.delete()
+
+
+# ---- kubgp, in a child process --------------------------------------------------------------
+
+
+def child(argv: list[str]) -> None:
+    """`python -c 'from benchmarks.bench_fib import child; child(ARGS)'`: one kubgp row."""
+    import ipaddress
+
+    from speaker.bgp.wire.context import IPV4_UNICAST
+    from speaker.bgp.wire.nlri import prefix_from_int
+    from speaker.netlink import FibWriter
+
+    kind, netns, n_text, pid_text, rounds_text = argv
+    n, pid, rounds = int(n_text), int(pid_text), int(rounds_text)
+    hop = ipaddress.ip_address(NEXT_HOP).packed
+    prefixes = [prefix_from_int(BASE + i, 32, 32) for i in range(n)]
+    batch = 1 if kind == "single" else 65536
+    results: list[tuple[float, float]] = []
+    with FibWriter(netns=netns, batch_bytes=batch) as fib:
+        fib.existing()
+        base = fib_prefixes_of_pid(pid)
+        if kind == "pipeline":
+            install, withdraw = _pipeline(fib, prefixes, hop)
+        else:
+            hops = (hop,)
+            changes = [(IPV4_UNICAST, p, hops) for p in prefixes]
+            removals = [(IPV4_UNICAST, p, None) for p in prefixes]
+
+            def install() -> object:
+                return fib.apply(changes)
+
+            def withdraw() -> object:
+                return fib.apply(removals)
+
+        for _ in range(rounds):
+            t0 = time.monotonic()
+            done = install()
+            t1 = time.monotonic()
+            if fib_prefixes_of_pid(pid) != base + n:
+                raise RuntimeError(
+                    f"after install: {fib_prefixes_of_pid(pid) - base} of {n}: {done}"
+                )
+            t2 = time.monotonic()
+            withdraw()
+            t3 = time.monotonic()
+            if fib_prefixes_of_pid(pid) != base:
+                raise RuntimeError(f"after withdraw: {fib_prefixes_of_pid(pid) - base} left")
+            results.append((t1 - t0, t3 - t2))
+    print(json.dumps({"rounds": results, "rss": _peak_rss()}))
+
+
+def _pipeline(
+    fib: object, prefixes: list[tuple[int, bytes]], hop: bytes
+) -> tuple[Callable[[], object], Callable[[], object]]:
+    from speaker.bgp.rib.adj_rib_in import ReceivedPath
+    from speaker.bgp.rib.decision import PeerInfo
+    from speaker.bgp.rib.loc_rib import LocRib, LocRibOptions
+    from speaker.bgp.rib.next_hop import ResolverRoute, RoutingTableResolver
+    from speaker.bgp.rib.policy import Action, ImportPolicy, ImportRule, PrefixMatch
+    from speaker.bgp.wire.attributes import (
+        AsPathAttribute,
+        CommunitiesAttribute,
+        OriginAttribute,
+    )
+    from speaker.bgp.wire.context import IPV4_UNICAST
+    from speaker.netlink import FibWriter
+    from speaker.route_import import fib_changes
+
+    assert isinstance(fib, FibWriter)
+    # as a session delivers them: one path object per UPDATE (~500 /32s in 4096 octets)
+    attrs = (
+        OriginAttribute(0),
+        AsPathAttribute.sequence(65001),
+        CommunitiesAttribute((65001 << 16 | 100,)),
+    )
+    paths = [ReceivedPath(attrs, hop) for _ in range(len(prefixes) // 500 + 1)]
+    announce = [(IPV4_UNICAST, p, paths[i // 500]) for i, p in enumerate(prefixes)]
+    gone = [(IPV4_UNICAST, p, None) for p in prefixes]
+    policy = ImportPolicy(
+        [
+            ImportRule(
+                action=Action.REJECT,
+                prefix=PrefixMatch(afi=1, network=0xC0A80000, length=16, ge=16, le=32),
+            ),
+            ImportRule(
+                action=Action.ACCEPT,
+                prefix=PrefixMatch(afi=1, network=0x0A000000, length=8, ge=8, le=32),
+                set_local_preference=150,
+            ),
+        ]
+    )
+    resolver = RoutingTableResolver([ResolverRoute(afi=1, network=0xC0000200, length=24)])
+    rib = LocRib(
+        LocRibOptions(local_asns=frozenset({64512}), router_id=1, cluster_id=1, max_paths=8),
+        resolver,
+    )
+    peer = PeerInfo(name="tor", address=hop, asn=65001, router_id=0x0A000001, ebgp=True)
+    rib.set_peer(peer, policy)
+
+    def install() -> object:
+        return fib.apply(fib_changes(rib.update("tor", announce)))
+
+    def withdraw() -> object:
+        return fib.apply(fib_changes(rib.update("tor", gone)))
+
+    return install, withdraw
+
+
+def _kubgp(kind: str, n: int, rounds: int) -> tuple[list[tuple[float, float]], int]:
+    with _namespace() as (pair, pid):
+        code = "import sys; from benchmarks.bench_fib import child; child(sys.argv[1:])"
+        done = subprocess.run(
+            [sys.executable, "-c", code, kind, pair.a.netns, str(n), str(pid), str(rounds)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubgp {kind} child failed:\n{done.stderr[-3000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        rounds_done = [(float(a), float(b)) for a, b in out["rounds"]]
+        return rounds_done, int(out["rss"])
+
+
+def _pyroute2_per_route(n: int) -> float:
+    """Seconds per route for pyroute2's IPRoute, one `route("replace")` call per route."""
+    import ipaddress
+
+    from pyroute2 import IPRoute
+
+    with _namespace() as (pair, _):
+        ipr = IPRoute(netns=pair.a.netns)
+        try:
+            dsts = [str(ipaddress.IPv4Address(BASE + i)) for i in range(n)]
+            t0 = time.monotonic()
+            for dst in dsts:
+                ipr.route("replace", dst=dst, dst_len=32, gateway=NEXT_HOP, proto=196, priority=20)
+            return (time.monotonic() - t0) / n
+        finally:
+            ipr.close()
+
+
+# ---- BIRD -----------------------------------------------------------------------------------
+
+
+def _birdc(sock: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["birdc", "-s", str(sock), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.stdout
+
+
+def _bird(netns: str, conf: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        # `ip netns exec` execs BIRD itself: this PID is BIRD's, ended by it below
+        return subprocess.Popen(
+            ["ip", "netns", "exec", netns, "bird", "-f", "-c", str(conf), "-s", str(sock)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_birdc(
+    sock: Path, args: tuple[str, ...], pattern: str, proc: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not re.search(pattern, _birdc(sock, *args)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"BIRD: no {pattern!r} in `birdc {' '.join(args)}`")
+        time.sleep(0.05)
+
+
+def _bird_rows(n: int, rounds: int) -> tuple[list[tuple[float, float]], int]:
+    with _namespace() as (pair, _), tempfile.TemporaryDirectory(prefix="kubgp-bench-") as tmp:
+        work = Path(tmp)
+        statics = "\n".join(
+            f"  route {(BASE + i) >> 24}.{(BASE + i) >> 16 & 255}.{(BASE + i) >> 8 & 255}."
+            f"{(BASE + i) & 255}/32 blackhole;"
+            for i in range(n)
+        )
+        sender = work / "sender.conf"
+        sender.write_text(
+            f"router id {pair.b.ipv4};\nprotocol device {{}}\n"
+            f"protocol static statics {{ ipv4; disabled;\n{statics}\n}}\n"
+            f"protocol bgp receiver {{ local {pair.b.ipv4} as 65001; "
+            f"neighbor {pair.a.ipv4} as 65000; ipv4 {{ import none; export all; }}; }}\n"
+        )
+        receiver = work / "receiver.conf"
+        receiver.write_text(
+            f"router id {pair.a.ipv4};\nprotocol device {{}}\n"
+            "protocol kernel { ipv4 { import none; export all; }; }\n"
+            f"protocol bgp sender {{ local {pair.a.ipv4} as 65000; "
+            f"neighbor {pair.b.ipv4} as 65001; ipv4 {{ import all; export none; }}; }}\n"
+        )
+        s_sock, r_sock = work / "sender.ctl", work / "receiver.ctl"
+        s_proc = _bird(pair.b.netns, sender, s_sock, work / "sender.log")
+        r_proc = _bird(pair.a.netns, receiver, r_sock, work / "receiver.log")
+        try:
+            _wait_birdc(r_sock, ("show", "protocols", "sender"), r"Established", r_proc)
+            base = fib_prefixes_of_pid(r_proc.pid)
+            results: list[tuple[float, float]] = []
+            for _ in range(rounds):
+                t0 = time.monotonic()
+                _birdc(s_sock, "enable", "statics")
+                t1 = _wait_count(r_proc.pid, base + n)
+                t2 = time.monotonic()
+                _birdc(s_sock, "disable", "statics")
+                t3 = _wait_count(r_proc.pid, base)
+                results.append((t1 - t0, t3 - t2))
+            return results, _peak_rss_of(r_proc.pid)
+        finally:
+            _stop(r_proc)
+            _stop(s_proc)
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def _median(rounds: list[tuple[float, float]], i: int) -> float:
+    return statistics.median(r[i] for r in rounds)
+
+
+def run(short: bool) -> None:
+    sizes = [10_000] if short else [100_000, 1_000_000]
+    print(__doc__.split("\n\n")[0] if __doc__ else "")
+    rows: list[tuple[str, int, float, float, int]] = []
+    for n in sizes:
+        rounds = 3 if n <= 100_000 else 1
+        for kind, label in (
+            ("batched", "kubgp FibWriter, 64 KB per send"),
+            ("single", "kubgp FibWriter, one route per send + ack"),
+            ("pipeline", "kubgp import + Loc-RIB + FibWriter"),
+        ):
+            if kind == "single" and n > 100_000:
+                continue
+            results, rss = _kubgp(kind, n, rounds)
+            rows.append((label, n, _median(results, 0), _median(results, 1), rss))
+        results, rss = _bird_rows(n, rounds)
+        rows.append(("BIRD 2 kernel protocol (BGP from BIRD)", n, _median(results, 0),
+                     _median(results, 1), rss))  # fmt: skip
+    per_route = _pyroute2_per_route(500 if short else 2000)
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores, shared)")
+    print(f"{'':48} {'routes':>9} {'install s':>10} {'withdraw s':>11} {'peak RSS MB':>12}")
+    for label, n, install, withdraw, rss in rows:
+        print(f"{label:48} {n:9d} {install:10.3f} {withdraw:11.3f} {rss / 2**20:12.1f}")
+    for n in sizes:
+        print(f"{'pyroute2 IPRoute.route() one by one, scaled':48} {n:9d} "
+              f"{per_route * n:10.2f} {'-':>11} {'-':>12}")  # fmt: skip
+    print(f"{'issue figures':48} {'':>9} {'100k':>10} {'100k':>11}   1M install, RSS 1M MB")
+    for label, in_100k, out_100k, in_1m, rss_1m in ISSUE_FIGURES:
+        print(f"{label:48} {'':>9} {in_100k:>10} {out_100k:>11}   {in_1m} s, {rss_1m}")
