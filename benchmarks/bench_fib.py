@@ -16,8 +16,10 @@ of the connected veth. Rows:
   enabling (disabling) the sender's static protocol to all routes in (out of) the receiver's
   kernel table: the UPDATEs' way through BIRD to the FIB, the job the issue measured.
 Counted in /proc/PID/net/fib_triestat of a process inside the namespace (~1 ms a read, any size).
-kubgp rows each run in a child process, so their peak RSS (VmHWM) is their own. Medians of 3
-rounds (1 round at 1M). Printed, never asserted; the machine is shared, so the load average is
+kubgp rows each run in a child process, so their peak RSS (VmHWM) is their own (it includes the
+benchmark's own input lists); "kept B/route" is what the writer (and the Loc-RIB) keep per
+route after an install, by tracemalloc in an untimed first round. Medians of 3 timed rounds
+(1 round at 1M). Printed, never asserted; the machine is shared, so the load average is
 printed with the figures.
 """
 
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,6 +122,13 @@ def child(argv: list[str]) -> None:
             def withdraw() -> object:
                 return fib.apply(removals)
 
+        # an untimed first round under tracemalloc: what the writer (and the Loc-RIB) keep
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        install()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        withdraw()
         for _ in range(rounds):
             t0 = time.monotonic()
             done = install()
@@ -133,7 +143,7 @@ def child(argv: list[str]) -> None:
             if fib_prefixes_of_pid(pid) != base:
                 raise RuntimeError(f"after withdraw: {fib_prefixes_of_pid(pid) - base} left")
             results.append((t1 - t0, t3 - t2))
-    print(json.dumps({"rounds": results, "rss": _peak_rss()}))
+    print(json.dumps({"rounds": results, "rss": _peak_rss(), "held": held}))
 
 
 def _pipeline(
@@ -193,7 +203,7 @@ def _pipeline(
     return install, withdraw
 
 
-def _kubgp(kind: str, n: int, rounds: int) -> tuple[list[tuple[float, float]], int]:
+def _kubgp(kind: str, n: int, rounds: int) -> tuple[list[tuple[float, float]], int, int]:
     with _namespace() as (pair, pid):
         code = "import sys; from benchmarks.bench_fib import child; child(sys.argv[1:])"
         done = subprocess.run(
@@ -207,7 +217,7 @@ def _kubgp(kind: str, n: int, rounds: int) -> tuple[list[tuple[float, float]], i
             raise RuntimeError(f"kubgp {kind} child failed:\n{done.stderr[-3000:]}")
         out = json.loads(done.stdout.strip().splitlines()[-1])
         rounds_done = [(float(a), float(b)) for a, b in out["rounds"]]
-        return rounds_done, int(out["rss"])
+        return rounds_done, int(out["rss"]), int(out["held"])
 
 
 def _pyroute2_per_route(n: int) -> float:
@@ -318,10 +328,15 @@ def _median(rounds: list[tuple[float, float]], i: int) -> float:
     return statistics.median(r[i] for r in rounds)
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run(short: bool) -> None:
     sizes = [10_000] if short else [100_000, 1_000_000]
     print(__doc__.split("\n\n")[0] if __doc__ else "")
-    rows: list[tuple[str, int, float, float, int]] = []
+    load_before = _load()
+    rows: list[tuple[str, int, float, float, int, int | None]] = []
     for n in sizes:
         rounds = 3 if n <= 100_000 else 1
         for kind, label in (
@@ -331,16 +346,19 @@ def run(short: bool) -> None:
         ):
             if kind == "single" and n > 100_000:
                 continue
-            results, rss = _kubgp(kind, n, rounds)
-            rows.append((label, n, _median(results, 0), _median(results, 1), rss))
-        results, rss = _bird_rows(n, rounds)
-        rows.append(("BIRD 2 kernel protocol (BGP from BIRD)", n, _median(results, 0),
-                     _median(results, 1), rss))  # fmt: skip
+            timed, rss, held = _kubgp(kind, n, rounds)
+            rows.append((label, n, _median(timed, 0), _median(timed, 1), rss, held))
+        timed, bird_rss = _bird_rows(n, rounds)
+        rows.append(("BIRD 2 kernel protocol (BGP from BIRD)", n, _median(timed, 0),
+                     _median(timed, 1), bird_rss, None))  # fmt: skip
     per_route = _pyroute2_per_route(500 if short else 2000)
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores, shared)")
-    print(f"{'':48} {'routes':>9} {'install s':>10} {'withdraw s':>11} {'peak RSS MB':>12}")
-    for label, n, install, withdraw, rss in rows:
-        print(f"{label:48} {n:9d} {install:10.3f} {withdraw:11.3f} {rss / 2**20:12.1f}")
+    print(f"load average before / after: {load_before} / {_load()} (2 cores, shared)")
+    print(f"{'':48} {'routes':>9} {'install s':>10} {'withdraw s':>11} {'peak RSS MB':>12} "
+          f"{'kept B/route':>13}")  # fmt: skip
+    for label, n, install, withdraw, peak, kept_bytes in rows:
+        kept = "-" if kept_bytes is None else f"{kept_bytes / n:.0f}"
+        print(f"{label:48} {n:9d} {install:10.3f} {withdraw:11.3f} {peak / 2**20:12.1f} "
+              f"{kept:>13}")  # fmt: skip
     for n in sizes:
         print(f"{'pyroute2 IPRoute.route() one by one, scaled':48} {n:9d} "
               f"{per_route * n:10.2f} {'-':>11} {'-':>12}")  # fmt: skip

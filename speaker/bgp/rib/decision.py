@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.received_attributes import (
@@ -134,10 +134,10 @@ class Selection:
     best: Candidate
     paths: tuple[Candidate, ...]
     step: Step
+    next_hops: tuple[bytes, ...] = field(init=False)  # of `paths`, one tuple per Selection
 
-    @property
-    def next_hops(self) -> tuple[bytes, ...]:
-        return tuple(c.next_hop for c in self.paths)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "next_hops", tuple(c.next_hop for c in self.paths))
 
     def same_routes(self, other: Selection | None) -> bool:
         """Same best path and same multipath set, by value (which step decided may differ)."""
@@ -156,15 +156,10 @@ def _same(a: Candidate, b: Candidate) -> bool:
 _Pair = tuple[Candidate, int]  # a candidate and its next-hop cost
 
 
-def _keep_min(pairs: list[_Pair], key: Callable[[_Pair], object]) -> list[_Pair]:
-    keys = [key(p) for p in pairs]
-    best = min(keys)  # type: ignore[type-var]
-    return [p for p, k in zip(pairs, keys, strict=True) if k == best]
-
-
 def _med_step(pairs: list[_Pair], always_compare_med: bool) -> list[_Pair]:
     if always_compare_med:
-        return _keep_min(pairs, lambda p: p[0].med)
+        low = min(c.med for c, _ in pairs)
+        return [p for p in pairs if p[0].med == low]
     lowest: dict[int | None, int] = {}
     for cand, _ in pairs:
         group = cand.neighbor_as
@@ -172,6 +167,34 @@ def _med_step(pairs: list[_Pair], always_compare_med: bool) -> list[_Pair]:
         if old is None or cand.med < old:
             lowest[group] = cand.med
     return [p for p in pairs if p[0].med == lowest[p[0].neighbor_as]]
+
+
+def _steps(pairs: list[_Pair], always_compare_med: bool) -> tuple[list[_Pair], Step | None]:
+    """Steps 1-6 (the ones that decide multipath): what is left, and the step that left one."""
+    high = max(c.local_pref for c, _ in pairs)
+    rest = [p for p in pairs if p[0].local_pref == high]
+    if len(rest) == 1:
+        return rest, Step.LocalPref
+    low = min(c.as_path_length for c, _ in rest)
+    rest = [p for p in rest if p[0].as_path_length == low]
+    if len(rest) == 1:
+        return rest, Step.AsPathLength
+    low = min(c.origin for c, _ in rest)
+    rest = [p for p in rest if p[0].origin == low]
+    if len(rest) == 1:
+        return rest, Step.Origin
+    rest = _med_step(rest, always_compare_med)
+    if len(rest) == 1:
+        return rest, Step.Med
+    if any(c.ebgp for c, _ in rest):
+        rest = [p for p in rest if p[0].ebgp]
+        if len(rest) == 1:
+            return rest, Step.EbgpOverIbgp
+    low = min(cost for _, cost in rest)
+    rest = [p for p in rest if p[1] == low]
+    if len(rest) == 1:
+        return rest, Step.NextHopCost
+    return rest, None
 
 
 _TIE_STEPS = (Step.RouterId, Step.ClusterListLength, Step.PeerAddress, Step.PeerName)
@@ -199,32 +222,16 @@ def decide(
         return None
     if len(pairs) == 1:
         return pairs[0][0].alone
-    step: Step | None = None
-    rest = pairs
-    stages: tuple[tuple[Step, Callable[[list[_Pair]], list[_Pair]]], ...] = (
-        (Step.LocalPref, lambda ps: _keep_min(ps, lambda p: -p[0].local_pref)),
-        (Step.AsPathLength, lambda ps: _keep_min(ps, lambda p: p[0].as_path_length)),
-        (Step.Origin, lambda ps: _keep_min(ps, lambda p: p[0].origin)),
-        (Step.Med, lambda ps: _med_step(ps, always_compare_med)),
-        (Step.EbgpOverIbgp, lambda ps: _keep_min(ps, lambda p: not p[0].ebgp)),
-        (Step.NextHopCost, lambda ps: _keep_min(ps, lambda p: p[1])),
-    )
-    for this, stage in stages:
-        rest = stage(rest)
-        if len(rest) == 1:
-            step = this
-            break
-    equal = rest  # the multipath set, before the tie-breaks
-    if step is None:
-        ordered = sorted(rest, key=_tie_key)
-        first, second = _tie_key(ordered[0]), _tie_key(ordered[1])
-        differs = [i for i in range(4) if first[i] != second[i]]
-        step = _TIE_STEPS[differs[0]] if differs else Step.PeerName
-        best = ordered[0][0]
-    else:
-        ordered = rest
-        best = rest[0][0]
-    if max_paths <= 1 or len(equal) == 1:
+    equal, step = _steps(pairs, always_compare_med)  # `equal`: the multipath set
+    if step is not None:
+        best = equal[0][0]
+        return Selection(best=best, paths=(best,), step=step)
+    ordered = sorted(equal, key=_tie_key)
+    first, second = _tie_key(ordered[0]), _tie_key(ordered[1])
+    differs = [i for i in range(4) if first[i] != second[i]]
+    step = _TIE_STEPS[differs[0]] if differs else Step.PeerName
+    best = ordered[0][0]
+    if max_paths <= 1:
         return Selection(best=best, paths=(best,), step=step)
     paths: list[Candidate] = []
     seen: set[bytes] = set()

@@ -11,16 +11,19 @@ later, route reflection get differences, never the table.
 Loops (RFC 4271 §9.1.2, RFC 4456 §8): a path whose AS_PATH holds one of our ASNs, whose
 ORIGINATOR_ID is our router id or whose CLUSTER_LIST holds our cluster id is not a candidate.
 
-Memory: a prefix one peer offers stores that peer's `Candidate` directly (candidates are shared
-by every prefix with the same path), a prefix several peers offer a dict peer -> Candidate; a
-prefix with a single eligible path shares that candidate's `Selection`. A resolver change
+Memory and time: a prefix one peer offers stores that peer's `Candidate` directly (candidates are
+shared by every prefix with the same path), a prefix several peers offer a tuple of them sorted
+by peer; a prefix with a single eligible path shares that candidate's `Selection`. Route
+selection over several candidates is memoised per candidate tuple (every prefix of one UPDATE
+from each of two ToRs has the same tuple), so those prefixes share one `Selection` too; the memo
+is dropped when next-hop costs or the options change. A resolver change
 (`next_hops_changed`) re-decides the prefixes whose paths use a next hop whose cost changed; it
 finds them by a scan, not by a per-prefix index (which would cost ~100 bytes per route).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
@@ -32,10 +35,16 @@ from speaker.bgp.wire.context import Family
 from speaker.bgp.wire.nlri import Prefix
 
 PathChange = tuple[Family, Prefix, ReceivedPath | None]
+PathGroup = tuple[Family, Sequence[Prefix], ReceivedPath | None]
 RouteChange = tuple[Family, Prefix, Selection | None]
-_Entry = Candidate | dict[str, Candidate]
+_Entry = Candidate | tuple[Candidate, ...]  # one peer's, or several (sorted by peer name)
 
 CANDIDATE_CACHE_SIZE = 8192
+DECISION_CACHE_SIZE = 65536
+
+
+def _by_peer(cand: Candidate) -> str:
+    return cand.peer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,7 +74,15 @@ class _Peer:
 class LocRib:
     """The Loc-RIB. Pure: no I/O, no clock; the next-hop resolver is injected."""
 
-    __slots__ = ("_entries", "_nh_cost", "_peers", "_selected", "options", "resolver")
+    __slots__ = (
+        "_decisions",
+        "_entries",
+        "_nh_cost",
+        "_peers",
+        "_selected",
+        "options",
+        "resolver",
+    )
 
     def __init__(self, options: LocRibOptions, resolver: NextHopResolver) -> None:
         self.options = options
@@ -74,6 +91,7 @@ class LocRib:
         self._entries: dict[Family, dict[Prefix, _Entry]] = {}
         self._selected: dict[Family, dict[Prefix, Selection]] = {}
         self._nh_cost: dict[bytes, int | None] = {}
+        self._decisions: dict[tuple[Candidate, ...], Selection | None] = {}
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -97,7 +115,7 @@ class LocRib:
             return ()
         if isinstance(entry, Candidate):
             return (entry,)
-        return tuple(entry[name] for name in sorted(entry))
+        return entry
 
     def peers(self) -> tuple[PeerInfo, ...]:
         return tuple(p.info for p in self._peers.values())
@@ -154,6 +172,12 @@ class LocRib:
         self._apply(self._peers[peer], changes, touched)
         return self._decide(touched)
 
+    def update_groups(self, peer: str, groups: Iterable[PathGroup]) -> list[RouteChange]:
+        """`update` for changes that come grouped, `(family, prefixes, path)` (the shape of the
+        Adj-RIB-In's change log: one path for every prefix of an UPDATE)."""
+        flat = ((family, prefix, path) for family, prefixes, path in groups for prefix in prefixes)
+        return self.update(peer, flat)
+
     def set_options(self, *, max_paths: int, always_compare_med: bool) -> list[RouteChange]:
         """Change the ECMP width or the MED rule; every prefix is decided again."""
         opts = self.options
@@ -164,6 +188,7 @@ class LocRib:
             max_paths=max_paths,
             always_compare_med=always_compare_med,
         )
+        self._decisions.clear()
         touched = {f: dict.fromkeys(t) for f, t in self._entries.items()}
         return self._decide(touched)
 
@@ -178,6 +203,7 @@ class LocRib:
                 changed.add(nh)
         if not changed:
             return []
+        self._decisions.clear()
         touched: dict[Family, dict[Prefix, None]] = {}
         for family, table in self._entries.items():
             hit = touched.setdefault(family, {})
@@ -185,7 +211,7 @@ class LocRib:
                 if isinstance(entry, Candidate):
                     if entry.next_hop in changed:
                         hit[prefix] = None
-                elif any(c.next_hop in changed for c in entry.values()):
+                elif any(c.next_hop in changed for c in entry):
                     hit[prefix] = None
         return self._decide(touched)
 
@@ -194,7 +220,10 @@ class LocRib:
     def _prefixes_of(self, name: str) -> Iterator[tuple[Family, Prefix]]:
         for family, table in self._entries.items():
             for prefix, entry in table.items():
-                if (entry.peer == name) if isinstance(entry, Candidate) else (name in entry):
+                if isinstance(entry, Candidate):
+                    if entry.peer == name:
+                        yield family, prefix
+                elif any(c.peer == name for c in entry):
                     yield family, prefix
 
     def _candidate(
@@ -265,23 +294,27 @@ class LocRib:
                 elif new is None:
                     continue
                 else:
-                    table[prefix] = {old.peer: old, name: new}
+                    table[prefix] = (old, new) if old.peer < name else (new, old)
                     accepted[family] = accepted.get(family, 0) + 1
             else:
-                mine = old.get(name)
+                at = -1
+                for i, cand in enumerate(old):
+                    if cand.peer == name:
+                        at = i
+                        break
                 if new is None:
-                    if mine is None:
+                    if at < 0:
                         continue
-                    del old[name]
+                    rest = old[:at] + old[at + 1 :]
+                    table[prefix] = rest[0] if len(rest) == 1 else rest
                     accepted[family] -= 1
-                    if len(old) == 1:
-                        table[prefix] = next(iter(old.values()))
-                else:
-                    if new is mine and not replace_all:
+                elif at >= 0:
+                    if old[at] is new and not replace_all:
                         continue
-                    old[name] = new
-                    if mine is None:
-                        accepted[family] = accepted.get(family, 0) + 1
+                    table[prefix] = (*old[:at], new, *old[at + 1 :])
+                else:
+                    table[prefix] = tuple(sorted((*old, new), key=_by_peer))
+                    accepted[family] = accepted.get(family, 0) + 1
             hit[prefix] = None
 
     def _cost(self, next_hop: bytes) -> int | None:
@@ -297,6 +330,7 @@ class LocRib:
         max_paths, always = opts.max_paths, opts.always_compare_med
         nh_cost = self._nh_cost
         cost = self._cost
+        decisions = self._decisions
         for family, prefixes in touched.items():
             if not prefixes:
                 continue
@@ -311,10 +345,13 @@ class LocRib:
                     nh = entry.next_hop
                     c = nh_cost[nh] if nh in nh_cost else cost(nh)
                     new = None if c is None else entry.alone
+                elif entry in decisions:
+                    new = decisions[entry]
                 else:
-                    new = decide(
-                        entry.values(), cost, max_paths=max_paths, always_compare_med=always
-                    )
+                    new = decide(entry, cost, max_paths=max_paths, always_compare_med=always)
+                    if len(decisions) >= DECISION_CACHE_SIZE:
+                        decisions.clear()
+                    decisions[entry] = new
                 old = selected.get(prefix)
                 if new is old:
                     continue

@@ -76,6 +76,16 @@ def test_announce_replace_withdraw() -> None:
     assert rib.accepted("tor-a", V4) == 1
 
 
+def test_grouped_changes_are_the_same_as_per_prefix_ones() -> None:
+    grouped, single = new_rib(), new_rib()
+    for rib in (grouped, single):
+        rib.set_peer(TOR_A, ACCEPT_ALL)
+    prefixes = (pfx("10.0.0.0/8"), pfx("10.1.0.0/16"), pfx("0.0.0.0/0"))
+    a = grouped.update_groups("tor-a", [(V4, prefixes, PATH_A), (V4, prefixes[1:2], None)])
+    b = single.update("tor-a", [(V4, p, PATH_A) for p in prefixes] + [(V4, prefixes[1], None)])
+    assert summary(a) == summary(b) == {"10.0.0.0/8": ("tor-a",), "0.0.0.0/0": ("tor-a",)}
+
+
 def test_no_policy_means_nothing_is_imported() -> None:
     rib = new_rib()
     rib.set_peer(TOR_A, ImportPolicy())
