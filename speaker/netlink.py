@@ -53,6 +53,7 @@ from pyroute2.netlink import (
     NLM_F_CAPPED,
     NLM_F_CREATE,
     NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
     NLM_F_EXCL,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
@@ -283,14 +284,15 @@ class FibWriter:
         for af in (socket.AF_INET, socket.AF_INET6):
             for route in self._dump(af):
                 found[(route.family, route.prefix, route.metric)] = route
-        installed: dict[Family, dict[Prefix, NextHops]] = {}
+        installed: dict[Family, dict[Prefix, NextHops]] = {f: {} for f in self._installed}
         strays: dict[tuple[Family, Prefix, int], KernelRoute] = {}
         for key, route in found.items():
             if route.metric == self.metric:
                 installed.setdefault(route.family, {})[route.prefix] = self._intern(route.next_hops)
             else:
                 strays[key] = route
-        self._installed = installed
+        self._installed.clear()  # in place: a running `_work` holds this dict
+        self._installed.update(installed)
         self._strays = strays
         return found
 
@@ -443,8 +445,13 @@ class FibWriter:
             self._sock.send(buf)
             failures = self._collect(first, last)
         except OSError as exc:
+            # The kernel's answers to this batch are lost (socket error, receive buffer overrun,
+            # timeout): report every route of it, and learn again what the kernel has, so the
+            # routes of it that did go in are replaced next time, not re-created (EEXIST).
             code = exc.errno or errno_mod.EIO
             failures = dict.fromkeys(range(first, last + 1), (code, f"netlink: {exc}"))
+            with contextlib.suppress(OSError):
+                self.existing()
         installed = self._installed
         strays = self._strays
         our_metric = self.metric
@@ -492,7 +499,18 @@ class FibWriter:
                         return failures
                 off += (length + 3) & ~3
 
-    def _dump(self, af: int) -> Iterator[KernelRoute]:
+    def _dump(self, af: int) -> list[KernelRoute]:
+        """Our routes of one address family. The kernel flags a dump that the table changed
+        under (NLM_F_DUMP_INTR): it is done again, up to 5 times, then taken as it is."""
+        for _ in range(5):
+            routes, interrupted = self._dump_once(af)
+            if not interrupted:
+                break
+        return routes
+
+    def _dump_once(self, af: int) -> tuple[list[KernelRoute], bool]:
+        routes: list[KernelRoute] = []
+        interrupted = False
         self._seq += 1
         seq = self._seq
         body = _RTMSG.pack(af, 0, 0, 0, self._rtm_table, self.protocol, 0, 0, 0)
@@ -509,19 +527,20 @@ class FibWriter:
             n = self._sock.recv_into(buf)
             off = 0
             while off + _NLMSG.size <= n:
-                length, kind, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                length, kind, flags, mseq, _ = _NLMSG.unpack_from(buf, off)
                 if length < _NLMSG.size:
                     break
                 if mseq == seq:
+                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
                     if kind == NLMSG_DONE:
-                        return
+                        return routes, interrupted
                     if kind == NLMSG_ERROR:
                         code = -_I32.unpack_from(buf, off + 16)[0]
                         raise OSError(code, f"route dump: {os.strerror(code)}")
                     if kind == RTM_NEWROUTE:
                         route = self._parse_route(view[off : off + length])
                         if route is not None:
-                            yield route
+                            routes.append(route)
                 off += (length + 3) & ~3
 
     def _parse_route(self, msg: memoryview) -> KernelRoute | None:

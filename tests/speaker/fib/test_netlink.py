@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import socket
 
 import pytest
 
@@ -243,6 +244,48 @@ def test_refused_routes_are_values_and_the_rest_of_the_batch_goes_in(
         assert len(fib.installed(V4)) == 200 and fib.installed(V6) == {}
         # a refused route is not believed installed: when it becomes possible it is installed
         assert fib.apply([change("10.30.0.0/16", "192.0.2.2")]).installed == 1
+
+
+class _LosesOneAnswer:
+    """The writer's socket, except that the answers to its `nth` batch are lost (recv times
+    out once right after that send): what a receive-buffer overrun or a timeout looks like."""
+
+    def __init__(self, sock: socket.socket, nth: int) -> None:
+        self.sock = sock
+        self.sends = 0
+        self.nth = nth
+        self.fail_next_recv = False
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        self.fail_next_recv = self.sends == self.nth
+        return self.sock.send(data)
+
+    def recv_into(self, buf: bytearray) -> int:
+        if self.fail_next_recv:
+            self.fail_next_recv = False
+            raise TimeoutError("timed out")
+        return self.sock.recv_into(buf)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_lost_answers_are_reported_and_the_view_relearned(netns_pair: NetnsPair) -> None:
+    with FibWriter(netns=netns_pair.a.netns, batch_bytes=2048) as fib:
+        fib.existing()
+        proxy = _LosesOneAnswer(fib._sock, nth=2)
+        fib._sock = proxy  # type: ignore[assignment]
+        work = [change(f"10.50.{i}.0/24", "192.0.2.2") for i in range(100)]
+        result = fib.apply(work)
+        lost = {e.prefix for e in result.errors}
+        assert 0 < len(lost) < 100 and result.installed == 100 - len(lost)
+        assert {e.errno for e in result.errors} == {errno.EIO}
+        # the lost batch did reach the kernel; the writer re-learned that, so changing those
+        # routes is a replace of ours, not an exclusive create that would find them (EEXIST)
+        assert len(table_of(netns_pair)) == 100
+        result = fib.apply([change(f"10.50.{i}.0/24", "192.0.2.3") for i in range(100)])
+        assert (result.replaced, result.errors) == (100, [])
 
 
 def test_own_table_protocol_and_metric(netns_pair: NetnsPair) -> None:
