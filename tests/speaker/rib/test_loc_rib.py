@@ -384,6 +384,52 @@ def test_incremental_equals_from_scratch_in_any_order(
     assert _view(scratch) == _view(incremental)
 
 
+ROUTES_A = CONNECTED
+ROUTES_B = [  # .3 unreachable, .2 dearer, 203.0.113.0/24 reachable
+    ResolverRoute(afi=AFI_IPV4, network=int.from_bytes(addr("192.0.2.1")), length=32),
+    ResolverRoute(afi=AFI_IPV4, network=int.from_bytes(addr("192.0.2.2")), length=32, cost=5),
+    ResolverRoute(afi=AFI_IPV4, network=int.from_bytes(addr("203.0.113.0")), length=24, cost=0),
+]
+
+
+@settings(max_examples=200)
+@given(
+    chunks=st.lists(st.tuples(st.lists(_event, max_size=8), st.booleans()), max_size=8),
+    max_paths=st.integers(1, 3),
+)
+def test_resolver_changes_between_batches_equal_from_scratch(
+    chunks: list[tuple[list[Event], bool]], max_paths: int
+) -> None:
+    """Next-hop reachability and cost changing between batches (the memo of decisions must
+    follow): the table is the one a fresh Loc-RIB builds under the final resolver."""
+    resolver = RoutingTableResolver(ROUTES_A)
+    incremental = new_rib(max_paths=max_paths, resolver=resolver)
+    for info in PEERS:
+        incremental.set_peer(info, POLICIES[info.name])
+    consumer: dict[Prefix, tuple[bytes, ...]] = {}
+    state_b = False
+    events: list[Event] = []
+    for chunk, toggle in chunks:
+        changes = _feed(incremental, chunk, [])
+        events += chunk
+        if toggle:
+            state_b = not state_b
+            resolver.set_routes(ROUTES_B if state_b else ROUTES_A)
+            changes += incremental.next_hops_changed()
+        for _, prefix, sel in changes:
+            if sel is None:
+                del consumer[prefix]
+            else:
+                consumer[prefix] = sel.next_hops
+    scratch = new_rib(max_paths=max_paths, resolver=RoutingTableResolver(
+        ROUTES_B if state_b else ROUTES_A))  # fmt: skip
+    for info in PEERS:
+        scratch.set_peer(info, POLICIES[info.name])
+    _feed(scratch, [(p, x, y) for (p, x), y in _final(events).items() if y is not None], [])
+    assert _view(scratch) == _view(incremental)
+    assert consumer == {p: s.next_hops for p, s in incremental.table(V4).items()}
+
+
 @settings(max_examples=150)
 @given(events=st.lists(_event, max_size=40), max_paths=st.integers(1, 3))
 def test_withdrawing_everything_empties_it(events: list[Event], max_paths: int) -> None:
