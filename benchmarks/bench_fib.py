@@ -5,10 +5,10 @@ Layout: a NetnsPair (testing/routers/netns.py); the routes' next hop is 192.0.2.
 of the connected veth. Rows:
 - kubgp FibWriter: the writer alone, 64 KB of route messages per sendmsg; then the same writer
   with one route per sendmsg + ACK (what BIRD does), for the batching's share.
-- kubgp import + Loc-RIB + FibWriter: N prefixes from one peer through an import policy
-  (two rules) and the Loc-RIB, their changes into the writer. No BGP session yet: the speaker's
-  runtime does not feed the Loc-RIB until the integration step; the session's decode is
-  measured in bench_codec/bench_sessions.
+- kubgp import + Loc-RIB + FibWriter: N prefixes from one peer through bench_loc_rib's import
+  policy (two rules) and Loc-RIB, their changes into the writer. No BGP session yet: the
+  speaker's runtime does not feed the Loc-RIB until the integration step; the session's
+  decode is measured in bench_codec/bench_sessions.
 - pyroute2 IPRoute.route("replace") one route at a time, on a small N, scaled: why the writer
   packs its own messages.
 - BIRD 2 (the installed one): a BIRD sender in namespace b announces N static /32s over eBGP to a
@@ -149,56 +149,21 @@ def child(argv: list[str]) -> None:
 def _pipeline(
     fib: object, prefixes: list[tuple[int, bytes]], hop: bytes
 ) -> tuple[Callable[[], object], Callable[[], object]]:
-    from speaker.bgp.rib.adj_rib_in import ReceivedPath
-    from speaker.bgp.rib.decision import PeerInfo
-    from speaker.bgp.rib.loc_rib import LocRib, LocRibOptions
-    from speaker.bgp.rib.next_hop import ResolverRoute, RoutingTableResolver
-    from speaker.bgp.rib.policy import Action, ImportPolicy, ImportRule, PrefixMatch
-    from speaker.bgp.wire.attributes import (
-        AsPathAttribute,
-        CommunitiesAttribute,
-        OriginAttribute,
-    )
-    from speaker.bgp.wire.context import IPV4_UNICAST
+    """tor-b (192.0.2.2) announces the prefixes through bench_loc_rib's policy and Loc-RIB."""
+    from benchmarks.bench_loc_rib import fresh_loc_rib, received_groups, withdrawn_groups
     from speaker.netlink import FibWriter
     from speaker.route_import import fib_changes
 
     assert isinstance(fib, FibWriter)
-    # as a session delivers them: one path object per UPDATE (~500 /32s in 4096 octets)
-    attrs = (
-        OriginAttribute(0),
-        AsPathAttribute.sequence(65001),
-        CommunitiesAttribute((65001 << 16 | 100,)),
-    )
-    paths = [ReceivedPath(attrs, hop) for _ in range(len(prefixes) // 500 + 1)]
-    announce = [(IPV4_UNICAST, p, paths[i // 500]) for i, p in enumerate(prefixes)]
-    gone = [(IPV4_UNICAST, p, None) for p in prefixes]
-    policy = ImportPolicy(
-        [
-            ImportRule(
-                action=Action.REJECT,
-                prefix=PrefixMatch(afi=1, network=0xC0A80000, length=16, ge=16, le=32),
-            ),
-            ImportRule(
-                action=Action.ACCEPT,
-                prefix=PrefixMatch(afi=1, network=0x0A000000, length=8, ge=8, le=32),
-                set_local_preference=150,
-            ),
-        ]
-    )
-    resolver = RoutingTableResolver([ResolverRoute(afi=1, network=0xC0000200, length=24)])
-    rib = LocRib(
-        LocRibOptions(local_asns=frozenset({64512}), router_id=1, cluster_id=1, max_paths=8),
-        resolver,
-    )
-    peer = PeerInfo(name="tor", address=hop, asn=65001, router_id=0x0A000001, ebgp=True)
-    rib.set_peer(peer, policy)
+    rib = fresh_loc_rib()
+    announce = received_groups(prefixes, 65002, hop)
+    gone = withdrawn_groups(prefixes)
 
     def install() -> object:
-        return fib.apply(fib_changes(rib.update("tor", announce)))
+        return fib.apply(fib_changes(rib.update_groups("tor-b", announce)))
 
     def withdraw() -> object:
-        return fib.apply(fib_changes(rib.update("tor", gone)))
+        return fib.apply(fib_changes(rib.update_groups("tor-b", gone)))
 
     return install, withdraw
 

@@ -27,7 +27,7 @@ from speaker.bgp.wire.nlri import Prefix, prefix_from_int
 PER_UPDATE = 500
 
 
-def _groups(prefixes: list[Prefix], asn: int, next_hop: bytes) -> list[PathGroup]:
+def received_groups(prefixes: list[Prefix], asn: int, next_hop: bytes) -> list[PathGroup]:
     attrs = (
         OriginAttribute(0),
         AsPathAttribute.sequence(asn),
@@ -39,14 +39,14 @@ def _groups(prefixes: list[Prefix], asn: int, next_hop: bytes) -> list[PathGroup
     ]
 
 
-def _withdrawals(prefixes: list[Prefix]) -> list[PathGroup]:
+def withdrawn_groups(prefixes: list[Prefix]) -> list[PathGroup]:
     return [
         (IPV4_UNICAST, tuple(prefixes[i : i + PER_UPDATE]), None)
         for i in range(0, len(prefixes), PER_UPDATE)
     ]
 
 
-def _policy() -> ImportPolicy:
+def import_policy() -> ImportPolicy:
     return ImportPolicy(
         [
             ImportRule(
@@ -62,7 +62,8 @@ def _policy() -> ImportPolicy:
     )
 
 
-def _fresh() -> LocRib:
+def fresh_loc_rib() -> LocRib:
+    """A Loc-RIB with peers tor-a (192.0.2.1, AS 65001) and tor-b (192.0.2.2, AS 65002)."""
     resolver = RoutingTableResolver([ResolverRoute(afi=1, network=0xC0000200, length=24)])
     rib = LocRib(
         LocRibOptions(local_asns=frozenset({64512}), router_id=1, cluster_id=1, max_paths=8),
@@ -72,7 +73,7 @@ def _fresh() -> LocRib:
         info = PeerInfo(
             name=name, address=bytes((192, 0, 2, 1 + i)), asn=65001 + i, router_id=i + 1, ebgp=True
         )
-        rib.set_peer(info, _policy())
+        rib.set_peer(info, import_policy())
     return rib
 
 
@@ -86,12 +87,12 @@ def _timed(rib: LocRib, peer: str, groups: list[PathGroup]) -> tuple[float, int]
 def run(short: bool) -> None:
     n = 10_000 if short else 100_000
     prefixes = [prefix_from_int(0x0A800000 + i, 32, 32) for i in range(n)]
-    from_a = _groups(prefixes, 65001, bytes((192, 0, 2, 1)))
-    from_b = _groups(prefixes, 65002, bytes((192, 0, 2, 2)))
-    gone = _withdrawals(prefixes)
+    from_a = received_groups(prefixes, 65001, bytes((192, 0, 2, 1)))
+    from_b = received_groups(prefixes, 65002, bytes((192, 0, 2, 2)))
+    gone = withdrawn_groups(prefixes)
     steps: dict[str, list[tuple[float, int]]] = {}
     for _ in range(3):
-        rib = _fresh()
+        rib = fresh_loc_rib()
         for label, peer, groups in (
             ("tor-a announces", "tor-a", from_a),
             ("tor-b announces the same (multipath)", "tor-b", from_b),
@@ -105,7 +106,7 @@ def run(short: bool) -> None:
         seconds = statistics.median(r[0] for r in results)
         print(f"{label:40} {seconds:8.3f} {seconds / n * 1e6:10.2f} {results[0][1]:12d}")
 
-    rib = _fresh()
+    rib = fresh_loc_rib()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     rib.update_groups("tor-a", from_a)

@@ -479,9 +479,10 @@ class FibWriter:
         result.replaced += counts[_REPLACE]
         result.removed += counts[_REMOVE]
 
-    def _collect(self, first: int, last: int) -> dict[int, tuple[int, str]]:
-        """Read the kernel's answers to one batch up to the ACK of its last message."""
-        failures: dict[int, tuple[int, str]] = {}
+    def _received(self) -> Iterator[tuple[memoryview, int, int, int]]:
+        """Every netlink message received from now on, as (message, type, flags, sequence
+        number), for as long as the caller iterates. A message is a view into the one receive
+        buffer: valid until the caller asks for the next."""
         buf = self._buf
         view = memoryview(buf)
         while True:
@@ -491,13 +492,20 @@ class FibWriter:
                 length, kind, flags, seq, _ = _NLMSG.unpack_from(buf, off)
                 if length < _NLMSG.size:
                     break
-                if kind == NLMSG_ERROR and first <= seq <= last:
-                    code = -_I32.unpack_from(buf, off + 16)[0]
-                    if code:
-                        failures[seq] = (code, _ext_ack(view[off : off + length], flags))
-                    if seq == last:
-                        return failures
+                yield view[off : off + length], kind, flags, seq
                 off += (length + 3) & ~3
+
+    def _collect(self, first: int, last: int) -> dict[int, tuple[int, str]]:
+        """Read the kernel's answers to one batch up to the ACK of its last message."""
+        failures: dict[int, tuple[int, str]] = {}
+        for msg, kind, flags, seq in self._received():
+            if kind == NLMSG_ERROR and first <= seq <= last:
+                code = -_I32.unpack_from(msg, _NLMSG.size)[0]
+                if code:
+                    failures[seq] = (code, _ext_ack(msg, flags))
+                if seq == last:
+                    return failures
+        raise AssertionError("unreachable: _received never ends")
 
     def _dump(self, af: int) -> list[KernelRoute]:
         """Our routes of one address family. The kernel flags a dump that the table changed
@@ -521,27 +529,20 @@ class FibWriter:
             )
             + request
         )
-        buf = self._buf
-        view = memoryview(buf)
-        while True:
-            n = self._sock.recv_into(buf)
-            off = 0
-            while off + _NLMSG.size <= n:
-                length, kind, flags, mseq, _ = _NLMSG.unpack_from(buf, off)
-                if length < _NLMSG.size:
-                    break
-                if mseq == seq:
-                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                    if kind == NLMSG_DONE:
-                        return routes, interrupted
-                    if kind == NLMSG_ERROR:
-                        code = -_I32.unpack_from(buf, off + 16)[0]
-                        raise OSError(code, f"route dump: {os.strerror(code)}")
-                    if kind == RTM_NEWROUTE:
-                        route = self._parse_route(view[off : off + length])
-                        if route is not None:
-                            routes.append(route)
-                off += (length + 3) & ~3
+        for msg, kind, flags, mseq in self._received():
+            if mseq != seq:
+                continue
+            interrupted |= bool(flags & NLM_F_DUMP_INTR)
+            if kind == NLMSG_DONE:
+                return routes, interrupted
+            if kind == NLMSG_ERROR:
+                code = -_I32.unpack_from(msg, _NLMSG.size)[0]
+                raise OSError(code, f"route dump: {os.strerror(code)}")
+            if kind == RTM_NEWROUTE:
+                route = self._parse_route(msg)
+                if route is not None:
+                    routes.append(route)
+        raise AssertionError("unreachable: _received never ends")
 
     def _parse_route(self, msg: memoryview) -> KernelRoute | None:
         af, dst_len, _, _, table8, proto, _, rtype, _ = _RTMSG.unpack_from(msg, _NLMSG.size)
