@@ -155,6 +155,11 @@ class Session:
             / MICROSECONDS
         )
 
+    @property
+    def detection_deadline(self) -> float | None:
+        """When the session goes down unless a valid packet arrives first (None: no timer)."""
+        return self._detect_at
+
     def next_deadline(self) -> float | None:
         if self._tx_at is None:
             return self._detect_at
