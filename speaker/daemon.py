@@ -81,17 +81,23 @@ def socket_options(state: DesiredState, peer: Peer) -> SocketOptions:
 
 
 def bfd_peer(peer: Peer) -> BfdPeer | None:
-    """The peer's BFD session, if it has one: RFC 5883 multihop when `ebgpMultihop` > 1 (then
-    packets with TTL >= 256 - ebgpMultihop are accepted, as GTSM would), RFC 5881 single hop
-    (TTL 255 only) otherwise; from `sourceAddress`, or the route's source address."""
+    """The peer's BFD session, if it has one: RFC 5881 single hop (TTL 255 only), or RFC 5883
+    multihop when `ebgpMultihop` > 1. Multihop checks the TTL only with `ttlSecurity` (then
+    TTL >= 256 - ebgpMultihop, as GTSM does for BGP): RFC 5883 asks for no check, and BIRD
+    sends multihop BFD with the system's default TTL (64). From `sourceAddress`, or the
+    route's source address."""
     if peer.bfd is None:
         return None
     multihop = peer.ebgp_multihop > 1
+    if not multihop:
+        min_ttl = SINGLE_HOP_TTL
+    else:
+        min_ttl = SINGLE_HOP_TTL + 1 - peer.ebgp_multihop if peer.ttl_security else 1
     return BfdPeer(
         remote=normalise(peer.address),
         local=normalise(peer.source_address) if peer.source_address else None,
         multihop=multihop,
-        min_ttl=SINGLE_HOP_TTL + 1 - peer.ebgp_multihop if multihop else SINGLE_HOP_TTL,
+        min_ttl=min_ttl,
         timers=Timers.from_ms(
             min_tx=peer.bfd.min_tx, min_rx=peer.bfd.min_rx, multiplier=peer.bfd.multiplier
         ),

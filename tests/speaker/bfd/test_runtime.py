@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from speaker.api.ipc import PeerStatus
-from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.api.schema import DesiredState, Peer, parse_desired_state
 from speaker.bfd.packet import ControlPacket, Diagnostic, State
 from speaker.bfd.session import StateChanged, Timers
 from speaker.bfd_service import BfdPeer, BfdService
 from speaker.bfd_transport import SINGLE_HOP_PORT
 from speaker.bgp.session.fsm import IdleReason
-from speaker.daemon import Speaker
+from speaker.daemon import Speaker, bfd_peer
 from testing.routers.lab import loopback_address
 
 FAST = Timers.from_ms(min_tx=50, min_rx=50, multiplier=3)
@@ -253,3 +253,24 @@ class _None:
 
 
 _NONE = _None()
+
+
+def test_bfd_peer_single_hop_multihop_and_ttl_rules() -> None:
+    def peer(**kw: object) -> Peer:
+        return parse_desired_state({"routerId": "192.0.2.1", "asn": 1, "peers": [
+            {"name": "t", "address": "2001:DB8::1", "asn": 2, "bfd": {"minTx": 50}, **kw}
+        ]}).peers[0]  # fmt: skip
+
+    single = bfd_peer(peer(sourceAddress="2001:db8::2"))
+    assert single is not None
+    assert (single.remote, single.local, single.multihop, single.min_ttl, single.port) == (
+        "2001:db8::1", "2001:db8::2", False, 255, 3784
+    )  # fmt: skip
+    assert single.timers == Timers(desired_min_tx=50_000, required_min_rx=300_000, detect_mult=3)
+    multi = bfd_peer(peer(ebgpMultihop=3))
+    assert multi is not None and (multi.multihop, multi.min_ttl, multi.port) == (True, 1, 4784)
+    gtsm = bfd_peer(peer(ebgpMultihop=3, ttlSecurity=True))
+    assert gtsm is not None and gtsm.min_ttl == 253
+    plain = {"name": "t", "address": "192.0.2.2", "asn": 2}
+    no_bfd = parse_desired_state({"routerId": "192.0.2.1", "asn": 1, "peers": [plain]})
+    assert bfd_peer(no_bfd.peers[0]) is None
