@@ -29,6 +29,7 @@ apply-duration histogram is recorded as it happens.
                                                             TTL, malformed, authentication)
     kubgp_bfd_timer_lateness_seconds                        histogram: how late the event loop
                                                             ran BFD timers (its jitter)
+    kubgp_bfd_timer_lateness_max_seconds                    the worst of them
 
 Counters restart from zero when a peer's session is re-created (a configuration change),
 which Prometheus' rate() treats as a counter reset.
@@ -225,6 +226,11 @@ class _SessionCollector(Collector):
         for bound, n in zip(LATENESS_BUCKETS, lateness.buckets, strict=True):
             cumulative += n
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield GaugeMetricFamily(
+            "kubgp_bfd_timer_lateness_max_seconds",
+            "The latest the event loop ran a BFD timer since the speaker started",
+            value=lateness.max,
+        )
         yield HistogramMetricFamily(
             "kubgp_bfd_timer_lateness_seconds",
             "How late the event loop ran BFD timers (its jitter as BFD sees it)",

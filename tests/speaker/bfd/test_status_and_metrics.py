@@ -58,6 +58,8 @@ def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> No
             count = value("kubgp_bfd_timer_lateness_seconds_count") or 0
             inf = value("kubgp_bfd_timer_lateness_seconds_bucket", le="+Inf")
             assert count == pair.a.bfd.lateness.count > 0 and inf == count
+            worst = value("kubgp_bfd_timer_lateness_max_seconds")
+            assert worst == pair.a.bfd.lateness.max and worst is not None and worst >= 0
             # A stray packet from an address with no session is counted as dropped.
             await _stray(pair.a_addr)
             await until("dropped", lambda: (value("kubgp_bfd_packets_dropped_total",
