@@ -9,6 +9,12 @@ fires their deadlines, and converges on a desired state.
 Each peer has its own `PeerRunner` (its session, its connections, one timer); nothing one
 peer does waits on another: writes never block (asyncio buffers per transport), connects are
 separate tasks.
+
+Peers with `bfd` get a BFD session (`speaker.bfd_service`), and a `BgpGate` (RFC 5882, see
+`speaker.bfd.coupling` and docs/bfd.md) decides what its state means for the BGP session: an
+Up -> Down tears the BGP session down at once (Cease/BFD Down) and keeps it down until BFD is
+Up again; BFD that has never been Up holds nothing back. Changing only a peer's `bfd` retunes
+its BFD session (a Poll Sequence) and leaves the BGP session alone.
 """
 
 from __future__ import annotations
@@ -20,9 +26,16 @@ import ipaddress
 import logging
 import socket
 import time
+from dataclasses import replace
 
-from speaker.api.ipc import PeerStatus
+from speaker.api.ipc import BfdStatus, PeerStatus
 from speaker.api.schema import DesiredState, Listen, Peer
+from speaker.bfd.coupling import BgpGate, GateAction
+from speaker.bfd.demux import SINGLE_HOP_TTL
+from speaker.bfd.packet import diagnostic_name
+from speaker.bfd.session import StateChanged as BfdStateChanged
+from speaker.bfd.session import Timers
+from speaker.bfd_service import BfdPeer, BfdService
 from speaker.bgp.rib.adj_rib_out import Table
 from speaker.bgp.session.fsm import (
     Close,
@@ -64,6 +77,30 @@ def socket_options(state: DesiredState, peer: Peer) -> SocketOptions:
         ttl, min_ttl = (peer.ebgp_multihop if ebgp else None), None
     return SocketOptions(
         source_address=peer.source_address, ttl=ttl, password=peer.password, min_ttl=min_ttl
+    )
+
+
+def bfd_peer(peer: Peer) -> BfdPeer | None:
+    """The peer's BFD session, if it has one: RFC 5881 single hop (TTL 255 only), or RFC 5883
+    multihop when `ebgpMultihop` > 1. Multihop checks the TTL only with `ttlSecurity` (then
+    TTL >= 256 - ebgpMultihop, as GTSM does for BGP): RFC 5883 asks for no check, and BIRD
+    sends multihop BFD with the system's default TTL (64). From `sourceAddress`, or the
+    route's source address."""
+    if peer.bfd is None:
+        return None
+    multihop = peer.ebgp_multihop > 1
+    if not multihop:
+        min_ttl = SINGLE_HOP_TTL
+    else:
+        min_ttl = SINGLE_HOP_TTL + 1 - peer.ebgp_multihop if peer.ttl_security else 1
+    return BfdPeer(
+        remote=normalise(peer.address),
+        local=normalise(peer.source_address) if peer.source_address else None,
+        multihop=multihop,
+        min_ttl=min_ttl,
+        timers=Timers.from_ms(
+            min_tx=peer.bfd.min_tx, min_rx=peer.bfd.min_rx, multiplier=peer.bfd.multiplier
+        ),
     )
 
 
@@ -143,6 +180,7 @@ class PeerRunner:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_at = None
 
     def set_routes(self, table: Table) -> None:
         self._run(self.session.set_routes(table))
@@ -339,6 +377,9 @@ class Speaker:
         self._by_address: dict[str, PeerRunner] = {}
         self._listener: Listener | None = None
         self._listen: Listen | None = None
+        self.bfd: BfdService | None = None
+        self.bfd_gates: dict[str, BgpGate] = {}
+        self._gate_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def apply(self, state: DesiredState) -> None:
         """Converge on `state`: returns once it is in every peer's Adj-RIB-Out (sending goes on).
@@ -360,7 +401,7 @@ class Speaker:
                 log.info("peer %s (%s): removed from the configuration", name, runner.peer.address)
                 self._remove(name, IdleReason.PeerDeconfigured, CeaseSubcode.PeerDeConfigured)
             elif (
-                peer != runner.peer
+                replace(peer, bfd=None) != replace(runner.peer, bfd=None)
                 or old is None
                 or session_config(state, peer) != runner.session.config
                 or socket_options(state, peer) != runner.options
@@ -384,9 +425,94 @@ class Speaker:
                 self._by_address[normalise(peer.address)] = new
                 new.session.set_routes(tables.for_peer(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
-                new.start()
+                if not self._held(peer.name):
+                    new.start()
             else:
+                current.peer = peer  # at most its `bfd` changed
                 current.set_routes(tables.for_peer(peer))
+        self._apply_bfd(state)
+
+    # -- BFD (RFC 5882) ----------------------------------------------------------------------
+
+    def _apply_bfd(self, state: DesiredState) -> None:
+        wanted = {p.name: cfg for p in state.peers if (cfg := bfd_peer(p)) is not None}
+        for name in list(self.bfd_gates):
+            if name not in wanted:
+                gate = self.bfd_gates.pop(name)
+                self._cancel_gate_timer(name)
+                runner = self.runners.get(name)
+                if gate.holding and runner is not None:
+                    log.info("peer %s: BFD removed; the BGP session is no longer held", name)
+                    runner.start()
+        for name in wanted:
+            self.bfd_gates.setdefault(name, BgpGate())
+        if wanted and self.bfd is None:
+            self.bfd = BfdService(on_state=self._on_bfd, on_remote_admin_down=self._on_bfd_off)
+        if self.bfd is not None:
+            self.bfd.configure(wanted)
+
+    def _held(self, name: str) -> bool:
+        gate = self.bfd_gates.get(name)
+        return gate is not None and gate.holding
+
+    def _on_bfd(self, name: str, changed: BfdStateChanged) -> None:
+        gate = self.bfd_gates.get(name)
+        if gate is not None:
+            self._gate_act(name, gate, gate.on_state(changed, asyncio.get_running_loop().time()))
+
+    def _on_bfd_off(self, name: str) -> None:
+        gate = self.bfd_gates.get(name)
+        if gate is not None and gate.holding:
+            log.info("peer %s: the peer signals BFD AdminDown (BFD off there)", name)
+            self._gate_act(name, gate, gate.on_remote_admin_down())
+
+    def _on_gate_timer(self, name: str) -> None:
+        self._gate_timers.pop(name, None)
+        gate = self.bfd_gates.get(name)
+        if gate is not None:
+            action = gate.handle_timer(asyncio.get_running_loop().time())
+            if action is GateAction.Release:
+                log.warning("peer %s: BFD still not Up after %gs; the BGP session may run "
+                            "without it", name, gate.hold_limit)  # fmt: skip
+            self._gate_act(name, gate, action)
+
+    def _gate_act(self, name: str, gate: BgpGate, action: GateAction | None) -> None:
+        runner = self.runners.get(name)
+        if action is GateAction.TearDown and runner is not None:
+            log.warning("peer %s (%s): BFD down: BGP session torn down, held until BFD is Up",
+                        name, runner.peer.address)  # fmt: skip
+            runner.stop(IdleReason.BfdDown, CeaseSubcode.BFDDown)
+        elif action is GateAction.Release and runner is not None:
+            log.info("peer %s (%s): BGP session released", name, runner.peer.address)
+            runner.start()
+        self._cancel_gate_timer(name)
+        deadline = gate.next_deadline()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._gate_timers[name] = loop.call_at(deadline, self._on_gate_timer, name)
+
+    def _cancel_gate_timer(self, name: str) -> None:
+        handle = self._gate_timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def bfd_status(self, name: str) -> BfdStatus | None:
+        gate = self.bfd_gates.get(name)
+        if gate is None:
+            return None
+        session = self.bfd.session(name) if self.bfd is not None else None
+        if session is None:
+            problem = self.bfd.problem(name) if self.bfd is not None else ""
+            return BfdStatus(state="Down", last_diagnostic=problem or None, bgp_held=gate.holding)
+        loop = asyncio.get_running_loop()
+        down = session.last_down_diag
+        return BfdStatus(
+            state=session.state.name,
+            since=time.time() - (loop.time() - session.since),
+            flaps=session.flaps,
+            last_diagnostic=None if down is None else diagnostic_name(down),
+            bgp_held=gate.holding,
+        )
 
     def hold_end_of_rib(self) -> None:
         """After a restart from a saved state that may be out of date: send every session's
@@ -483,7 +609,12 @@ class Speaker:
         self._by_address[address].accept(sock)
 
     def status(self) -> list[PeerStatus]:
-        return [self.runners[name].status() for name in sorted(self.runners)]
+        out = []
+        for name in sorted(self.runners):
+            status = self.runners[name].status()
+            bfd = self.bfd_status(name)
+            out.append(status if bfd is None else replace(status, bfd=bfd))
+        return out
 
     async def close(
         self, message: str = "", timeout: float = 5.0, *, graceful_restart: bool = False
@@ -497,6 +628,12 @@ class Speaker:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        for name in list(self._gate_timers):
+            self._cancel_gate_timer(name)
+        if self.bfd is not None:
+            # AdminDown first: the peers then do not take our going for a path failure (RFC
+            # 5882 §3.2), which matters to a graceful restart.
+            await self.bfd.close()
         runners = list(self.runners.values())
         for runner in runners:
             if graceful_restart and runner.graceful_restart:

@@ -16,6 +16,20 @@ apply-duration histogram is recorded as it happens.
     kubgp_bgp_notifications_received_total{peer,code,subcode}
     kubgp_speaker_apply_duration_seconds                    histogram of desired-state applies
     kubgp_speaker_applied_generation / _applied_epoch       what the control socket applied
+    kubgp_bfd_session_up{peer,address}                      1 when the peer's BFD is Up
+    kubgp_bfd_session_state{peer,address,state}             1 for the current RFC 5880 state
+    kubgp_bfd_session_flaps_total{peer}                     Up -> down transitions
+    kubgp_bfd_last_diagnostic_info{peer,diagnostic}         1: why BFD last went down
+    kubgp_bfd_bgp_held{peer}                                1 while BGP waits for BFD Up
+    kubgp_bfd_detection_time_seconds{peer}                  negotiated (0 until known)
+    kubgp_bfd_tx_interval_seconds{peer}                     negotiated, before jitter
+    kubgp_bfd_packets_sent_total{peer} / _received_total{peer}
+    kubgp_bfd_send_errors_total{peer}                       packets the kernel refused
+    kubgp_bfd_packets_dropped_total{reason}                 received and discarded (no session,
+                                                            TTL, malformed, authentication)
+    kubgp_bfd_timer_lateness_seconds                        histogram: how late the event loop
+                                                            ran BFD timers (its jitter)
+    kubgp_bfd_timer_lateness_max_seconds                    the worst of them
 
 Counters restart from zero when a peer's session is re-created (a configuration change),
 which Prometheus' rate() treats as a counter reset.
@@ -28,11 +42,19 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from speaker.api.ipc import AppliedState, PeerStatus
 from speaker.api.schema import DesiredState
+from speaker.bfd.packet import State as BfdState
+from speaker.bfd.packet import diagnostic_name
+from speaker.bfd_service import LATENESS_BUCKETS
 from speaker.bgp.session.fsm import State
 from speaker.bgp.wire.context import family_name
 from speaker.bgp.wire.errors import code_name, subcode_name
@@ -119,6 +141,7 @@ class _SessionCollector(Collector):
             for (code, sub), n in sorted(counters.notifications_received.items()):
                 n_got.add_metric([name, code_name(code), subcode_name(code, sub)], n)
         yield from (up, state, flaps, last_error, advertised, received, sent, got, n_sent, n_got)
+        yield from self._bfd()
         applied = self.control.applied if self.control is not None else None
         if applied is not None:
             yield GaugeMetricFamily(
@@ -131,6 +154,89 @@ class _SessionCollector(Collector):
                 "Epoch (agent process) of the applied desired state",
                 value=applied.version.epoch,
             )
+
+    def _bfd(self) -> Iterator[Metric]:
+        service = self.speaker.bfd
+        if service is None:
+            return
+        up = GaugeMetricFamily(
+            "kubgp_bfd_session_up",
+            "1 when the peer's BFD session is Up",
+            labels=["peer", "address"],
+        )
+        state = GaugeMetricFamily(
+            "kubgp_bfd_session_state", "1 for the BFD session's current RFC 5880 state",
+            labels=["peer", "address", "state"],
+        )  # fmt: skip
+        flaps = CounterMetricFamily(
+            "kubgp_bfd_session_flaps", "Times the BFD session left Up", labels=["peer"]
+        )
+        diag = GaugeMetricFamily(
+            "kubgp_bfd_last_diagnostic_info", "Why the BFD session last went down (1)",
+            labels=["peer", "diagnostic"],
+        )  # fmt: skip
+        held = GaugeMetricFamily(
+            "kubgp_bfd_bgp_held", "1 while the BGP session is held down until BFD is Up",
+            labels=["peer"],
+        )  # fmt: skip
+        detect = GaugeMetricFamily(
+            "kubgp_bfd_detection_time_seconds", "Negotiated detection time (0 until known)",
+            labels=["peer"],
+        )  # fmt: skip
+        interval = GaugeMetricFamily(
+            "kubgp_bfd_tx_interval_seconds", "Negotiated transmit interval, before jitter",
+            labels=["peer"],
+        )  # fmt: skip
+        sent = CounterMetricFamily("kubgp_bfd_packets_sent", "BFD packets sent", labels=["peer"])
+        got = CounterMetricFamily(
+            "kubgp_bfd_packets_received", "BFD packets received and accepted", labels=["peer"]
+        )
+        errors = CounterMetricFamily(
+            "kubgp_bfd_send_errors", "BFD packets the kernel refused to send", labels=["peer"]
+        )
+        for name in service.names():
+            gate = self.speaker.bfd_gates.get(name)
+            held.add_metric([name], 1.0 if gate is not None and gate.holding else 0.0)
+            session = service.session(name)
+            if session is None:
+                continue
+            runner = self.speaker.runners.get(name)
+            address = runner.peer.address if runner is not None else ""
+            up.add_metric([name, address], 1.0 if session.state is BfdState.Up else 0.0)
+            for s in BfdState:
+                state.add_metric([name, address, s.name], 1.0 if s is session.state else 0.0)
+            flaps.add_metric([name], session.flaps)
+            if session.last_down_diag is not None:
+                diag.add_metric([name, diagnostic_name(session.last_down_diag)], 1.0)
+            detect.add_metric([name], session.detection_time() or 0.0)
+            interval.add_metric([name], session.tx_interval() or 0.0)
+            sent.add_metric([name], session.sent)
+            got.add_metric([name], session.received)
+            sender = service.sender(name)
+            errors.add_metric([name], sender.errors if sender is not None else 0)
+        yield from (up, state, flaps, diag, held, detect, interval, sent, got, errors)
+        dropped = CounterMetricFamily(
+            "kubgp_bfd_packets_dropped", "BFD packets received and discarded", labels=["reason"]
+        )
+        for reason, n in sorted(service.demux.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        lateness = service.lateness
+        cumulative, buckets = 0, []
+        for bound, n in zip(LATENESS_BUCKETS, lateness.buckets, strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield GaugeMetricFamily(
+            "kubgp_bfd_timer_lateness_max_seconds",
+            "The latest the event loop ran a BFD timer since the speaker started",
+            value=lateness.max,
+        )
+        yield HistogramMetricFamily(
+            "kubgp_bfd_timer_lateness_seconds",
+            "How late the event loop ran BFD timers (its jitter as BFD sees it)",
+            buckets=buckets,
+            sum_value=lateness.total,
+        )
 
 
 class SpeakerMetrics:

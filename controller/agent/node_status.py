@@ -27,6 +27,8 @@ log = logging.getLogger("kubgp.agent")
 ESTABLISHED: Final = "Established"
 STATES: Final = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm", ESTABLISHED})
 LAST_ERROR_MAX: Final = 1024  # crds/bgpnodestates.yaml
+BFD_STATES: Final = frozenset({"AdminDown", "Down", "Init", "Up"})
+BFD_DIAGNOSTIC_MAX: Final = 256  # crds/bgpnodestates.yaml
 # The speaker reports `since` as now - age, so it wobbles by microseconds between reads; a
 # state whose start moved by less than this is the same state, not a change to write.
 SINCE_TOLERANCE: Final = 2.0
@@ -44,6 +46,8 @@ class EventType(StrEnum):
 class SessionReason(StrEnum):
     SessionEstablished = "SessionEstablished"
     SessionDown = "SessionDown"
+    BfdUp = "BfdUp"
+    BfdDown = "BfdDown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +126,16 @@ def build_status(
         entry["prefixesReceived"] = p.prefixes_received
         if p.last_error:
             entry["lastError"] = p.last_error[:LAST_ERROR_MAX]
+        if p.bfd is not None:
+            # No `since`: it wobbles between reads; flaps and the state say what changed.
+            bfd: dict[str, Any] = {
+                "state": p.bfd.state if p.bfd.state in BFD_STATES else "Down",
+                "flaps": p.bfd.flaps,
+                "bgpHeld": p.bfd.bgp_held,
+            }
+            if p.bfd.last_diagnostic:
+                bfd["lastDiagnostic"] = p.bfd.last_diagnostic[:BFD_DIAGNOSTIC_MAX]
+            entry["bfd"] = bfd
         entries.append(entry)
     doc["configuredPeers"] = len(entries)
     doc["establishedPeers"] = sum(1 for e in entries if e["state"] == ESTABLISHED)
@@ -141,7 +155,9 @@ def session_events(
     Established and is not now (reason: its lastError), or is gone from the speaker while its
     BGPPeer still exists (`configured(name)`: e.g. its nodeSelector no longer selects this
     node). A peer that stayed Established but whose `since` moved went down and up in between:
-    both are reported."""
+    both are reported. The same for a peer's BFD session (BfdDown/BfdUp, before the BGP
+    session's own events: BFD going down is what takes BGP down), its flap count telling a
+    down-and-up between two reads."""
     before = {p["name"]: p for p in (previous or {}).get("peers", ()) if isinstance(p, dict)}
     now = {p["name"]: p for p in current.get("peers", ())}
     events: list[SessionEvent] = []
@@ -153,8 +169,11 @@ def session_events(
             was_up and is_up and old is not None and new is not None
             and old.get("since") != new.get("since")
         )  # fmt: skip
+        bfd_down, bfd_up = _bfd_events(node_name, name, old, new)
+        events.extend(bfd_down)
         if was_up and (not is_up or flapped):
             if new is None and not configured(name):
+                events.extend(bfd_up)
                 continue
             if new is None:
                 why = "the peer is no longer configured for this node"
@@ -173,6 +192,7 @@ def session_events(
                     message=f"BGP session from node {node_name} went down: {why}",
                 )
             )
+        events.extend(bfd_up)
         if is_up and (not was_up or flapped):
             assert new is not None
             events.append(
@@ -186,6 +206,33 @@ def session_events(
                 )
             )
     return events
+
+
+def _bfd_events(
+    node_name: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[list[SessionEvent], list[SessionEvent]]:
+    before = (old or {}).get("bfd") or {}
+    now = (new or {}).get("bfd") or {}
+    if not now or new is None:
+        return [], []
+    was_up, is_up = before.get("state") == "Up", now.get("state") == "Up"
+    flapped = was_up and is_up and now.get("flaps", 0) != before.get("flaps", 0)
+    down: list[SessionEvent] = []
+    up: list[SessionEvent] = []
+    if was_up and (not is_up or flapped):
+        why = now.get("lastDiagnostic") or f"it is {now.get('state')}"
+        held = "; BGP is held down until BFD is Up again" if now.get("bgpHeld") else ""
+        down.append(SessionEvent(
+            peer=name, type=EventType.Warning, reason=SessionReason.BfdDown,
+            message=f"BFD session from node {node_name} to {new.get('address')} went down: "
+                    f"{why}{held}",
+        ))  # fmt: skip
+    if is_up and (not was_up or flapped):
+        up.append(SessionEvent(
+            peer=name, type=EventType.Normal, reason=SessionReason.BfdUp,
+            message=f"BFD session from node {node_name} to {new.get('address')} is up",
+        ))  # fmt: skip
+    return down, up
 
 
 class RateLimit:

@@ -90,6 +90,7 @@ def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, A
                         "prefixesReceived": p.get("prefixesReceived", 0),
                         "lastError": p.get("lastError", ""),
                     }
+                    | ({"bfd": p["bfd"]} if isinstance(p.get("bfd"), dict) else {})
                     for p in sorted(status.get("peers") or (), key=lambda p: str(p.get("name")))
                 ],
             }
@@ -101,11 +102,27 @@ def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, A
     return {"nodes": reported, "nodesWithoutState": missing}
 
 
+def bfd_cell(bfd: Mapping[str, Any] | None) -> str:
+    """`Up`; `Down(control-detection-time-expired),bgp-held`; `-` without BFD."""
+    if not bfd:
+        return "-"
+    text = str(bfd.get("state", "?"))
+    if text != "Up" and bfd.get("lastDiagnostic"):
+        text += f"({bfd['lastDiagnostic']})"
+    return text + (",bgp-held" if bfd.get("bgpHeld") else "")
+
+
 def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
+    """One row per node and peer; the BFD column is there when some peer has BFD."""
+    with_bfd = any("bfd" in p for node in view["nodes"] for p in node["peers"])
+
+    def bfd(cell: str) -> list[str]:
+        return [cell] if with_bfd else []
+
     rows = []
     for node in view["nodes"]:
         if not node["peers"]:
-            rows.append([node["node"], "-", "-", "NoPeers", "-", "0", "0", "-"])
+            rows.append([node["node"], "-", "-", "NoPeers", "-", "0", "0", *bfd("-"), "-"])
         for p in node["peers"]:
             rows.append(
                 [
@@ -116,12 +133,16 @@ def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
                     age(p["since"], now),
                     str(p["prefixesAdvertised"]),
                     str(p["prefixesReceived"]),
+                    *bfd(bfd_cell(p.get("bfd"))),
                     p["lastError"] or "-",
                 ]
             )
     for name in view["nodesWithoutState"]:
-        rows.append([name, "-", "-", "NoNodeState", "-", "-", "-", "no BGPNodeState (agent?)"])
-    header = ["NODE", "PEER", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", "LAST ERROR"]
+        rows.append(
+            [name, "-", "-", "NoNodeState", "-", "-", "-", *bfd("-"), "no BGPNodeState (agent?)"]
+        )
+    header = ["NODE", "PEER", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", *bfd("BFD"),
+              "LAST ERROR"]  # fmt: skip
     return table(header, rows) if rows else "No nodes."
 
 

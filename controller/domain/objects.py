@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from controller.domain.reasons import ObjectRef
-from speaker.api.schema import FAMILIES, WELL_KNOWN_COMMUNITIES, family_of
+from speaker.api.schema import (
+    BFD_INTERVALS,
+    BFD_MULTIPLIERS,
+    DEFAULT_BFD_INTERVAL,
+    DEFAULT_BFD_MULTIPLIER,
+    FAMILIES,
+    WELL_KNOWN_COMMUNITIES,
+    Bfd,
+    family_of,
+)
 
 GROUP: Final = "kubgp.io"
 CRD_API_VERSION: Final = "kubgp.io/v1alpha1"
@@ -400,6 +409,7 @@ class BGPPeer:
     restart_time: int
     families: tuple[str, ...]
     max_prefixes: int
+    bfd: Bfd | None = None
 
     @property
     def name(self) -> str:
@@ -432,6 +442,18 @@ def parse_bgp_peer(raw: Mapping[str, object]) -> BGPPeer:
     for i, fam in enumerate(families):
         if fam not in FAMILIES:
             raise r.fail(f"spec.families[{i}]", f"must be one of {sorted(FAMILIES)}")
+    bfd: Bfd | None = None
+    if spec.get("bfd") is not None:
+        b = r.mapping(spec.get("bfd"), "spec.bfd")
+        lo, hi = BFD_INTERVALS
+        bfd = Bfd(
+            min_tx=r.integer(b.get("minTxMilliseconds"), "spec.bfd.minTxMilliseconds", lo, hi,
+                             DEFAULT_BFD_INTERVAL),
+            min_rx=r.integer(b.get("minRxMilliseconds"), "spec.bfd.minRxMilliseconds", lo, hi,
+                             DEFAULT_BFD_INTERVAL),
+            multiplier=r.integer(b.get("multiplier"), "spec.bfd.multiplier", *BFD_MULTIPLIERS,
+                                 DEFAULT_BFD_MULTIPLIER),
+        )  # fmt: skip
     source = spec.get("sourceAddress")
     if source is not None and family_of(r.ip(source, "spec.sourceAddress")) != family_of(address):
         raise r.fail("spec.sourceAddress", "must be of the same address family as peerAddress")
@@ -459,6 +481,7 @@ def parse_bgp_peer(raw: Mapping[str, object]) -> BGPPeer:
         ),
         families=tuple(sorted(set(families))),
         max_prefixes=r.integer(spec.get("maxPrefixes"), "spec.maxPrefixes", 0, UINT32_MAX, 0),
+        bfd=bfd,
     )
 
 

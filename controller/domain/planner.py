@@ -378,6 +378,7 @@ class NodePlanner:
                     ),
                     families=bgp_peer.families,
                     max_prefixes=bgp_peer.max_prefixes,
+                    bfd=bgp_peer.bfd,
                 ),
             )
         return out

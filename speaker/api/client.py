@@ -30,6 +30,7 @@ from typing import Final
 from speaker.api.ipc import (
     DEFAULT_MAX_LINE,
     Ack,
+    BfdStatus,
     Delta,
     Hello,
     IpcError,
@@ -275,6 +276,7 @@ __all__ = [
     "DEFAULT_SOCKET",
     "SOCKET_ENV",
     "Ack",
+    "BfdStatus",
     "Hello",
     "IpcError",
     "NackError",

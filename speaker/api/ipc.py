@@ -83,9 +83,47 @@ class AppliedState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BfdStatus:
+    """A peer's BFD session: `state` (AdminDown, Down, Init, Up), since when (Unix time), how
+    often it left Up, the diagnostic of its last Down, and whether BGP is held down until BFD
+    is Up again (docs/bfd.md)."""
+
+    state: str
+    since: float | None = None
+    flaps: int = 0
+    last_diagnostic: str | None = None
+    bgp_held: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "since": self.since,
+            "flaps": self.flaps,
+            "lastDiagnostic": self.last_diagnostic,
+            "bgpHeld": self.bgp_held,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, path: str) -> BfdStatus:
+        f = _Fields(doc, path, required=("state", "since", "flaps", "lastDiagnostic", "bgpHeld"))
+        held = f.raw("bgpHeld")
+        if not isinstance(held, bool):
+            raise IpcError(f"{path}.bgpHeld: must be true or false, not {_type_name(held)}")
+        return cls(
+            state=f.string("state"),
+            since=f.optional_number("since"),
+            flaps=f.counter("flaps"),
+            last_diagnostic=f.optional_string("lastDiagnostic"),
+            bgp_held=held,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeerStatus:
     """One peer as `status` reports it. `since` is when `state` was entered (Unix time,
-    seconds); `last_error` the reason the session last went down, if it ever did."""
+    seconds); `last_error` the reason the session last went down, if it ever did. `bfd` is
+    there only for a peer with BFD configured (and then only in the JSON): a status without
+    it is what a speaker before BFD sent, and reads the same."""
 
     name: str
     address: str
@@ -94,9 +132,10 @@ class PeerStatus:
     prefixes_advertised: int = 0
     prefixes_received: int = 0
     last_error: str | None = None
+    bfd: BfdStatus | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "name": self.name,
             "address": self.address,
             "state": self.state,
@@ -105,11 +144,19 @@ class PeerStatus:
             "prefixesReceived": self.prefixes_received,
             "lastError": self.last_error,
         }
+        if self.bfd is not None:
+            doc["bfd"] = self.bfd.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: object, path: str) -> PeerStatus:
+        bfd: BfdStatus | None = None
+        if isinstance(doc, Mapping) and "bfd" in doc:  # optional, so outside _Fields
+            bfd = BfdStatus.from_json(doc["bfd"], f"{path}.bfd")
+            doc = {k: v for k, v in doc.items() if k != "bfd"}
         f = _Fields(doc, path, required=_PEER_STATUS_KEYS)
         return cls(
+            bfd=bfd,
             name=f.string("name"),
             address=f.string("address"),
             state=f.string("state"),
@@ -570,6 +617,7 @@ __all__ = [
     "WANT_SNAPSHOT",
     "Ack",
     "AppliedState",
+    "BfdStatus",
     "Delta",
     "Hello",
     "IpcError",

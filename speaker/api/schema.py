@@ -11,6 +11,8 @@ Defaults where DESIGN.md leaves a choice:
 - `families` defaults to the peer address's own family: `[ipv4-unicast]` for an IPv4 peer,
   `[ipv6-unicast]` for an IPv6 one.
 - `gracefulRestart` absent means disabled; `restartTime` defaults to 120 s (0..4095, RFC 4724).
+- `bfd` absent means no BFD; present, `minTx`/`minRx` default to 300 ms and `multiplier` to 3
+  (FRR's defaults), bounded like FRR's `neighbor bfd`: 50..60000 ms, 2..255.
 - An advertisement's `nextHop` defaults to `self`; prefixes are written in their canonical form
   (`ipaddress.ip_network` spelling, e.g. lower-case IPv6).
 - The receiving half (docs/route-import.md): `fib` absent means received routes are not
@@ -53,6 +55,10 @@ DEFAULT_CONNECT_RETRY_TIME: Final = 5
 DEFAULT_EBGP_MULTIHOP: Final = 1
 DEFAULT_RESTART_TIME: Final = 120
 MAX_AS_PATH_PREPEND: Final = 32
+DEFAULT_BFD_INTERVAL: Final = 300  # ms
+DEFAULT_BFD_MULTIPLIER: Final = 3
+BFD_INTERVALS: Final = (50, 60000)  # ms
+BFD_MULTIPLIERS: Final = (2, 255)
 UINT16_MAX: Final = 0xFFFF
 UINT32_MAX: Final = 0xFFFFFFFF
 DEFAULT_FIB_TABLE: Final = 254
@@ -120,6 +126,15 @@ class Fib:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Bfd:
+    """BFD for a peer (RFC 5880/5882): desired min TX, required min RX (ms), multiplier."""
+
+    min_tx: int = DEFAULT_BFD_INTERVAL
+    min_rx: int = DEFAULT_BFD_INTERVAL
+    multiplier: int = DEFAULT_BFD_MULTIPLIER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Peer:
     name: str
     address: str
@@ -138,6 +153,7 @@ class Peer:
     families: tuple[str, ...] = (FAMILY_IPV4,)
     max_prefixes: int = 0
     import_rules: tuple[ImportRule, ...] = ()
+    bfd: Bfd | None = None
 
     def __repr__(self) -> str:
         # Never print a password into a log line.
@@ -244,6 +260,8 @@ def _peer_to_dict(p: Peer) -> dict[str, object]:
     doc["maxPrefixes"] = p.max_prefixes
     if p.import_rules:
         doc["import"] = [_import_rule_to_dict(r) for r in p.import_rules]
+    if p.bfd is not None:
+        doc["bfd"] = {"minTx": p.bfd.min_tx, "minRx": p.bfd.min_rx, "multiplier": p.bfd.multiplier}
     return doc
 
 
@@ -469,6 +487,19 @@ def _graceful_restart(value: object, path: str) -> GracefulRestart:
     )
 
 
+def _bfd(value: object, path: str) -> Bfd:
+    f = _Fields(value, path, ("minTx", "minRx", "multiplier"))
+
+    def interval(v: object, p: str) -> int:
+        return _int(v, p, *BFD_INTERVALS)
+
+    return Bfd(
+        min_tx=f.get("minTx", interval, DEFAULT_BFD_INTERVAL),
+        min_rx=f.get("minRx", interval, DEFAULT_BFD_INTERVAL),
+        multiplier=f.get("multiplier", lambda v, p: _int(v, p, *BFD_MULTIPLIERS), 3),
+    )
+
+
 _PEER_KEYS = (
     "name",
     "address",
@@ -487,6 +518,7 @@ _PEER_KEYS = (
     "families",
     "maxPrefixes",
     "import",
+    "bfd",
 )
 
 
@@ -534,6 +566,7 @@ def _peer(value: object, path: str) -> Peer:
         families=tuple(sorted(families)),
         max_prefixes=f.get("maxPrefixes", _uint32, 0),
         import_rules=f.get("import", _import_rules, ()),
+        bfd=f.get("bfd", _bfd, None),
     )
 
 

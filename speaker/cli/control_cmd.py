@@ -1,11 +1,12 @@
 """`kubgp-speaker status` and `kubgp-speaker apply FILE`: talk to a running speaker's control
 socket (`--socket`, default `$KUBGP_SPEAKER_SOCKET` or /run/kubgp/speaker.sock).
 
-`status` prints the peers (name, address, state, since, prefixes advertised/received, last
-error) and the applied epoch/generation, as a table or as the protocol's JSON reply. `apply`
-reads a desired state (YAML or JSON, schema kubgp.io/speaker/v1), checks it locally, and sends
-it as a snapshot of a new epoch, as a new agent would; exit 0 on ack, 1 on a nack or when the
-speaker cannot be reached, 2 when the file cannot be read as a desired state (nothing is sent).
+`status` prints the peers (name, address, state, since, prefixes advertised/received, BFD
+when a peer has it, last error) and the applied epoch/generation, as a table or as the
+protocol's JSON reply. `apply` reads a desired state (YAML or JSON, schema
+kubgp.io/speaker/v1), checks it locally, and sends it as a snapshot of a new epoch, as a new
+agent would; exit 0 on ack, 1 on a nack or when the speaker cannot be reached, 2 when the
+file cannot be read as a desired state (nothing is sent).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from speaker.api.client import SpeakerError, snapshot_sync, status_sync
-from speaker.api.ipc import IpcError, Status
+from speaker.api.ipc import BfdStatus, IpcError, Status
 from speaker.cli.config_file import ConfigError, load_config
 
 EXIT_INPUT = 2
@@ -44,9 +45,23 @@ def _since(value: float | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def bfd_cell(bfd: BfdStatus | None) -> str:
+    """`Up`; `Down(control-detection-time-expired),bgp-held`; `-` without BFD."""
+    if bfd is None:
+        return "-"
+    text = bfd.state
+    if bfd.state != "Up" and bfd.last_diagnostic:
+        text += f"({bfd.last_diagnostic})"
+    return text + (",bgp-held" if bfd.bgp_held else "")
+
+
 def format_status_table(status: Status) -> str:
-    """The status reply as a fixed-width table and an `applied:` line."""
-    rows = [("NAME", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", "LAST ERROR")]
+    """The status reply as a fixed-width table and an `applied:` line. The BFD column is
+    there when some peer has BFD."""
+    with_bfd = any(p.bfd is not None for p in status.peers)
+    bfd_header: tuple[str, ...] = ("BFD",) if with_bfd else ()
+    rows = [("NAME", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", *bfd_header,
+             "LAST ERROR")]  # fmt: skip
     rows += [
         (
             p.name,
@@ -55,6 +70,7 @@ def format_status_table(status: Status) -> str:
             _since(p.since),
             str(p.prefixes_advertised),
             str(p.prefixes_received),
+            *((bfd_cell(p.bfd),) if with_bfd else ()),
             p.last_error or "-",
         )
         for p in status.peers

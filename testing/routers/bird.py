@@ -9,6 +9,7 @@ from pathlib import Path
 from testing.routers.daemon import RouterDaemon
 from testing.routers.model import (
     ACTIVE,
+    BFD_STATES,
     IDLE,
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -65,9 +66,21 @@ class Bird(RouterDaemon):
             lines.append(f"  {_CHANNEL[family]};")
             lines.extend(f"  {self._static_route(r)}" for r in routes)
             lines.append("}")
+        lines.extend(self._bfd_protocol())
         for peer in self.peers.values():
             lines.extend(self._protocol(peer))
         (self.workdir / "bird.conf").write_text("\n".join(lines) + "\n")
+
+    def _bfd_protocol(self) -> list[str]:
+        """BIRD 2.0.12 sets BFD timers per interface (or for multihop), not per BGP peer: the
+        first peer with BFD gives them to every session."""
+        timers = next((p.bfd for p in self.peers.values() if p.bfd is not None), None)
+        if timers is None:
+            return []
+        options = (f"min rx interval {timers.min_rx} ms; min tx interval {timers.min_tx} ms; "
+                   f"multiplier {timers.multiplier};")  # fmt: skip
+        return ["protocol bfd {", f'  interface "*" {{ {options} }};',
+                f"  multihop {{ {options} }};", "}"]  # fmt: skip
 
     @staticmethod
     def _static_route(route: Origination) -> str:
@@ -112,6 +125,8 @@ class Bird(RouterDaemon):
             out.append("  passive on;")
         if peer.password is not None:
             out.append(f"  password {_quote(peer.password)};")
+        if peer.bfd is not None:
+            out.append("  bfd on;")
         out.append(f"  graceful restart {'on' if peer.graceful_restart else 'off'};")
         if peer.graceful_restart:
             out.append(f"  graceful restart time {peer.restart_time};")
@@ -153,6 +168,24 @@ class Bird(RouterDaemon):
         if state not in STATES:
             raise LabError(f"{self.name}: unknown BIRD state {state!r}")
         return state
+
+    def bfd_state(self, peer: str) -> str:
+        """The BFD session to `peer` as RFC 5880 names its state; Down when BIRD has none."""
+        address = self.peer(peer).address
+        for line in self.birdc("show", "bfd", "sessions").splitlines():
+            fields = line.split()
+            if fields and fields[0] == address:
+                state = next((f for f in fields[1:] if f in BFD_STATES), None)
+                if state is None:
+                    raise LabError(f"{self.name}: cannot read a BFD state from {line!r}")
+                return state
+        return "Down"
+
+    def last_error(self, peer: str) -> str:
+        """BIRD's `Last error` of the peer's protocol ("" when none)."""
+        out = self.birdc("show", "protocols", "all", self.protocol(peer))
+        match = re.search(r"Last error:\s+(.+)", out)
+        return match.group(1).strip() if match else ""
 
     def received_routes(self, peer: str, family: str = IPV4_UNICAST) -> list[Route]:
         out = self.birdc(

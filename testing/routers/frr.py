@@ -1,13 +1,23 @@
-"""FRR bgpd as a lab router: bgpd alone (no zebra), driven by vtysh over its own vty socket."""
+"""FRR bgpd as a lab router: bgpd alone (no zebra), driven by vtysh over its own vty socket.
+
+With BFD on a peer (`PeerSpec.bfd`), bgpd needs bfdd, and bgpd reaches bfdd only through zebra:
+then zebra and bfdd run beside it (as the `frr` user, as FRR's packaging runs them), and since
+zebra installs what bgpd learns into the kernel, only inside a network namespace.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from testing.routers.daemon import RouterDaemon
+from testing.routers.daemon import RouterDaemon, wait_for
 from testing.routers.model import (
     IDLE,
     IPV4_UNICAST,
@@ -22,6 +32,7 @@ from testing.routers.model import (
 _AF = {IPV4_UNICAST: "ipv4 unicast", IPV6_UNICAST: "ipv6 unicast"}
 _AFI = {IPV4_UNICAST: "ipv4", IPV6_UNICAST: "ipv6"}
 _ORIGINS = {"IGP": "IGP", "EGP": "EGP", "incomplete": "Incomplete", "?": "Incomplete"}
+_BFD_STATES = {"up": "Up", "down": "Down", "init": "Init", "shutdown": "AdminDown"}
 
 
 def _route_map(route: Origination) -> str:
@@ -38,7 +49,17 @@ class FRR(RouterDaemon):
     def _runtime_files(self) -> list[Path]:
         return [self.workdir / "bgpd.vty", self.workdir / "bgpd.pid"]
 
+    @property
+    def _with_bfd(self) -> bool:
+        return any(p.bfd is not None for p in self.peers.values())
+
     def _command(self) -> list[str]:
+        command = self._bgpd_command()
+        if self._with_bfd:
+            command.remove("-Z")  # bgpd reaches bfdd through zebra
+        return command
+
+    def _bgpd_command(self) -> list[str]:
         return [
             "/usr/lib/frr/bgpd",
             "-f", self.config_path,
@@ -113,6 +134,8 @@ class FRR(RouterDaemon):
             out.append(f"{n} ebgp-multihop {peer.multihop}")
         if peer.passive:
             out.append(f"{n} passive")
+        if peer.bfd is not None:
+            out.append(f"{n} bfd {peer.bfd.multiplier} {peer.bfd.min_rx} {peer.bfd.min_tx}")
         if peer.password is not None:
             out.append(f"{n} password {peer.password}")
         out.append(
@@ -137,9 +160,103 @@ class FRR(RouterDaemon):
             out.append(f" set local-preference {route.local_pref}")
         return out
 
-    def vtysh(self, *commands: str) -> str:
+    # -- zebra and bfdd, for BFD -----------------------------------------------------------
+
+    def start(self, *, timeout: float = 20.0) -> None:
+        if self._with_bfd:
+            self._start_helpers(timeout)
+        try:
+            super().start(timeout=timeout)
+        except BaseException:
+            self._end_helpers(signal.SIGTERM)
+            raise
+
+    def _start_helpers(self, timeout: float) -> None:
+        if self.netns is None:
+            raise LabError(f"{self.name}: FRR with BFD runs zebra, which writes kernel routes: "
+                           "run it in a network namespace (netns=...)")  # fmt: skip
+        work = self.workdir
+        (work / "zebra.conf").write_text(f"hostname {self.name}\nlog stdout informational\n")
+        (work / "bfdd.conf").write_text(f"hostname {self.name}\nlog stdout informational\nbfd\n!\n")
+        for stale in ("zserv.api", "zebra.pid", "zebra.vty", "bfdd.pid", "bfdd.vty", "bfdd.sock"):
+            (work / stale).unlink(missing_ok=True)
+        frr = pwd.getpwnam("frr")
+        os.chown(work, frr.pw_uid, frr.pw_gid)  # zebra and bfdd write their sockets here
+        lab_root = work.parent.stat().st_mode
+        os.chmod(work.parent, lab_root | 0o011)  # and must pass through the lab's own root
+        common = ["-z", str(work / "zserv.api"), "--vty_socket", str(work), "-u", "frr",
+                  "-g", "frr"]  # fmt: skip
+        self._helpers: dict[str, subprocess.Popen[bytes]] = {}
+        for name, extra, ready in (
+            ("zebra", [], "zserv.api"),
+            ("bfdd", ["--bfdctl", str(work / "bfdd.sock")], "bfdd.vty"),
+        ):
+            argv = [f"/usr/lib/frr/{name}", "-f", str(work / f"{name}.conf"),
+                    "-i", str(work / f"{name}.pid"), *common, *extra]  # fmt: skip
+            with (work / f"{name}.log").open("ab") as log:
+                self._helpers[name] = subprocess.Popen(
+                    self._wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, cwd=work, start_new_session=True,
+                )  # fmt: skip
+            path = work / ready
+            try:
+                wait_for(f"{self.name} {name}", path.exists, timeout=timeout)
+            except TimeoutError as exc:
+                self._end_helpers(signal.SIGKILL)
+                log_text = (work / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"{self.name}: {name} did not come up: {exc}\n{log_text}") from exc
+
+    def _end_helpers(self, sig: signal.Signals) -> None:
+        for proc in reversed(list(getattr(self, "_helpers", {}).values())):
+            if proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+                os.kill(proc.pid, sig)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._helpers = {}
+
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> None:
+        super()._signal_and_wait(sig, timeout)
+        self._end_helpers(sig)
+
+    def close(self) -> None:
+        super().close()
+        self._end_helpers(signal.SIGTERM)
+
+    def freeze(self) -> None:
+        """SIGSTOP bgpd and, with BFD, bfdd and zebra: the whole router hangs."""
+        super().freeze()
+        for proc in getattr(self, "_helpers", {}).values():
+            os.kill(proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        super().resume()
+        for proc in getattr(self, "_helpers", {}).values():
+            os.kill(proc.pid, signal.SIGCONT)
+
+    def bfd_state(self, peer: str) -> str:
+        """The BFD session to `peer` as RFC 5880 names its state; Down when bfdd has none."""
+        address = self.peer(peer).address
+        for entry in self._json("show bfd peers json", daemon="bfdd") or []:
+            if entry.get("peer") == address:
+                return _BFD_STATES[str(entry.get("status"))]
+        return "Down"
+
+    def last_error(self, peer: str) -> str:
+        """Why bgpd last reset the session ("" when it never did)."""
+        address = self.peer(peer).address
+        data = self._json(f"show bgp neighbors {address} json").get(address, {})
+        return str(data.get("lastNotificationReason") or data.get("lastResetDueTo") or "")
+
+    def vtysh(self, *commands: str, daemon: str = "bgpd") -> str:
         argv = ["vtysh", "--vty_socket", str(self.workdir), "--config_dir", str(self.workdir),
-                "-d", "bgpd"]  # fmt: skip
+                "-d", daemon]  # fmt: skip
         for command in commands:
             argv += ["-c", command]
         out = self.run_cli(argv)
@@ -147,8 +264,8 @@ class FRR(RouterDaemon):
             raise LabError(f"{self.name}: vtysh {commands}: {out.strip()}")
         return out
 
-    def _json(self, command: str) -> Any:
-        out = self.vtysh(command)
+    def _json(self, command: str, *, daemon: str = "bgpd") -> Any:
+        out = self.vtysh(command, daemon=daemon)
         try:
             return json.loads(out) if out.strip() else {}
         except json.JSONDecodeError as exc:

@@ -23,6 +23,19 @@ class LabError(RuntimeError):
     """A lab daemon did not do what was asked; the message carries the daemon's log tail."""
 
 
+# BFD session states as RFC 5880 names them (each daemon's spelling is mapped onto these).
+BFD_STATES = ("AdminDown", "Down", "Init", "Up")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BfdTimers:
+    """BFD for a lab router's peer: desired min TX and required min RX (ms), multiplier."""
+
+    min_tx: int = 300
+    min_rx: int = 300
+    multiplier: int = 3
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerSpec:
     """One BGP neighbour of a lab router, seen from the lab router's side.
@@ -44,6 +57,7 @@ class PeerSpec:
     # TTL for the lab router's packets; loopback eBGP needs multihop in BIRD and FRR.
     multihop: int = 255
     ttl_security: bool = False
+    bfd: BfdTimers | None = None  # BFD on this session (BIRD; FRR with bfdd, in a netns only)
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.address)

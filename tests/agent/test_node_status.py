@@ -17,7 +17,7 @@ from controller.agent.node_status import (
     session_events,
 )
 from controller.controller_metrics import AgentMetrics
-from speaker.api.client import PeerStatus, StateVersion
+from speaker.api.client import BfdStatus, PeerStatus, StateVersion
 from speaker.api.schema import parse_desired_state
 from tests.speaker.control.helpers import STATE_DOC
 
@@ -144,6 +144,35 @@ def test_session_events_up_down_flap_and_gone() -> None:
     [event] = session_events("n1", up, gone, configured=lambda name: True)
     assert "no longer configured" in event.message
     assert session_events("n1", up, gone, configured=lambda name: False) == []
+
+
+def test_bfd_in_the_node_state_and_its_events() -> None:
+    def doc(state: str, flaps: int = 0, **kw: Any) -> dict[str, Any]:
+        bfd = BfdStatus(state=state, since=T0 + flaps, flaps=flaps, **kw)
+        return build_status(state=STATE, applied=V1, peers=[peer("tor-a", "Established",
+                                                                 bfd=bfd)])  # fmt: skip
+
+    assert "bfd" not in build_status(state=STATE, applied=V1, peers=[peer("a", "Idle")])["peers"][0]
+    up = doc("Up")
+    assert up["peers"][0]["bfd"] == {"state": "Up", "flaps": 0, "bgpHeld": False}
+    assert doc("Up", 3) == doc("Up", 3)  # no `since`: nothing wobbles
+    long = doc("Down", 1, last_diagnostic="d" * 400, bgp_held=True)["peers"][0]["bfd"]
+    assert long == {"state": "Down", "flaps": 1, "bgpHeld": True, "lastDiagnostic": "d" * 256}
+
+    first = session_events("n1", None, up)
+    assert [e.reason for e in first] == [SessionReason.BfdUp, SessionReason.SessionEstablished]
+    down = doc("Down", 1, last_diagnostic="control-detection-time-expired", bgp_held=True)
+    [event] = session_events("n1", up, down)
+    assert (event.reason, event.type) == (SessionReason.BfdDown, EventType.Warning)
+    assert event.message == (
+        "BFD session from node n1 to 127.0.0.5 went down: control-detection-time-expired; "
+        "BGP is held down until BFD is Up again"
+    )
+    # Down and Up again between two reads: the flap count says so.
+    flap = session_events("n1", up, doc("Up", 1))
+    assert [e.reason for e in flap] == [SessionReason.BfdDown, SessionReason.BfdUp]
+    assert session_events("n1", up, doc("Init")) != []
+    assert session_events("n1", doc("Down"), doc("Init")) == []
 
 
 def test_writes_only_on_change_and_at_most_once_per_interval() -> None:

@@ -72,6 +72,10 @@ INVALID = [
     (peer(), "spec.families", ["l2vpn-evpn"], "spec.families[0]:"),
     (peer(), "spec.passwordSecretRef", {"name": "x"}, "spec.passwordSecretRef.namespace"),
     (peer(), "spec.sourceAddress", "eth0", "spec.sourceAddress:"),
+    (peer(), "spec.bfd", "fast", "spec.bfd: must be a mapping"),
+    (peer(), "spec.bfd.minTxMilliseconds", 10, "spec.bfd.minTxMilliseconds: must be between 50"),
+    (peer(), "spec.bfd.minRxMilliseconds", 60001, "spec.bfd.minRxMilliseconds: must be between"),
+    (peer(), "spec.bfd.multiplier", 1, "spec.bfd.multiplier: must be between 2 and 255"),
     (
         peer(),
         "spec.nodeSelector",

@@ -10,7 +10,7 @@ import pytest
 from controller.domain.planner import DRAIN_AS_PATH_PREPEND, NodePlanner, Plan, plan
 from controller.domain.reasons import ObjectRef, Reason, ReasonCode
 from controller.domain.snapshot import Snapshot
-from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.api.schema import Bfd, DesiredState, parse_desired_state
 from tests.controller.manifests import (
     Raw,
     advertisement,
@@ -528,6 +528,14 @@ def test_peer_fields_map_onto_the_speaker_peer() -> None:
         False,
     )
     assert state.listen is None
+
+
+def test_peer_bfd_maps_onto_the_speaker_peer_with_defaults() -> None:
+    state, _ = run([node(), peer(bfd={"minTxMilliseconds": 100, "multiplier": 5})])
+    assert state is not None
+    assert state.peers[0].bfd == Bfd(min_tx=100, min_rx=300, multiplier=5)
+    state, _ = run([node(), peer()])
+    assert state is not None and state.peers[0].bfd is None
 
 
 def test_passive_peer_makes_the_speaker_listen_on_the_node_address() -> None:

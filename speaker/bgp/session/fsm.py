@@ -107,6 +107,7 @@ class IdleReason(enum.Enum):
     ProtocolError = "protocol-error"
     FiniteStateMachineError = "fsm-error"
     MaxPrefixesExceeded = "max-prefixes-exceeded"
+    BfdDown = "bfd-down"  # the peer's BFD session went down (RFC 5882; Cease/BFD Down)
 
 
 # ---- actions and events the caller sees --------------------------------------------------

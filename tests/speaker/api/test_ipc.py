@@ -12,6 +12,7 @@ from speaker.api.ipc import (
     MAX_COUNTER,
     Ack,
     AppliedState,
+    BfdStatus,
     Delta,
     Hello,
     IpcError,
@@ -56,6 +57,24 @@ REPLIES: list[Message] = [
         ),
         applied=V,
     ),
+    Status(
+        peers=(
+            PeerStatus(
+                name="b",
+                address="192.0.2.1",
+                state="Idle",
+                bfd=BfdStatus(
+                    state="Down",
+                    since=2.5,
+                    flaps=3,
+                    last_diagnostic="control-detection-time-expired",
+                    bgp_held=True,
+                ),
+            ),
+            PeerStatus(name="c", address="192.0.2.2", state="Idle", bfd=BfdStatus(state="Init")),
+        ),
+        applied=V,
+    ),
 ]
 
 
@@ -83,7 +102,7 @@ def test_wire_shapes_follow_design() -> None:
         "reason": "r",
         "want": "snapshot",
     }
-    status = json.loads(encode(REPLIES[-1]))
+    status = json.loads(encode(REPLIES[-2]))
     assert list(status["peers"][0]) == [
         "name",
         "address",
@@ -93,6 +112,19 @@ def test_wire_shapes_follow_design() -> None:
         "prefixesReceived",
         "lastError",
     ]
+
+
+def test_bfd_status_is_written_only_for_peers_with_bfd() -> None:
+    # A peer without BFD looks exactly as before BFD existed (an older agent reads it).
+    assert "bfd" not in json.loads(encode(REPLIES[-2]))["peers"][0]
+    status = json.loads(encode(REPLIES[-1]))
+    assert status["peers"][0]["bfd"] == {
+        "state": "Down",
+        "since": 2.5,
+        "flaps": 3,
+        "lastDiagnostic": "control-detection-time-expired",
+        "bgpHeld": True,
+    }
 
 
 def test_newline_inside_a_string_stays_escaped() -> None:
@@ -191,6 +223,50 @@ def test_line_over_the_limit() -> None:
             "peers[0].address: required",
         ),
         ({"type": "status", "peers": [], "applied": {"epoch": 1}}, "applied.generation: required"),
+        (
+            {
+                "type": "status",
+                "applied": None,
+                "peers": [
+                    {
+                        "name": "a",
+                        "address": "::1",
+                        "state": "Idle",
+                        "since": None,
+                        "prefixesAdvertised": 0,
+                        "prefixesReceived": 0,
+                        "lastError": None,
+                        "bfd": {"state": "Up", "since": None, "flaps": 0, "lastDiagnostic": None},
+                    }
+                ],
+            },
+            "peers[0].bfd.bgpHeld: required",
+        ),
+        (
+            {
+                "type": "status",
+                "applied": None,
+                "peers": [
+                    {
+                        "name": "a",
+                        "address": "::1",
+                        "state": "Idle",
+                        "since": None,
+                        "prefixesAdvertised": 0,
+                        "prefixesReceived": 0,
+                        "lastError": None,
+                        "bfd": {
+                            "state": "Up",
+                            "since": None,
+                            "flaps": 0,
+                            "lastDiagnostic": None,
+                            "bgpHeld": 1,
+                        },
+                    }
+                ],
+            },
+            "peers[0].bfd.bgpHeld: must be true or false",
+        ),
         ({"type": "snapshot"}, "unknown reply type 'snapshot'"),
     ],
 )

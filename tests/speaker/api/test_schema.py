@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from speaker.api.schema import (
     Advertisement,
+    Bfd,
     DesiredState,
     GracefulRestart,
     Listen,
@@ -179,6 +180,12 @@ REJECTED: list[tuple[str, object, str]] = [
     ("peers.0.families", ["ipv4-unicast"] * 2, "peers[0].families[1]: duplicate"),
     ("peers.0.maxPrefixes", -1, "peers[0].maxPrefixes: must be between 0 and 4294967295"),
     ("peers.0.shutdown", True, "peers[0].shutdown: unknown key"),
+    ("peers.0.bfd", "fast", "peers[0].bfd: must be a mapping"),
+    ("peers.0.bfd", {"minTx": 49}, "peers[0].bfd.minTx: must be between 50 and 60000"),
+    ("peers.0.bfd", {"minRx": 60001}, "peers[0].bfd.minRx: must be between 50 and 60000"),
+    ("peers.0.bfd", {"multiplier": 1}, "peers[0].bfd.multiplier: must be between 2 and 255"),
+    ("peers.0.bfd", {"minTx": "100"}, "peers[0].bfd.minTx: must be an integer"),
+    ("peers.0.bfd", {"echo": True}, "peers[0].bfd.echo: unknown key"),
     ("advertisements.0.prefix", ..., "advertisements[0].prefix: required"),
     ("advertisements.0.prefix", "10.244.1.1/24", "advertisements[0].prefix: '10.244.1.1/24' has"),
     ("advertisements.0.prefix", "10.244.1.0", "advertisements[0].prefix: must be a CIDR"),
@@ -298,6 +305,18 @@ def test_construction_orders_peers_and_advertisements() -> None:
     assert [x.prefix for x in a.advertisements] == ["10.0.0.0/8", "10.0.0.0/9"]
 
 
+def test_bfd_is_absent_by_default_and_defaults_to_frr_timers() -> None:
+    assert parse_desired_state(FULL).peers[0].bfd is None
+    assert "bfd" not in parse_desired_state(FULL).to_dict()["peers"][0]  # type: ignore[index]
+    state = parse_desired_state(doc_with("peers.0.bfd", {}))
+    assert state.peers[0].bfd == Bfd(min_tx=300, min_rx=300, multiplier=3)
+    state = parse_desired_state(doc_with("peers.0.bfd", {"minTx": 50, "multiplier": 255}))
+    assert state.peers[0].bfd == Bfd(min_tx=50, min_rx=300, multiplier=255)
+    peer_doc = state.to_dict()["peers"][0]  # type: ignore[index]
+    assert peer_doc["bfd"] == {"minTx": 50, "minRx": 300, "multiplier": 255}
+    assert parse_desired_state(state.to_dict()) == state
+
+
 def test_peer_repr_hides_the_password() -> None:
     assert "s3cret" not in repr(parse_desired_state(FULL).peers[0])
 
@@ -325,6 +344,15 @@ def states(draw: st.DrawFn) -> DesiredState:
                 hold_time=hold,
                 keepalive_time=keepalive,
                 password=draw(st.none() | st.text(min_size=1, max_size=10)),
+                bfd=draw(
+                    st.none()
+                    | st.builds(
+                        Bfd,
+                        min_tx=st.integers(50, 60000),
+                        min_rx=st.integers(50, 60000),
+                        multiplier=st.integers(2, 255),
+                    )
+                ),
                 families=draw(
                     st.sampled_from(
                         [("ipv4-unicast",), ("ipv6-unicast",), ("ipv4-unicast", "ipv6-unicast")]
