@@ -28,13 +28,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from controller.agent.health import Health, LiveReason, readiness
+from controller.agent.health import LiveReason, readiness
 from controller.agent.node_status import NodeStatusReporter
 from controller.agent.push import PushLoop
 from controller.controller_metrics import AgentMetrics
 from controller.domain.planner import DEFAULT_ASN, NodePlanner
 from controller.domain.reasons import ObjectRef, Reason
 from controller.domain.snapshot import Snapshot
+from controller.health_endpoint import Health
 from speaker.api.schema import DesiredState
 
 log = logging.getLogger("kubgp.agent")

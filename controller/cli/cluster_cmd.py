@@ -3,19 +3,27 @@ one holding the coordination.k8s.io Lease assigns LoadBalancer addresses from
 LoadBalancerIPPools, writes pool and BGPPeer status and posts Events; the other stands by.
 
 Kubernetes access: in-cluster service account, else $KUBECONFIG (or ~/.kube/config).
-SIGTERM/SIGINT release the Lease and stop.
+SIGTERM/SIGINT release the Lease (if this replica holds it) and stop.
+
+Health (--health-address): /readyz answers 200 for the leader once kopf runs and for a standby
+that reads the Lease (the text says which); /livez fails when kopf's event loop or the Lease
+loop made no progress for --stall-timeout seconds, or kopf's thread ended.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
 
+from controller.cluster.probes import DEFAULT_STALL_AFTER, ClusterHealth
 from controller.controller_metrics import ClusterMetrics
+from controller.health_endpoint import HealthServer
 
 DEFAULT_LEASE_NAME = "kubgp-cluster-controller"
 
@@ -45,6 +53,13 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
     p.add_argument("--metrics-address", default="", metavar="HOST:PORT",
                    help="serve Prometheus metrics on /metrics there (':9475' = every "
                    "address); default: no metrics endpoint")  # fmt: skip
+    p.add_argument("--health-address", default="", metavar="HOST:PORT",
+                   help="serve /readyz (leader running, or standby reading the Lease) and "
+                   "/livez there (':9477' = every address); default: no health "
+                   "endpoint")  # fmt: skip
+    p.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_AFTER, metavar="SECONDS",
+                   help="/livez fails when kopf's event loop or the Lease loop made no "
+                   "progress for this long (default %(default)s)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -58,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         logging.getLogger("kopf").setLevel(logging.WARNING)
     from controller.kube import cluster_watch as glue  # kopf and kubernetes load only here
+    from controller.kube.client import KubeConfigError, api_client, kopf_login
     from controller.kube.leader import LeaseConfig
+    from controller.kube.user_agent import CLUSTER_CONTROLLER
 
     try:
         lease = LeaseConfig(
@@ -72,6 +89,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"kubgp-controller cluster: {err}", file=sys.stderr)
         return 2
+    if args.stall_timeout <= 0:
+        print("kubgp-controller cluster: --stall-timeout must be positive", file=sys.stderr)
+        return 2
+    try:
+        api = api_client(CLUSTER_CONTROLLER)
+    except KubeConfigError as err:
+        print(f"kubgp-controller cluster: {err}", file=sys.stderr)
+        return 2
     metrics = ClusterMetrics()
     if args.metrics_address:
         try:
@@ -80,14 +105,36 @@ def run(args: argparse.Namespace) -> int:
             print(f"kubgp-controller cluster: --metrics-address {args.metrics_address}: {err}",
                   file=sys.stderr)  # fmt: skip
             return 2
+    health = ClusterHealth(stall_after=args.stall_timeout)
+    options = glue.ClusterOptions(
+        login=kopf_login(api),
+        lease=lease,
+        metrics=metrics,
+        health=health,
+        event_namespace=args.event_namespace,
+    )
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        # On the loop that holds the Lease: a wedged loop does not answer /livez.
+        server = HealthServer(ready=health.ready, live=health.live)
+        if args.health_address:
+            try:
+                await server.start(args.health_address)
+            except (OSError, ValueError) as err:
+                print(f"kubgp-controller cluster: --health-address {args.health_address}: {err}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+        try:
+            return await glue.run_cluster(api, options, stop)
+        finally:
+            await server.close()
+
     try:
-        api = glue.api_client()
-        options = glue.ClusterOptions(
-            login=glue.login_from(api),
-            lease=lease,
-            metrics=metrics,
-            event_namespace=args.event_namespace,
-        )
-        return glue.main(options, api)
+        return asyncio.run(main())
     finally:
         metrics.close()
+        api.close()  # type: ignore[no-untyped-call]

@@ -15,7 +15,6 @@ import os
 import sys
 from typing import Any
 
-from controller.agent.health import HealthServer
 from controller.agent.node_agent import (
     DEFAULT_MAX_DELAY,
     DEFAULT_QUIET,
@@ -26,6 +25,7 @@ from controller.agent.node_status import DEFAULT_MIN_INTERVAL, NodeStatusReporte
 from controller.agent.push import DEFAULT_STATUS_INTERVAL, PushLoop
 from controller.controller_metrics import AgentMetrics
 from controller.domain.planner import DEFAULT_ASN
+from controller.health_endpoint import HealthServer
 from speaker.api.client import default_socket_path
 
 NODE_NAME_ENV = "KUBGP_NODE_NAME"
@@ -111,7 +111,14 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         logging.getLogger("kopf").setLevel(logging.WARNING)
     from controller.kube import node_watch as glue  # kopf and kubernetes load only here
+    from controller.kube.client import KubeConfigError, api_client, kopf_login
+    from controller.kube.user_agent import NODE_AGENT
 
+    try:
+        client = api_client(NODE_AGENT)
+    except KubeConfigError as err:
+        print(f"kubgp-controller node: {err}", file=sys.stderr)
+        return 2
     metrics = AgentMetrics()
     if args.metrics_address:
         try:
@@ -121,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
     peer_uids = glue.PeerUids()
-    client = glue.api_client()
     writer = glue.KubeNodeStateWriter(client, node_name=args.node_name, peer_uids=peer_uids)
     reporter = NodeStatusReporter(
         node_name=args.node_name,
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)  # fmt: skip
                 return 2
         try:
-            await glue.run_operator(agent, peer_uids, sweeper=sweeper)
+            await glue.run_operator(agent, peer_uids, login=kopf_login(client), sweeper=sweeper)
         finally:
             await health.close()
         return 0

@@ -59,6 +59,10 @@ class LeaseElector:
         # Called (in the renewing thread) when a renewal succeeds after our leadership had
         # lapsed: writes skipped meanwhile are waiting for exactly this.
         self._on_confirmed: list[Callable[[], None]] = []
+        # What the health probes read (controller.cluster.probes.LeaseProgress).
+        self.attempted_at: float | None = None  # when the last attempt ended (clock)
+        self.readable = False  # whether it read the Lease
+        self.holder: str | None = None  # who held it then
 
     def add_confirmed_listener(self, callback: Callable[[], None]) -> None:
         self._on_confirmed.append(callback)
@@ -114,18 +118,23 @@ class LeaseElector:
 
     def try_acquire_or_renew(self) -> bool:
         with self._lock:
-            return self._try_acquire_or_renew()
+            try:
+                return self._try_acquire_or_renew()
+            finally:
+                self.attempted_at = self.clock()
 
     def _try_acquire_or_renew(self) -> bool:
         cfg = self.config
         now = datetime.now(UTC)
         ApiException = kubernetes.client.ApiException
+        self.readable = False
         try:
             lease = self.api.read_namespaced_lease(cfg.name, cfg.namespace)
         except ApiException as err:
             if err.status != 404:
                 logger.warning("reading the Lease failed: %s", err.reason)
                 return False
+            self.readable, self.holder = True, None
             body = kubernetes.client.V1Lease(
                 metadata=kubernetes.client.V1ObjectMeta(name=cfg.name, namespace=cfg.namespace),
                 spec=self._spec(now, acquired=now, transitions=0),
@@ -143,6 +152,7 @@ class LeaseElector:
 
         spec = lease.spec or kubernetes.client.V1LeaseSpec()
         holder = spec.holder_identity or None
+        self.readable, self.holder = True, holder
         record = (holder, None if spec.renew_time is None else str(spec.renew_time))
         if record != self._observed:
             self._observed, self._observed_at = record, self.clock()

@@ -28,9 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,7 +39,7 @@ import kubernetes
 from controller.agent.node_agent import NodeAgent
 from controller.agent.node_status import SessionEvent
 from controller.domain.reasons import ObjectRef
-from controller.kube.user_agent import NODE_AGENT, user_agent
+from controller.kube.client import list_pages, path_for
 
 log = logging.getLogger("kubgp.agent")
 
@@ -144,43 +143,26 @@ class Sweeper:
 
 def list_refs(client: Any, watched: Watched, field_selector: str | None = None) -> list[ObjectRef]:
     """Every object of a kind (names only), through the `kubernetes` client, page by page."""
-    if watched.group:
-        path = f"/apis/{watched.group}/{watched.version}/{watched.plural}"
-    else:
-        path = f"/api/{watched.version}/{watched.plural}"
-    refs: list[ObjectRef] = []
-    token = ""
-    while True:
-        query: list[tuple[str, str]] = [("limit", "500")]
-        if field_selector:
-            query.append(("fieldSelector", field_selector))
-        if token:
-            query.append(("continue", token))
-        method, url, headers, body, post = client.param_serialize(
-            "GET", path, query_params=query, header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )  # fmt: skip
-        rsp = client.call_api(method, url, header_params=headers, body=body, post_params=post)
-        rsp.read()
-        if not 200 <= rsp.status < 300:
-            raise kubernetes.client.ApiException(http_resp=rsp)
-        data: Any = json.loads(rsp.data)
-        for item in data.get("items") or ():
-            namespace, name = _key(item)
-            refs.append(ObjectRef(watched.kind, namespace, name))
-        token = (data.get("metadata") or {}).get("continue") or ""
-        if not token:
-            return refs
+    path = path_for(watched.api_version, watched.plural)
+    query = {"fieldSelector": field_selector} if field_selector else {}
+    return [
+        ObjectRef(watched.kind, *_key(item))
+        for page in list_pages(client, path, query)
+        for item in page.get("items") or ()
+    ]
 
 
 def build_registry(
-    agent: NodeAgent, peer_uids: PeerUids, sweeper: Sweeper | None = None
+    agent: NodeAgent,
+    peer_uids: PeerUids,
+    login: Callable[[], kopf.ConnectionInfo],
+    sweeper: Sweeper | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return login()
 
     for watched in WATCHED:
         _register(registry, agent, peer_uids, sweeper, watched)
@@ -240,23 +222,6 @@ def build_settings(node_name: str) -> kopf.OperatorSettings:
     settings.posting.enabled = False  # N replicas must not post each handler's log lines
     settings.watching.server_timeout = 300  # reconnects resume from the resourceVersion
     return settings
-
-
-def api_client() -> Any:
-    """A `kubernetes` client: in-cluster service account, else $KUBECONFIG / ~/.kube/config;
-    it says it is the node agent (controller.kube.user_agent)."""
-    configuration = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
-    client = kubernetes.client.ApiClient(configuration)
-    client.user_agent = user_agent(NODE_AGENT)
-    return client
 
 
 class KubeSecretSource:
@@ -372,12 +337,14 @@ async def run_operator(
     agent: NodeAgent,
     peer_uids: PeerUids,
     *,
+    login: Callable[[], kopf.ConnectionInfo],
     sweeper: Sweeper | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """kopf and the agent side by side in this event loop, until SIGTERM/SIGINT (kopf's own
-    handlers) or `stop`. If the agent's tasks end (they should not), kopf is stopped too."""
-    registry = build_registry(agent, peer_uids, sweeper)
+    handlers) or `stop`. If the agent's tasks end (they should not), kopf is stopped too.
+    `login` gives kopf the credentials of the agent's own client (controller.kube.client)."""
+    registry = build_registry(agent, peer_uids, login, sweeper)
     settings = build_settings(agent.node_name)
     stop = stop or asyncio.Event()
 

@@ -10,6 +10,7 @@ from typing import Final
 
 NODE_AGENT: Final = "kubgp-node-agent"
 CLUSTER_CONTROLLER: Final = "kubgp-cluster-controller"
+KUBECTL_PLUGIN: Final = "kubectl-kubgp"
 
 
 def user_agent(program: str) -> str:

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.agent.health import Health, HealthServer, LiveReason, ReadyReason, readiness
+from controller.agent.health import LiveReason, ReadyReason, readiness
 from controller.agent.node_agent import NodeAgent
 from controller.agent.push import PushLoop
 from controller.controller_metrics import AgentMetrics
+from controller.health_endpoint import Health, HealthServer
 from speaker.control import serve_control
 from tests.agent.test_node_agent import until
 from tests.controller import manifests as m

@@ -55,7 +55,7 @@ class Controller:
 
     def __init__(self, api: KubeAPI, *, identity: str | None = "c1", elect: bool = True) -> None:
         self.api = api
-        self.client = api.api_client()
+        self.client = controller_client(api)
         self.metrics = ClusterMetrics()
         self.options = ClusterOptions(
             login=lambda: kopf.ConnectionInfo(server=api.url, token="emulator"),

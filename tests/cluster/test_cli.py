@@ -73,11 +73,11 @@ def test_bad_lease_timings_are_refused(kube_api: KubeAPI) -> None:
 
 
 def test_kopf_logs_in_with_the_clients_credentials(kube_api: KubeAPI) -> None:
-    from controller.kube.cluster_watch import login_from
+    from controller.kube.client import kopf_login
 
     client = kube_api.api_client()
     try:
-        info = login_from(client)()
+        info = kopf_login(client)()
     finally:
         client.close()  # type: ignore[no-untyped-call]
     assert (info.server, info.scheme, info.token) == (kube_api.url, "Bearer", "emulator")

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller.kube import cluster_watch as cluster_controller
+from controller.cluster import runtime
+from controller.kube import cluster_watch
 from controller.kube.leader import LeaseElector
 from testing.kube.emulator import KubeAPI
 from tests.cluster.harness import (
@@ -80,8 +81,8 @@ def test_writes_skipped_while_the_lease_renewal_is_late_are_made_once_it_is_rene
 ) -> None:
     _GatedElector.gate.set()
     _GatedElector.instances.clear()
-    monkeypatch.setattr(cluster_controller, "LeaseElector", _GatedElector)
-    caplog.set_level(logging.INFO, logger=cluster_controller.__name__)
+    monkeypatch.setattr(cluster_watch, "LeaseElector", _GatedElector)
+    caplog.set_level(logging.INFO, logger=runtime.__name__)
     kube_api.apply(POOL)
     with running(kube_api):
         try:
@@ -110,13 +111,13 @@ def test_a_term_that_starts_slowly_still_allocates(
 ) -> None:
     """Building the controller for a new term outlasts the renew deadline (as the first
     CoreV1Api did on a loaded machine): the writes due right after must still happen."""
-    build = cluster_controller.ClusterController.__init__
+    build = runtime.ClusterController.__init__
 
-    def slow(self: cluster_controller.ClusterController, *args: Any, **kwargs: Any) -> None:
+    def slow(self: runtime.ClusterController, *args: Any, **kwargs: Any) -> None:
         time.sleep(FAST_LEASE["lease_duration"] + 0.5)
         build(self, *args, **kwargs)
 
-    monkeypatch.setattr(cluster_controller.ClusterController, "__init__", slow)
+    monkeypatch.setattr(runtime.ClusterController, "__init__", slow)
     kube_api.apply(POOL)
     kube_api.apply(lb_service("web"))
     with running(kube_api):

@@ -444,8 +444,8 @@ def _kubelet_http_get(probe: Manifest) -> bool:
 def test_node_agent_probes_ask_the_agent_it_runs() -> None:
     """The agent's probes, as rendered, against the health endpoint its rendered args start:
     readiness follows the agent's readiness, liveness its loops, both fail with no agent."""
-    from controller.agent.health import Health, HealthServer
     from controller.cli.kubgp_controller import build_parser
+    from controller.health_endpoint import Health, HealthServer
 
     port = free_port()
     ds = one(render({"nodeAgent": {"healthPort": port}}), "DaemonSet")
