@@ -86,6 +86,11 @@ class ClusterHealth:
         self._kopf: KopfProgress | None = None
         self._kopf_since = 0.0
 
+    @property
+    def kopf(self) -> KopfProgress | None:
+        """The kopf of the current term (None while standing by)."""
+        return self._kopf
+
     def electing(self, lease: LeaseProgress) -> None:
         self._lease = lease
 

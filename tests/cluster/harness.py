@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import kopf
 import kubernetes
 
+from controller.cluster.probes import ClusterHealth
 from controller.controller_metrics import ClusterMetrics
+from controller.health_endpoint import HealthServer
 from controller.kube.cluster_watch import ClusterOptions, run_cluster
 from controller.kube.leader import LeaseConfig
 from controller.kube.user_agent import CLUSTER_CONTROLLER, user_agent
@@ -51,9 +55,20 @@ def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
 
 
 class Controller:
-    """One controller process's worth: `run_cluster` on its own loop in a thread."""
+    """One controller process's worth: `run_cluster` on its own loop in a thread; with
+    `health`, its /readyz and /livez on 127.0.0.1:`health_port` (served on that loop, as
+    `kubgp-controller cluster --health-address` does)."""
 
-    def __init__(self, api: KubeAPI, *, identity: str | None = "c1", elect: bool = True) -> None:
+    def __init__(
+        self,
+        api: KubeAPI,
+        *,
+        identity: str | None = "c1",
+        elect: bool = True,
+        health: bool = False,
+        stall_after: float = 30.0,
+        kopf_stop_timeout: float = 20.0,
+    ) -> None:
         self.api = api
         self.client = controller_client(api)
         self.metrics = ClusterMetrics()
@@ -63,7 +78,10 @@ class Controller:
             metrics=self.metrics,
             server_timeout=5,
             retry_delay=0.2,
+            health=ClusterHealth(stall_after=stall_after) if health else None,
+            kopf_stop_timeout=kopf_stop_timeout,
         )
+        self.health_port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
         self.started = threading.Event()
@@ -74,8 +92,17 @@ class Controller:
         async def main() -> int:
             self.loop = asyncio.get_running_loop()
             self.stop_event = asyncio.Event()
+            health = self.options.health
+            server = None
+            if health is not None:
+                server = HealthServer(ready=health.ready, live=health.live)
+                _, self.health_port = await server.start("127.0.0.1:0")
             self.started.set()
-            return await run_cluster(self.client, self.options, self.stop_event)
+            try:
+                return await run_cluster(self.client, self.options, self.stop_event)
+            finally:
+                if server is not None:
+                    await server.close()
 
         try:
             self.result = asyncio.run(main())
@@ -87,15 +114,25 @@ class Controller:
         assert self.started.wait(5)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, expect: int = 0) -> None:
+        """As SIGTERM does; the controller must end within 30 s with `expect`."""
         if self.loop is not None and self.stop_event is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(30)
         self.client.close()  # type: ignore[no-untyped-call]
         if self.thread.is_alive():
             raise AssertionError("the controller did not stop within 30 s")
-        if self.result != 0:
+        if self.result != expect:
             raise AssertionError(f"the controller ended with {self.result!r}")
+
+    def probe(self, path: str) -> tuple[int, str]:
+        """GET /readyz or /livez as the kubelet would: (status, text)."""
+        url = f"http://127.0.0.1:{self.health_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as rsp:
+                return int(rsp.status), rsp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""`kubgp-controller cluster` as a process: elected, allocates, serves metrics, and on SIGTERM
-releases the Lease and exits 0."""
+"""`kubgp-controller cluster` as a process: elected, allocates, serves metrics and its probes,
+and on SIGTERM releases the Lease and exits 0."""
 
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def free_port() -> int:
 def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/30",)))
     kube_api.apply(lb_service("web"))
-    port = free_port()
+    port, health_port = free_port(), free_port()
     log = tmp_path / "controller.log"
     env = {**os.environ, "KUBECONFIG": str(kube_api.kubeconfig), "POD_NAME": "cli-1"}
     stderr = log.open("w")
     proc = subprocess.Popen(
         [str(CLI), "cluster", "--namespace=kube-system", "--lease-duration=2",
-         "--renew-deadline=1.5", "--retry-period=0.2", f"--metrics-address=127.0.0.1:{port}"],
+         "--renew-deadline=1.5", "--retry-period=0.2", f"--metrics-address=127.0.0.1:{port}",
+         f"--health-address=127.0.0.1:{health_port}"],
         env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
     )  # fmt: skip
     try:
@@ -50,6 +51,10 @@ def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
             lambda: 'kubgp_lb_pool_addresses{pool="v4",state="used"} 1.0' in metrics(), "metrics"
         )
         assert "kubgp_cluster_controller_leader 1.0" in metrics()
+        for path, answer in (("/readyz", "Leader: leading: kopf is running\n"),
+                             ("/livez", "Running\n")):  # fmt: skip
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}{path}", timeout=5) as r:
+                assert (r.status, r.read().decode()) == (200, answer)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
@@ -70,6 +75,17 @@ def test_bad_lease_timings_are_refused(kube_api: KubeAPI) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "renew_deadline" in proc.stderr
+
+
+def test_bad_health_address_is_refused(kube_api: KubeAPI) -> None:
+    env = {**os.environ, "KUBECONFIG": str(kube_api.kubeconfig)}
+    proc = subprocess.run(
+        [str(CLI), "cluster", "--health-address=nowhere"],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--health-address nowhere: expected HOST:PORT" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_kopf_logs_in_with_the_clients_credentials(kube_api: KubeAPI) -> None:

@@ -492,6 +492,56 @@ def test_controller_args_parse_with_the_real_cli() -> None:
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
+def test_controller_probes_ask_the_controller_it_runs() -> None:
+    """The cluster controller's probes, as rendered, against the health endpoint its rendered
+    args start: readiness and liveness follow controller.cluster.probes; no endpoint, no pass."""
+    from controller.cli.kubgp_controller import build_parser
+    from controller.cluster.probes import ClusterHealth
+    from controller.health_endpoint import HealthServer
+
+    port = free_port()
+    dep = one(render({"controller": {"healthPort": port}}), "Deployment")
+    ctl = container(dep, "controller")
+    ready, live = ctl["readinessProbe"], ctl["livenessProbe"]
+    assert (ready["httpGet"]["path"], live["httpGet"]["path"]) == ("/readyz", "/livez")
+    assert ready["httpGet"]["port"] == live["httpGet"]["port"] == port
+    assert "host" not in ready["httpGet"] and "host" not in live["httpGet"]  # the pod's IP
+    # A restart only after three misses in a minute, on top of the stall timeout.
+    assert live["periodSeconds"] * live["failureThreshold"] >= 60
+    argv = [a.replace("$(POD_NAMESPACE)", "kubgp-system") for a in ctl["args"][1:]]
+    args = build_parser().parse_args(argv)
+    assert args.health_address == f":{port}"  # every address of the pod: the pod IP included
+    now = [0.0]
+    health = ClusterHealth(stall_after=args.stall_timeout, clock=lambda: now[0])
+
+    class Lease:  # controller.cluster.probes.LeaseProgress, as a standby sees it
+        attempted_at: float | None = None
+        readable = True
+        holder = "other-replica"
+
+    lease = Lease()
+    health.electing(lease)
+    # The kubelet probes the pod IP; here the pod's loopback stands in for it.
+    ready, live = ({**p, "httpGet": {**p["httpGet"], "host": "127.0.0.1"}} for p in (ready, live))
+
+    async def main() -> list[bool]:
+        server = HealthServer(ready=health.ready, live=health.live)
+        await server.start(f"127.0.0.1:{port}")
+        try:
+            seen = [await asyncio.to_thread(_kubelet_http_get, ready)]  # no Lease read yet
+            lease.attempted_at = now[0]
+            seen.append(await asyncio.to_thread(_kubelet_http_get, ready))  # a standby
+            seen.append(await asyncio.to_thread(_kubelet_http_get, live))
+            now[0] += args.stall_timeout + 1  # the Lease loop hangs
+            seen.append(await asyncio.to_thread(_kubelet_http_get, live))
+        finally:
+            await server.close()
+        seen.append(await asyncio.to_thread(_kubelet_http_get, ready))
+        return seen
+
+    assert asyncio.run(main()) == [False, True, True, False, False]
+
+
 def test_speaker_args_parse_with_the_real_cli() -> None:
     from speaker.cli.kubgp_speaker import build_parser
 

@@ -167,6 +167,7 @@ speaker's own (its probes run as that). */}}
 - cluster
 - --namespace=$(POD_NAMESPACE)
 - --log-level={{ .Values.logLevel }}
+- --health-address=:{{ .Values.controller.healthPort }}
 {{- if .Values.metrics.enabled }}
 - --metrics-address=:{{ .Values.metrics.controllerPort }}
 {{- end }}
