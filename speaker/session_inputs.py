@@ -16,6 +16,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+from speaker.api.communities import community_value, large_community_value
 from speaker.api.schema import Advertisement, DesiredState, Peer
 from speaker.bgp.rib.adj_rib_out import AttributeInterner, PathAttributes, Table
 from speaker.bgp.session.fsm import SessionConfig
@@ -27,9 +28,6 @@ from speaker.bgp.wire.attributes import (
     LocalPrefAttribute,
     MultiExitDiscAttribute,
     OriginAttribute,
-    WellKnownCommunity,
-    community_from_str,
-    large_community_from_str,
 )
 from speaker.bgp.wire.context import FAMILY_NAMES, Family
 from speaker.bgp.wire.nlri import Prefix
@@ -60,12 +58,6 @@ def session_config(state: DesiredState, peer: Peer) -> SessionConfig:
         graceful_restart=peer.graceful_restart.enabled,
         restart_time=peer.graceful_restart.restart_time,
     )
-
-
-def _community(text: str) -> int:
-    if text == "no-peer":  # schema spelling of RFC 3765 NOPEER
-        return int(WellKnownCommunity.NOPEER)
-    return community_from_str(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +94,9 @@ class _Template:
             lp = self.local_preference
             attrs.append(LocalPrefAttribute(DEFAULT_LOCAL_PREFERENCE if lp is None else lp))
         if self.communities:
-            attrs.append(CommunitiesAttribute(tuple(_community(c) for c in self.communities)))
+            attrs.append(CommunitiesAttribute(tuple(map(community_value, self.communities))))
         if self.large_communities:
-            values = tuple(large_community_from_str(c) for c in self.large_communities)
+            values = tuple(map(large_community_value, self.large_communities))
             attrs.append(LargeCommunitiesAttribute(values))
         next_hop = None
         if self.next_hop != "self":

@@ -29,6 +29,7 @@ from controller.domain.objects import (
     parse_load_balancer_ip_pool,
 )
 from controller.domain.reasons import ObjectRef
+from speaker.api.schema import FAMILY_IPV4, FAMILY_IPV6, family_of
 
 ANNOTATION_IP_POOL: Final = "kubgp.io/ip-pool"
 ANNOTATION_SHARED_IP: Final = "kubgp.io/allow-shared-ip"
@@ -36,13 +37,11 @@ ANNOTATION_SHARED_IP: Final = "kubgp.io/allow-shared-ip"
 IPV4: Final = "IPv4"
 IPV6: Final = "IPv6"
 FAMILIES: Final = (IPV4, IPV6)
+# Each unicast family (speaker.api.schema.family_of) as a Service's spec.ipFamilies spells it.
+IP_FAMILY: Final = {FAMILY_IPV4: IPV4, FAMILY_IPV6: IPV6}
 INT64_MAX: Final = 2**63 - 1  # status counts are int64; an IPv6 /64 holds more
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def family_of(address: IPAddress) -> str:
-    return IPV4 if address.version == 4 else IPV6
 
 
 def is_buggy(address: IPAddress) -> bool:
@@ -273,7 +272,7 @@ def parse_lb_service(raw: Mapping[str, object]) -> LBService:
         if ip is None:
             problems.append(f"{text!r} is not an IP address")
         elif any(r.version == ip.version for r in requested):
-            problems.append(f"more than one {family_of(ip)} address requested")
+            problems.append(f"more than one {IP_FAMILY[family_of(ip)]} address requested")
         else:
             requested.append(ip)
 
@@ -290,14 +289,15 @@ def parse_lb_service(raw: Mapping[str, object]) -> LBService:
         texts_ = cluster_ips if isinstance(cluster_ips, list) else [spec.get("clusterIP")]
         for item in texts_:
             ip = _ip(item)
-            if ip is not None and family_of(ip) not in families:
-                families.append(family_of(ip))
+            if ip is not None and IP_FAMILY[family_of(ip)] not in families:
+                families.append(IP_FAMILY[family_of(ip)])
         if not families:
-            families = list(dict.fromkeys(family_of(ip) for ip in requested)) or [IPV4]
+            families = list(dict.fromkeys(IP_FAMILY[family_of(ip)] for ip in requested)) or [IPV4]
     for ip in requested:
-        if family_of(ip) not in families:
+        family = IP_FAMILY[family_of(ip)]
+        if family not in families:
             problems.append(
-                f"{ip} is {family_of(ip)} but the Service's ipFamilies are {', '.join(families)}"
+                f"{ip} is {family} but the Service's ipFamilies are {', '.join(families)}"
             )
 
     ports: set[tuple[str, int]] = set()
@@ -513,8 +513,8 @@ class _Context:
 
     def assign_family(self, family: str) -> IPAddress | Failure:
         service = self.service
-        requested = next((a for a in service.requested if family_of(a) == family), None)
-        current = next((a for a in service.assigned if family_of(a) == family), None)
+        requested = next((a for a in service.requested if IP_FAMILY[family_of(a)] == family), None)
+        current = next((a for a in service.assigned if IP_FAMILY[family_of(a)] == family), None)
         if requested is not None:
             return self.check_requested(requested)
         if current is not None and self.conflict(current) is None:
@@ -585,7 +585,7 @@ class _Context:
                     for other in self.ledger.sharing(service.sharing_key)
                     if other.key != service.key and other.wants_addresses
                     for a in other.assigned
-                    if family_of(a) == family and any(p.allocatable(a) for p in pools)
+                    if IP_FAMILY[family_of(a)] == family and any(p.allocatable(a) for p in pools)
                 }
             )
             for address in shared:

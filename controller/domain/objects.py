@@ -3,6 +3,10 @@
 `parse_object(raw)` returns a view or raises `InvalidObjectError` naming the object and the
 field; the planner turns that into an `InvalidObject` reason, it never crashes a plan. Only the
 fields the planner uses are kept. Addresses are stored in canonical `ipaddress` spelling.
+
+Fields are read with speaker.api.fields (the desired state's and the control protocol's reader
+too), the Kubernetes way: a null field is an absent one, and fields we do not read are not ours
+to refuse.
 """
 
 from __future__ import annotations
@@ -12,16 +16,28 @@ import binascii
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from controller.domain.reasons import ObjectRef
+from speaker.api.communities import community, large_community
+from speaker.api.fields import (
+    FieldError,
+    any_string,
+    boolean,
+    integer,
+    ip_address,
+    mapping,
+    one_of,
+    prefix,
+    sequence,
+    string,
+)
 from speaker.api.schema import (
     BFD_INTERVALS,
     BFD_MULTIPLIERS,
     DEFAULT_BFD_INTERVAL,
     DEFAULT_BFD_MULTIPLIER,
     FAMILIES,
-    WELL_KNOWN_COMMUNITIES,
     Bfd,
     family_of,
 )
@@ -91,105 +107,67 @@ class LabelSelector:
 EVERYTHING: Final = LabelSelector()
 
 
-class _Reader:
-    """Field access with errors that name the object and the field path."""
+# --- reading fields: speaker.api.fields, a null field read as an absent one -------------------
 
-    def __init__(self, ref: ObjectRef) -> None:
-        self.ref = ref
-
-    def fail(self, path: str, message: str) -> InvalidObjectError:
-        return InvalidObjectError(self.ref, f"{path}: {message}")
-
-    def mapping(self, value: object, path: str) -> Mapping[str, object]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise self.fail(path, "must be a mapping")
-        return value
-
-    def seq(self, value: object, path: str) -> Sequence[object]:
-        if value is None:
-            return ()
-        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-            raise self.fail(path, "must be a list")
-        return value
-
-    def string(self, value: object, path: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(path, "must be a non-empty string")
-        return value
-
-    def opt_string(self, value: object, path: str) -> str | None:
-        return None if value is None else self.string(value, path)
-
-    def strings(self, value: object, path: str) -> tuple[str, ...]:
-        return tuple(self.string(v, f"{path}[{i}]") for i, v in enumerate(self.seq(value, path)))
-
-    def str_map(self, value: object, path: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for k, v in self.mapping(value, path).items():
-            if not isinstance(v, str):
-                raise self.fail(f"{path}.{k}", "must be a string")
-            out[k] = v
-        return out
-
-    def integer(
-        self, value: object, path: str, lo: int, hi: int, default: int | None = None
-    ) -> int:
-        if value is None and default is not None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, "must be an integer")
-        if not lo <= value <= hi:
-            raise self.fail(path, f"must be between {lo} and {hi}")
-        return value
-
-    def opt_integer(self, value: object, path: str, lo: int, hi: int) -> int | None:
-        return None if value is None else self.integer(value, path, lo, hi)
-
-    def boolean(self, value: object, path: str, default: bool) -> bool:
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.fail(path, "must be true or false")
-        return value
-
-    def ip(self, value: object, path: str) -> str:
-        text = self.string(value, path)
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            raise self.fail(path, f"{text!r} is not an IP address") from None
-
-    def cidr(self, value: object, path: str) -> str:
-        text = self.string(value, path)
-        if "/" not in text:
-            raise self.fail(path, f"{text!r} is not a CIDR (address/length)")
-        try:
-            return str(ipaddress.ip_network(text, strict=True))
-        except ValueError:
-            raise self.fail(path, f"{text!r} is not a CIDR without host bits") from None
-
-    def selector(self, value: object, path: str) -> LabelSelector:
-        raw = self.mapping(value, path)
-        labels = self.str_map(raw.get("matchLabels"), f"{path}.matchLabels")
-        reqs: list[Requirement] = []
-        for i, expr in enumerate(self.seq(raw.get("matchExpressions"), f"{path}.matchExpressions")):
-            epath = f"{path}.matchExpressions[{i}]"
-            e = self.mapping(expr, epath)
-            op = self.string(e.get("operator"), f"{epath}.operator")
-            values = frozenset(self.strings(e.get("values"), f"{epath}.values"))
-            if op in ("In", "NotIn") and not values:
-                raise self.fail(f"{epath}.values", f"must not be empty for {op}")
-            if op in ("Exists", "DoesNotExist") and values:
-                raise self.fail(f"{epath}.values", f"must be empty for {op}")
-            if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-                raise self.fail(f"{epath}.operator", f"unknown operator {op!r}")
-            reqs.append(Requirement(self.string(e.get("key"), f"{epath}.key"), op, values))
-        return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
+T = TypeVar("T")
 
 
-def _meta(raw: Mapping[str, object], kind: str, namespaced: bool) -> tuple[ObjectRef, _Reader]:
+def _map(value: object, path: str) -> Mapping[str, object]:
+    return {} if value is None else mapping(value, path)
+
+
+def _seq(value: object, path: str) -> Sequence[object]:
+    return () if value is None else sequence(value, path)
+
+
+def _strings(value: object, path: str) -> tuple[str, ...]:
+    return tuple(string(v, f"{path}[{i}]") for i, v in enumerate(_seq(value, path)))
+
+
+def _str_map(value: object, path: str) -> dict[str, str]:
+    return {k: any_string(v, f"{path}.{k}") for k, v in _map(value, path).items()}
+
+
+def _int(value: object, path: str, lo: int, hi: int, default: int) -> int:
+    return default if value is None else integer(value, path, lo, hi)
+
+
+def _opt_int(value: object, path: str, lo: int, hi: int) -> int | None:
+    return None if value is None else integer(value, path, lo, hi)
+
+
+def _bool(value: object, path: str, default: bool) -> bool:
+    return default if value is None else boolean(value, path)
+
+
+def _opt_string(value: object, path: str) -> str | None:
+    return None if value is None else string(value, path)
+
+
+def _opt_ip(value: object, path: str) -> str | None:
+    return None if value is None else ip_address(value, path)
+
+
+def _selector(value: object, path: str) -> LabelSelector:
+    raw = _map(value, path)
+    labels = _str_map(raw.get("matchLabels"), f"{path}.matchLabels")
+    reqs: list[Requirement] = []
+    for i, expr in enumerate(_seq(raw.get("matchExpressions"), f"{path}.matchExpressions")):
+        epath = f"{path}.matchExpressions[{i}]"
+        e = _map(expr, epath)
+        op = string(e.get("operator"), f"{epath}.operator")
+        values = frozenset(_strings(e.get("values"), f"{epath}.values"))
+        if op in ("In", "NotIn") and not values:
+            raise FieldError(f"{epath}.values", f"must not be empty for {op}")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise FieldError(f"{epath}.values", f"must be empty for {op}")
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise FieldError(f"{epath}.operator", f"unknown operator {op!r}")
+        reqs.append(Requirement(string(e.get("key"), f"{epath}.key"), op, values))
+    return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
+
+
+def _ref(raw: Mapping[str, object], kind: str, namespaced: bool) -> ObjectRef:
     meta = raw.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
     namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
@@ -198,8 +176,22 @@ def _meta(raw: Mapping[str, object], kind: str, namespaced: bool) -> tuple[Objec
     ns = ""
     if namespaced:
         ns = namespace if isinstance(namespace, str) and namespace else "default"
-    ref = ObjectRef(kind, ns, name)
-    return ref, _Reader(ref)
+    return ObjectRef(kind, ns, name)
+
+
+def _view(
+    raw: Mapping[str, object],
+    kind: str,
+    read: Callable[[ObjectRef, Mapping[str, object]], T],
+    *,
+    namespaced: bool,
+) -> T:
+    """`read(ref, raw)`, its FieldError made an InvalidObjectError naming the object."""
+    ref = _ref(raw, kind, namespaced)
+    try:
+        return read(ref, raw)
+    except FieldError as err:
+        raise InvalidObjectError(ref, str(err)) from None
 
 
 # --- core objects -------------------------------------------------------------------------
@@ -219,23 +211,26 @@ class Node:
 
 
 def parse_node(raw: Mapping[str, object]) -> Node:
-    ref, r = _meta(raw, "Node", namespaced=False)
-    meta = r.mapping(raw.get("metadata"), "metadata")
-    spec = r.mapping(raw.get("spec"), "spec")
-    status = r.mapping(raw.get("status"), "status")
-    cidrs = r.strings(spec.get("podCIDRs"), "spec.podCIDRs")
+    return _view(raw, "Node", _read_node, namespaced=False)
+
+
+def _read_node(ref: ObjectRef, raw: Mapping[str, object]) -> Node:
+    meta = _map(raw.get("metadata"), "metadata")
+    spec = _map(raw.get("spec"), "spec")
+    status = _map(raw.get("status"), "status")
+    cidrs = _strings(spec.get("podCIDRs"), "spec.podCIDRs")
     if not cidrs and spec.get("podCIDR") is not None:
-        cidrs = (r.string(spec.get("podCIDR"), "spec.podCIDR"),)
-    pod_cidrs = tuple(r.cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
+        cidrs = (string(spec.get("podCIDR"), "spec.podCIDR"),)
+    pod_cidrs = tuple(prefix(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
     internal: list[str] = []
-    for i, a in enumerate(r.seq(status.get("addresses"), "status.addresses")):
-        addr = r.mapping(a, f"status.addresses[{i}]")
+    for i, a in enumerate(_seq(status.get("addresses"), "status.addresses")):
+        addr = _map(a, f"status.addresses[{i}]")
         if addr.get("type") == "InternalIP":
-            internal.append(r.ip(addr.get("address"), f"status.addresses[{i}].address"))
+            internal.append(ip_address(addr.get("address"), f"status.addresses[{i}].address"))
     return Node(
         ref=ref,
-        labels=r.str_map(meta.get("labels"), "metadata.labels"),
-        annotations=r.str_map(meta.get("annotations"), "metadata.annotations"),
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
         pod_cidrs=pod_cidrs,
         internal_ips=tuple(internal),
     )
@@ -261,47 +256,50 @@ class Service:
 
 
 def parse_service(raw: Mapping[str, object]) -> Service:
-    ref, r = _meta(raw, "Service", namespaced=True)
-    meta = r.mapping(raw.get("metadata"), "metadata")
-    spec = r.mapping(raw.get("spec"), "spec")
-    status = r.mapping(raw.get("status"), "status")
+    return _view(raw, "Service", _read_service, namespaced=True)
+
+
+def _read_service(ref: ObjectRef, raw: Mapping[str, object]) -> Service:
+    meta = _map(raw.get("metadata"), "metadata")
+    spec = _map(raw.get("spec"), "spec")
+    status = _map(raw.get("status"), "status")
     svc_type = spec.get("type") or "ClusterIP"
     if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-        raise r.fail("spec.type", f"unknown type {svc_type!r}")
-    raw_cluster = r.strings(spec.get("clusterIPs"), "spec.clusterIPs")
+        raise FieldError("spec.type", f"unknown type {svc_type!r}")
+    raw_cluster = _strings(spec.get("clusterIPs"), "spec.clusterIPs")
     if not raw_cluster and spec.get("clusterIP") is not None:
-        raw_cluster = (r.string(spec.get("clusterIP"), "spec.clusterIP"),)
+        raw_cluster = (string(spec.get("clusterIP"), "spec.clusterIP"),)
     headless = "None" in raw_cluster
     cluster_ips = (
         ()
         if headless
-        else tuple(r.ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(raw_cluster))
+        else tuple(ip_address(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(raw_cluster))
     )
     external = tuple(
-        r.ip(ip, f"spec.externalIPs[{i}]")
-        for i, ip in enumerate(r.seq(spec.get("externalIPs"), "spec.externalIPs"))
+        ip_address(ip, f"spec.externalIPs[{i}]")
+        for i, ip in enumerate(_seq(spec.get("externalIPs"), "spec.externalIPs"))
     )
-    lb = r.mapping(status.get("loadBalancer"), "status.loadBalancer")
+    lb = _map(status.get("loadBalancer"), "status.loadBalancer")
     lb_ips: list[str] = []
-    for i, ing in enumerate(r.seq(lb.get("ingress"), "status.loadBalancer.ingress")):
-        ingress = r.mapping(ing, f"status.loadBalancer.ingress[{i}]")
+    for i, ing in enumerate(_seq(lb.get("ingress"), "status.loadBalancer.ingress")):
+        ingress = _map(ing, f"status.loadBalancer.ingress[{i}]")
         if ingress.get("ip") is not None:
-            lb_ips.append(r.ip(ingress.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
+            lb_ips.append(ip_address(ingress.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
     etp = spec.get("externalTrafficPolicy") or "Cluster"
     itp = spec.get("internalTrafficPolicy") or "Cluster"
     for path, value in (("externalTrafficPolicy", etp), ("internalTrafficPolicy", itp)):
         if value not in ("Cluster", "Local"):
-            raise r.fail(f"spec.{path}", f"must be Cluster or Local, not {value!r}")
+            raise FieldError(f"spec.{path}", f"must be Cluster or Local, not {value!r}")
     return Service(
         ref=ref,
-        labels=r.str_map(meta.get("labels"), "metadata.labels"),
-        annotations=r.str_map(meta.get("annotations"), "metadata.annotations"),
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
         type=str(svc_type),
         cluster_ips=cluster_ips,
         headless=headless,
         external_ips=external,
         load_balancer_ips=tuple(lb_ips),
-        load_balancer_class=r.opt_string(spec.get("loadBalancerClass"), "spec.loadBalancerClass"),
+        load_balancer_class=_opt_string(spec.get("loadBalancerClass"), "spec.loadBalancerClass"),
         external_traffic_local=etp == "Local",
         internal_traffic_local=itp == "Local",
     )
@@ -327,25 +325,28 @@ class EndpointSlice:
 
 
 def parse_endpoint_slice(raw: Mapping[str, object]) -> EndpointSlice:
-    ref, r = _meta(raw, "EndpointSlice", namespaced=True)
-    meta = r.mapping(raw.get("metadata"), "metadata")
-    labels = r.str_map(meta.get("labels"), "metadata.labels")
+    return _view(raw, "EndpointSlice", _read_endpoint_slice, namespaced=True)
+
+
+def _read_endpoint_slice(ref: ObjectRef, raw: Mapping[str, object]) -> EndpointSlice:
+    meta = _map(raw.get("metadata"), "metadata")
+    labels = _str_map(meta.get("labels"), "metadata.labels")
     if SERVICE_NAME_LABEL not in labels:
-        raise r.fail(f"metadata.labels.{SERVICE_NAME_LABEL}", "missing")
+        raise FieldError(f"metadata.labels.{SERVICE_NAME_LABEL}", "missing")
     endpoints: list[Endpoint] = []
-    for i, e in enumerate(r.seq(raw.get("endpoints"), "endpoints")):
-        ep = r.mapping(e, f"endpoints[{i}]")
-        cond = r.mapping(ep.get("conditions"), f"endpoints[{i}].conditions")
+    for i, e in enumerate(_seq(raw.get("endpoints"), "endpoints")):
+        ep = _map(e, f"endpoints[{i}]")
+        cond = _map(ep.get("conditions"), f"endpoints[{i}].conditions")
         # discovery/v1: nil ready and nil serving mean true; nil terminating means false.
-        ready = r.boolean(cond.get("ready"), f"endpoints[{i}].conditions.ready", True)
-        serving = r.boolean(cond.get("serving"), f"endpoints[{i}].conditions.serving", ready)
-        terminating = r.boolean(
+        ready = _bool(cond.get("ready"), f"endpoints[{i}].conditions.ready", True)
+        serving = _bool(cond.get("serving"), f"endpoints[{i}].conditions.serving", ready)
+        terminating = _bool(
             cond.get("terminating"), f"endpoints[{i}].conditions.terminating", False
         )
         node = ep.get("nodeName")
         endpoints.append(
             Endpoint(
-                node_name=r.opt_string(node, f"endpoints[{i}].nodeName"),
+                node_name=_opt_string(node, f"endpoints[{i}].nodeName"),
                 ready=ready,
                 serving=serving,
                 terminating=terminating,
@@ -367,14 +368,17 @@ class Secret:
 
 
 def parse_secret(raw: Mapping[str, object]) -> Secret:
-    ref, r = _meta(raw, "Secret", namespaced=True)
+    return _view(raw, "Secret", _read_secret, namespaced=True)
+
+
+def _read_secret(ref: ObjectRef, raw: Mapping[str, object]) -> Secret:
     data: dict[str, str] = {}
-    for k, v in r.str_map(raw.get("data"), "data").items():
+    for k, v in _str_map(raw.get("data"), "data").items():
         try:
             data[k] = base64.b64decode(v, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise r.fail(f"data.{k}", "is not base64 of UTF-8 text") from None
-    data.update(r.str_map(raw.get("stringData"), "stringData"))  # as kubectl apply would
+            raise FieldError(f"data.{k}", "is not base64 of UTF-8 text") from None
+    data.update(_str_map(raw.get("stringData"), "stringData"))  # as kubectl apply would
     return Secret(ref=ref, data=data)
 
 
@@ -417,70 +421,75 @@ class BGPPeer:
 
 
 def parse_bgp_peer(raw: Mapping[str, object]) -> BGPPeer:
-    ref, r = _meta(raw, "BGPPeer", namespaced=False)
-    meta = r.mapping(raw.get("metadata"), "metadata")
-    spec = r.mapping(raw.get("spec"), "spec")
-    address = r.ip(spec.get("peerAddress"), "spec.peerAddress")
-    hold = r.integer(spec.get("holdTimeSeconds"), "spec.holdTimeSeconds", 0, 65535, 90)
+    return _view(raw, "BGPPeer", _read_bgp_peer, namespaced=False)
+
+
+def _read_bgp_peer(ref: ObjectRef, raw: Mapping[str, object]) -> BGPPeer:
+    meta = _map(raw.get("metadata"), "metadata")
+    spec = _map(raw.get("spec"), "spec")
+    address = ip_address(spec.get("peerAddress"), "spec.peerAddress")
+    hold = _int(spec.get("holdTimeSeconds"), "spec.holdTimeSeconds", 0, 65535, 90)
     if 0 < hold < 3:
-        raise r.fail("spec.holdTimeSeconds", "must be 0 or at least 3")
-    keepalive = r.integer(
+        raise FieldError("spec.holdTimeSeconds", "must be 0 or at least 3")
+    keepalive = _int(
         spec.get("keepaliveTimeSeconds"), "spec.keepaliveTimeSeconds", 0, 65535, hold // 3
     )
     if (hold == 0 and keepalive != 0) or (hold > 0 and not 0 < keepalive < hold):
-        raise r.fail("spec.keepaliveTimeSeconds", "must be below holdTimeSeconds (0 when it is 0)")
+        raise FieldError(
+            "spec.keepaliveTimeSeconds", "must be below holdTimeSeconds (0 when it is 0)"
+        )
     secret_ref: SecretKeyRef | None = None
     if spec.get("passwordSecretRef") is not None:
-        s = r.mapping(spec.get("passwordSecretRef"), "spec.passwordSecretRef")
+        s = _map(spec.get("passwordSecretRef"), "spec.passwordSecretRef")
         secret_ref = SecretKeyRef(
-            namespace=r.string(s.get("namespace"), "spec.passwordSecretRef.namespace"),
-            name=r.string(s.get("name"), "spec.passwordSecretRef.name"),
-            key=r.string(s.get("key"), "spec.passwordSecretRef.key"),
+            namespace=string(s.get("namespace"), "spec.passwordSecretRef.namespace"),
+            name=string(s.get("name"), "spec.passwordSecretRef.name"),
+            key=string(s.get("key"), "spec.passwordSecretRef.key"),
         )
-    gr = r.mapping(spec.get("gracefulRestart"), "spec.gracefulRestart")
-    families = r.strings(spec.get("families"), "spec.families") or (family_of(address),)
-    for i, fam in enumerate(families):
-        if fam not in FAMILIES:
-            raise r.fail(f"spec.families[{i}]", f"must be one of {sorted(FAMILIES)}")
+    gr = _map(spec.get("gracefulRestart"), "spec.gracefulRestart")
+    families = tuple(
+        one_of(f, f"spec.families[{i}]", FAMILIES)
+        for i, f in enumerate(_seq(spec.get("families"), "spec.families"))
+    ) or (family_of(address),)
     bfd: Bfd | None = None
     if spec.get("bfd") is not None:
-        b = r.mapping(spec.get("bfd"), "spec.bfd")
+        b = _map(spec.get("bfd"), "spec.bfd")
         lo, hi = BFD_INTERVALS
         bfd = Bfd(
-            min_tx=r.integer(b.get("minTxMilliseconds"), "spec.bfd.minTxMilliseconds", lo, hi,
-                             DEFAULT_BFD_INTERVAL),
-            min_rx=r.integer(b.get("minRxMilliseconds"), "spec.bfd.minRxMilliseconds", lo, hi,
-                             DEFAULT_BFD_INTERVAL),
-            multiplier=r.integer(b.get("multiplier"), "spec.bfd.multiplier", *BFD_MULTIPLIERS,
-                                 DEFAULT_BFD_MULTIPLIER),
+            min_tx=_int(b.get("minTxMilliseconds"), "spec.bfd.minTxMilliseconds", lo, hi,
+                        DEFAULT_BFD_INTERVAL),
+            min_rx=_int(b.get("minRxMilliseconds"), "spec.bfd.minRxMilliseconds", lo, hi,
+                        DEFAULT_BFD_INTERVAL),
+            multiplier=_int(b.get("multiplier"), "spec.bfd.multiplier", *BFD_MULTIPLIERS,
+                            DEFAULT_BFD_MULTIPLIER),
         )  # fmt: skip
-    source = spec.get("sourceAddress")
-    if source is not None and family_of(r.ip(source, "spec.sourceAddress")) != family_of(address):
-        raise r.fail("spec.sourceAddress", "must be of the same address family as peerAddress")
+    source = _opt_ip(spec.get("sourceAddress"), "spec.sourceAddress")
+    if source is not None and family_of(source) != family_of(address):
+        raise FieldError("spec.sourceAddress", "must be of the same address family as peerAddress")
     return BGPPeer(
         ref=ref,
-        labels=r.str_map(meta.get("labels"), "metadata.labels"),
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
         peer_address=address,
-        peer_asn=r.integer(spec.get("peerASN"), "spec.peerASN", 1, UINT32_MAX),
-        local_asn=r.opt_integer(spec.get("localASN"), "spec.localASN", 1, UINT32_MAX),
-        port=r.integer(spec.get("port"), "spec.port", 1, 65535, 179),
-        node_selector=r.selector(spec.get("nodeSelector"), "spec.nodeSelector"),
+        peer_asn=integer(spec.get("peerASN"), "spec.peerASN", 1, UINT32_MAX),
+        local_asn=_opt_int(spec.get("localASN"), "spec.localASN", 1, UINT32_MAX),
+        port=_int(spec.get("port"), "spec.port", 1, 65535, 179),
+        node_selector=_selector(spec.get("nodeSelector"), "spec.nodeSelector"),
         hold_time=hold,
         keepalive_time=keepalive,
-        connect_retry_time=r.integer(
+        connect_retry_time=_int(
             spec.get("connectRetryTimeSeconds"), "spec.connectRetryTimeSeconds", 1, 65535, 5
         ),
         password_secret_ref=secret_ref,
-        ebgp_multihop=r.integer(spec.get("ebgpMultihop"), "spec.ebgpMultihop", 1, 255, 1),
-        ttl_security=r.boolean(spec.get("ttlSecurity"), "spec.ttlSecurity", False),
-        passive=r.boolean(spec.get("passive"), "spec.passive", False),
-        source_address=None if source is None else r.ip(source, "spec.sourceAddress"),
-        graceful_restart=r.boolean(gr.get("enabled"), "spec.gracefulRestart.enabled", False),
-        restart_time=r.integer(
+        ebgp_multihop=_int(spec.get("ebgpMultihop"), "spec.ebgpMultihop", 1, 255, 1),
+        ttl_security=_bool(spec.get("ttlSecurity"), "spec.ttlSecurity", False),
+        passive=_bool(spec.get("passive"), "spec.passive", False),
+        source_address=source,
+        graceful_restart=_bool(gr.get("enabled"), "spec.gracefulRestart.enabled", False),
+        restart_time=_int(
             gr.get("restartTimeSeconds"), "spec.gracefulRestart.restartTimeSeconds", 0, 4095, 120
         ),
         families=tuple(sorted(set(families))),
-        max_prefixes=r.integer(spec.get("maxPrefixes"), "spec.maxPrefixes", 0, UINT32_MAX, 0),
+        max_prefixes=_int(spec.get("maxPrefixes"), "spec.maxPrefixes", 0, UINT32_MAX, 0),
         bfd=bfd,
     )
 
@@ -511,67 +520,48 @@ class BGPAdvertisement:
         return self.service_selector.matches(service.labels)
 
 
-def _community(r: _Reader, value: object, path: str) -> str:
-    text = r.string(value, path)
-    parts = text.split(":")
-    if text in WELL_KNOWN_COMMUNITIES or (
-        len(parts) == 2 and all(p.isdigit() and int(p) <= 0xFFFF for p in parts)
-    ):
-        return text if text in WELL_KNOWN_COMMUNITIES else ":".join(str(int(p)) for p in parts)
-    raise r.fail(path, f"{text!r} is not 'a:b' (16-bit each) or a well-known community")
-
-
-def _large_community(r: _Reader, value: object, path: str) -> str:
-    text = r.string(value, path)
-    parts = text.split(":")
-    if len(parts) == 3 and all(p.isdigit() and int(p) <= UINT32_MAX for p in parts):
-        return ":".join(str(int(p)) for p in parts)
-    raise r.fail(path, f"{text!r} is not 'a:b:c' (32-bit each)")
-
-
-def _each(
-    r: _Reader, value: object, path: str, item: Callable[[_Reader, object, str], str]
-) -> tuple[str, ...]:
-    return tuple(item(r, v, f"{path}[{i}]") for i, v in enumerate(r.seq(value, path)))
+def _each(value: object, path: str, item: Callable[[object, str], str]) -> tuple[str, ...]:
+    return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(_seq(value, path)))
 
 
 def parse_bgp_advertisement(raw: Mapping[str, object]) -> BGPAdvertisement:
-    ref, r = _meta(raw, "BGPAdvertisement", namespaced=False)
-    spec = r.mapping(raw.get("spec"), "spec")
-    kinds = r.strings(spec.get("serviceAddresses"), "spec.serviceAddresses")
+    return _view(raw, "BGPAdvertisement", _read_bgp_advertisement, namespaced=False)
+
+
+def _read_bgp_advertisement(ref: ObjectRef, raw: Mapping[str, object]) -> BGPAdvertisement:
+    spec = _map(raw.get("spec"), "spec")
+    kinds = _strings(spec.get("serviceAddresses"), "spec.serviceAddresses")
     for i, kind in enumerate(kinds):
         if kind not in SERVICE_ADDRESS_KINDS:
-            raise r.fail(f"spec.serviceAddresses[{i}]", f"must be one of {SERVICE_ADDRESS_KINDS}")
+            raise FieldError(
+                f"spec.serviceAddresses[{i}]", f"must be one of {SERVICE_ADDRESS_KINDS}"
+            )
     return BGPAdvertisement(
         ref=ref,
-        pod_cidrs=r.boolean(spec.get("podCIDRs"), "spec.podCIDRs", False),
+        pod_cidrs=_bool(spec.get("podCIDRs"), "spec.podCIDRs", False),
         service_addresses=frozenset(kinds),
-        service_selector=r.selector(spec.get("serviceSelector"), "spec.serviceSelector"),
-        namespaces=frozenset(r.strings(spec.get("namespaces"), "spec.namespaces")),
-        node_selector=r.selector(spec.get("nodeSelector"), "spec.nodeSelector"),
-        peer_selector=r.selector(spec.get("peerSelector"), "spec.peerSelector"),
-        aggregation_length_ipv4=r.integer(
+        service_selector=_selector(spec.get("serviceSelector"), "spec.serviceSelector"),
+        namespaces=frozenset(_strings(spec.get("namespaces"), "spec.namespaces")),
+        node_selector=_selector(spec.get("nodeSelector"), "spec.nodeSelector"),
+        peer_selector=_selector(spec.get("peerSelector"), "spec.peerSelector"),
+        aggregation_length_ipv4=_int(
             spec.get("aggregationLengthIPv4"), "spec.aggregationLengthIPv4", 0, 32, 32
         ),
-        aggregation_length_ipv6=r.integer(
+        aggregation_length_ipv6=_int(
             spec.get("aggregationLengthIPv6"), "spec.aggregationLengthIPv6", 0, 128, 128
         ),
         communities=tuple(
-            sorted(set(_each(r, spec.get("communities"), "spec.communities", _community)))
+            sorted(set(_each(spec.get("communities"), "spec.communities", community)))
         ),
         large_communities=tuple(
             sorted(
-                set(
-                    _each(
-                        r, spec.get("largeCommunities"), "spec.largeCommunities", _large_community
-                    )
-                )
+                set(_each(spec.get("largeCommunities"), "spec.largeCommunities", large_community))
             )
         ),
-        local_preference=r.opt_integer(
+        local_preference=_opt_int(
             spec.get("localPreference"), "spec.localPreference", 0, UINT32_MAX
         ),
-        med=r.opt_integer(spec.get("med"), "spec.med", 0, UINT32_MAX),
+        med=_opt_int(spec.get("med"), "spec.med", 0, UINT32_MAX),
     )
 
 
@@ -590,31 +580,34 @@ class LoadBalancerIPPool:
 
 
 def parse_load_balancer_ip_pool(raw: Mapping[str, object]) -> LoadBalancerIPPool:
-    ref, r = _meta(raw, "LoadBalancerIPPool", namespaced=False)
-    spec = r.mapping(raw.get("spec"), "spec")
+    return _view(raw, "LoadBalancerIPPool", _read_load_balancer_ip_pool, namespaced=False)
+
+
+def _read_load_balancer_ip_pool(ref: ObjectRef, raw: Mapping[str, object]) -> LoadBalancerIPPool:
+    spec = _map(raw.get("spec"), "spec")
     cidrs = tuple(
-        r.cidr(c, f"spec.cidrs[{i}]") for i, c in enumerate(r.seq(spec.get("cidrs"), "spec.cidrs"))
+        prefix(c, f"spec.cidrs[{i}]") for i, c in enumerate(_seq(spec.get("cidrs"), "spec.cidrs"))
     )
     ranges: list[tuple[str, str]] = []
-    for i, item in enumerate(r.seq(spec.get("ranges"), "spec.ranges")):
-        rng = r.mapping(item, f"spec.ranges[{i}]")
-        start = r.ip(rng.get("start"), f"spec.ranges[{i}].start")
-        end = r.ip(rng.get("end"), f"spec.ranges[{i}].end")
+    for i, item in enumerate(_seq(spec.get("ranges"), "spec.ranges")):
+        rng = _map(item, f"spec.ranges[{i}]")
+        start = ip_address(rng.get("start"), f"spec.ranges[{i}].start")
+        end = ip_address(rng.get("end"), f"spec.ranges[{i}].end")
         if family_of(start) != family_of(end):
-            raise r.fail(f"spec.ranges[{i}]", "start and end must be of one address family")
+            raise FieldError(f"spec.ranges[{i}]", "start and end must be of one address family")
         if int(ipaddress.ip_address(start)) > int(ipaddress.ip_address(end)):
-            raise r.fail(f"spec.ranges[{i}]", "start must not be after end")
+            raise FieldError(f"spec.ranges[{i}]", "start must not be after end")
         ranges.append((start, end))
     if not cidrs and not ranges:
-        raise r.fail("spec", "a pool needs at least one CIDR or range")
+        raise FieldError("spec", "a pool needs at least one CIDR or range")
     return LoadBalancerIPPool(
         ref=ref,
         cidrs=cidrs,
         ranges=tuple(ranges),
-        service_selector=r.selector(spec.get("serviceSelector"), "spec.serviceSelector"),
-        namespaces=frozenset(r.strings(spec.get("namespaces"), "spec.namespaces")),
-        auto_assign=r.boolean(spec.get("autoAssign"), "spec.autoAssign", True),
-        avoid_buggy_ips=r.boolean(spec.get("avoidBuggyIPs"), "spec.avoidBuggyIPs", False),
+        service_selector=_selector(spec.get("serviceSelector"), "spec.serviceSelector"),
+        namespaces=frozenset(_strings(spec.get("namespaces"), "spec.namespaces")),
+        auto_assign=_bool(spec.get("autoAssign"), "spec.autoAssign", True),
+        avoid_buggy_ips=_bool(spec.get("avoidBuggyIPs"), "spec.avoidBuggyIPs", False),
     )
 
 

@@ -29,13 +29,31 @@ raises `IpcError`. Its rules, where DESIGN.md leaves a choice:
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar, Final, Literal, TypeAlias
+from typing import ClassVar, Final, Literal, ParamSpec, TypeAlias, TypeVar
 
-from speaker.api.schema import Advertisement, DesiredState, SchemaError, parse_desired_state
+from speaker.api.fields import (
+    JSON,
+    FieldError,
+    Fields,
+    any_string,
+    boolean,
+    integer,
+    mapping,
+    number,
+    sequence,
+    type_name,
+)
+from speaker.api.fields import prefix as cidr_prefix
+from speaker.api.schema import (
+    Advertisement,
+    DesiredState,
+    parse_advertisement,
+    parse_desired_state,
+)
 
 PROTO: Final = 1
 DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
@@ -55,6 +73,32 @@ class IpcError(ValueError):
         self.want: Want = want
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _nacked(parse: Callable[P, R]) -> Callable[P, R]:
+    """A parser whose field errors become `IpcError`s (the reason names the key path)."""
+
+    @functools.wraps(parse)
+    def parse_or_nack(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return parse(*args, **kwargs)
+        except FieldError as err:
+            raise IpcError(str(err)) from None
+
+    return parse_or_nack
+
+
+def _fields(doc: object, path: str, keys: Sequence[str]) -> Fields:
+    """A message object: exactly `keys`, every one required."""
+    return Fields(doc, path, keys=keys, required=keys, words=JSON)
+
+
+def _counter(value: object, path: str) -> int:
+    return integer(value, path, 0, MAX_COUNTER)
+
+
 # --- values --------------------------------------------------------------------------------
 
 
@@ -69,9 +113,11 @@ class StateVersion:
         return {"epoch": self.epoch, "generation": self.generation}
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: object, path: str) -> StateVersion:
-        f = _Fields(doc, path, required=("epoch", "generation"))
-        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"))
+        f = _fields(doc, path, ("epoch", "generation"))
+        return cls(epoch=_counter(f.raw("epoch"), f.at("epoch")),
+                   generation=_counter(f.raw("generation"), f.at("generation")))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,17 +150,15 @@ class BfdStatus:
         }
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: object, path: str) -> BfdStatus:
-        f = _Fields(doc, path, required=("state", "since", "flaps", "lastDiagnostic", "bgpHeld"))
-        held = f.raw("bgpHeld")
-        if not isinstance(held, bool):
-            raise IpcError(f"{path}.bgpHeld: must be true or false, not {_type_name(held)}")
+        f = _fields(doc, path, ("state", "since", "flaps", "lastDiagnostic", "bgpHeld"))
         return cls(
-            state=f.string("state"),
-            since=f.optional_number("since"),
-            flaps=f.counter("flaps"),
-            last_diagnostic=f.optional_string("lastDiagnostic"),
-            bgp_held=held,
+            state=any_string(f.raw("state"), f.at("state")),
+            since=f.optional("since", number),
+            flaps=_counter(f.raw("flaps"), f.at("flaps")),
+            last_diagnostic=f.optional("lastDiagnostic", any_string),
+            bgp_held=boolean(f.raw("bgpHeld"), f.at("bgpHeld")),
         )
 
 
@@ -149,21 +193,19 @@ class PeerStatus:
         return doc
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: object, path: str) -> PeerStatus:
-        bfd: BfdStatus | None = None
-        if isinstance(doc, Mapping) and "bfd" in doc:  # optional, so outside _Fields
-            bfd = BfdStatus.from_json(doc["bfd"], f"{path}.bfd")
-            doc = {k: v for k, v in doc.items() if k != "bfd"}
-        f = _Fields(doc, path, required=_PEER_STATUS_KEYS)
+        # `bfd` is optional (a speaker before BFD sends none); every other key is required.
+        f = Fields(doc, path, (*_PEER_STATUS_KEYS, "bfd"), required=_PEER_STATUS_KEYS, words=JSON)
         return cls(
-            bfd=bfd,
-            name=f.string("name"),
-            address=f.string("address"),
-            state=f.string("state"),
-            since=f.optional_number("since"),
-            prefixes_advertised=f.counter("prefixesAdvertised"),
-            prefixes_received=f.counter("prefixesReceived"),
-            last_error=f.optional_string("lastError"),
+            bfd=f.optional("bfd", BfdStatus.from_json),
+            name=any_string(f.raw("name"), f.at("name")),
+            address=any_string(f.raw("address"), f.at("address")),
+            state=any_string(f.raw("state"), f.at("state")),
+            since=f.optional("since", number),
+            prefixes_advertised=_counter(f.raw("prefixesAdvertised"), f.at("prefixesAdvertised")),
+            prefixes_received=_counter(f.raw("prefixesReceived"), f.at("prefixesReceived")),
+            last_error=f.optional("lastError", any_string),
         )
 
 
@@ -194,11 +236,12 @@ class Hello:
         return {"type": self.TYPE, "proto": self.proto, "applied": applied}
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Hello:
-        f = _Fields(doc, "", required=("type", "proto", "applied"))
+        f = _fields(doc, "", ("type", "proto", "applied"))
         raw = f.raw("applied")
         return cls(
-            proto=f.counter("proto"),
+            proto=_counter(f.raw("proto"), "proto"),
             applied=None if raw is None else StateVersion.from_json(raw, "applied"),
         )
 
@@ -225,16 +268,19 @@ class Snapshot:
         }
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Snapshot:
-        f = _Fields(doc, "", required=("type", "epoch", "generation", "state"))
-        raw = f.raw("state")
-        if not isinstance(raw, Mapping):
-            raise IpcError(f"state: must be an object, not {_type_name(raw)}")
+        f = _fields(doc, "", ("type", "epoch", "generation", "state"))
+        raw = mapping(f.raw("state"), "state", JSON)
         try:
             state = parse_desired_state(raw)
-        except SchemaError as err:
-            raise IpcError(f"state.{err}" if err.path else f"state: {err}") from None
-        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"), state=state)
+        except FieldError as err:
+            raise FieldError(f"state.{err.path}" if err.path else "state", err.detail) from None
+        return cls(
+            epoch=_counter(f.raw("epoch"), "epoch"),
+            generation=_counter(f.raw("generation"), "generation"),
+            state=state,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -264,10 +310,17 @@ class Delta:
         }
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Delta:
-        f = _Fields(doc, "", required=("type", "epoch", "generation", "base", "add", "remove"))
-        add = tuple(_advertisement(raw, f"add[{i}]") for i, raw in enumerate(f.array("add")))
-        remove = tuple(_prefix(raw, f"remove[{i}]") for i, raw in enumerate(f.array("remove")))
+        f = _fields(doc, "", ("type", "epoch", "generation", "base", "add", "remove"))
+        add = tuple(
+            parse_advertisement(mapping(raw, f"add[{i}]", JSON), f"add[{i}]")
+            for i, raw in enumerate(sequence(f.raw("add"), "add", JSON))
+        )
+        remove = tuple(
+            cidr_prefix(raw, f"remove[{i}]")
+            for i, raw in enumerate(sequence(f.raw("remove"), "remove", JSON))
+        )
         seen: dict[str, str] = {}
         named = [(f"add[{i}]", a.prefix) for i, a in enumerate(add)]
         named += [(f"remove[{i}]", p) for i, p in enumerate(remove)]
@@ -276,9 +329,9 @@ class Delta:
                 raise IpcError(f"{path}: prefix {prefix} is also in {seen[prefix]}")
             seen[prefix] = path
         return cls(
-            epoch=f.counter("epoch"),
-            generation=f.counter("generation"),
-            base=f.counter("base"),
+            epoch=_counter(f.raw("epoch"), "epoch"),
+            generation=_counter(f.raw("generation"), "generation"),
+            base=_counter(f.raw("base"), "base"),
             add=add,
             remove=remove,
         )
@@ -294,8 +347,9 @@ class StatusRequest:
         return {"type": self.TYPE}
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> StatusRequest:
-        _Fields(doc, "", required=("type",))
+        _fields(doc, "", ("type",))
         return cls()
 
 
@@ -315,10 +369,12 @@ class Status:
         }
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Status:
-        f = _Fields(doc, "", required=("type", "peers", "applied"))
+        f = _fields(doc, "", ("type", "peers", "applied"))
         peers = tuple(
-            PeerStatus.from_json(raw, f"peers[{i}]") for i, raw in enumerate(f.array("peers"))
+            PeerStatus.from_json(raw, f"peers[{i}]")
+            for i, raw in enumerate(sequence(f.raw("peers"), "peers", JSON))
         )
         raw = f.raw("applied")
         return cls(
@@ -339,9 +395,13 @@ class Ack:
         return {"type": self.TYPE, "epoch": self.epoch, "generation": self.generation}
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Ack:
-        f = _Fields(doc, "", required=("type", "epoch", "generation"))
-        return cls(epoch=f.counter("epoch"), generation=f.counter("generation"))
+        f = _fields(doc, "", ("type", "epoch", "generation"))
+        return cls(
+            epoch=_counter(f.raw("epoch"), "epoch"),
+            generation=_counter(f.raw("generation"), "generation"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -357,12 +417,14 @@ class Nack:
         return {"type": self.TYPE, "reason": self.reason, "want": self.want}
 
     @classmethod
+    @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Nack:
-        f = _Fields(doc, "", required=("type", "reason", "want"))
+        f = _fields(doc, "", ("type", "reason", "want"))
         want = f.raw("want")
         if want is not None and want != WANT_SNAPSHOT:
             raise IpcError(f"want: must be 'snapshot' or null, not {want!r}")
-        return cls(reason=f.string("reason"), want=WANT_SNAPSHOT if want is not None else None)
+        reason = any_string(f.raw("reason"), "reason")
+        return cls(reason=reason, want=WANT_SNAPSHOT if want is not None else None)
 
 
 Request: TypeAlias = Snapshot | Delta | StatusRequest
@@ -431,7 +493,7 @@ def _decode_line(line: bytes, max_line: int) -> tuple[Mapping[str, object], str]
     except RecursionError:
         raise IpcError("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
-        raise IpcError(f"a message must be a JSON object, not {_type_name(doc)}")
+        raise IpcError(f"a message must be a JSON object, not {type_name(doc, JSON)}")
     kind = doc.get("type")
     if not isinstance(kind, str):
         raise IpcError("type: required, a string" if kind is None else "type: must be a string")
@@ -489,46 +551,8 @@ def apply_delta(state: DesiredState, delta: Delta) -> DesiredState:
 
 # --- helpers -------------------------------------------------------------------------------
 
-# A stand-in state to parse one advertisement with the schema's own rules. Peer names are
-# checked against the applied state in `apply_delta`, so they are taken out here.
+# A stand-in state to write advertisements with the schema's own rules.
 _STANDIN_ROUTER_ID: Final = "192.0.2.1"
-
-
-def _advertisement(raw: object, path: str) -> Advertisement:
-    if not isinstance(raw, Mapping):
-        raise IpcError(f"{path}: must be an object, not {_type_name(raw)}")
-    doc = dict(raw)
-    peers = doc.pop("peers", None)
-    try:
-        state = parse_desired_state(
-            {"routerId": _STANDIN_ROUTER_ID, "asn": 1, "advertisements": [doc]}
-        )
-    except SchemaError as err:
-        detail_path = err.path.removeprefix("advertisements[0]")
-        raise IpcError(f"{path}{detail_path}: {err.detail}") from None
-    adv = state.advertisements[0]
-    if "peers" not in raw:
-        return adv
-    if not isinstance(peers, list):
-        raise IpcError(f"{path}.peers: must be a list, not {_type_name(peers)}")
-    names: list[str] = []
-    for j, name in enumerate(peers):
-        if not isinstance(name, str) or not name:
-            raise IpcError(f"{path}.peers[{j}]: must be a non-empty string")
-        if name in names:
-            raise IpcError(f"{path}.peers[{j}]: duplicate {name!r}")
-        names.append(name)
-    return replace(adv, peers=tuple(sorted(names)))
-
-
-def _prefix(raw: object, path: str) -> str:
-    try:
-        state = parse_desired_state(
-            {"routerId": _STANDIN_ROUTER_ID, "asn": 1, "advertisements": [{"prefix": raw}]}
-        )
-    except SchemaError as err:
-        raise IpcError(f"{path}: {err.detail}") from None
-    return state.advertisements[0].prefix
 
 
 def advertisements_to_json(advertisements: Sequence[Advertisement]) -> list[object]:
@@ -540,73 +564,6 @@ def advertisements_to_json(advertisements: Sequence[Advertisement]) -> list[obje
     docs = standin.to_dict()["advertisements"]
     assert isinstance(docs, list)
     return docs
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-class _Fields:
-    """Reads one JSON object's keys, refusing unknown and missing ones."""
-
-    def __init__(self, doc: object, path: str, *, required: Sequence[str]) -> None:
-        if not isinstance(doc, Mapping):
-            raise IpcError(f"{path or 'message'}: must be an object, not {_type_name(doc)}")
-        for key in required:
-            if key not in doc:
-                raise IpcError(f"{self._at(path, key)}: required")
-        allowed = set(required)
-        for key in doc:
-            if key not in allowed:
-                raise IpcError(f"{self._at(path, str(key))}: unknown key")
-        self.doc: Mapping[str, object] = doc
-        self.path = path
-
-    @staticmethod
-    def _at(path: str, key: str) -> str:
-        return f"{path}.{key}" if path else key
-
-    def raw(self, key: str) -> object:
-        return self.doc[key]
-
-    def counter(self, key: str) -> int:
-        value = self.doc[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise IpcError(
-                f"{self._at(self.path, key)}: must be an integer, not {_type_name(value)}"
-            )
-        if not 0 <= value <= MAX_COUNTER:
-            raise IpcError(f"{self._at(self.path, key)}: must be between 0 and {MAX_COUNTER}")
-        return value
-
-    def string(self, key: str) -> str:
-        value = self.doc[key]
-        if not isinstance(value, str):
-            raise IpcError(f"{self._at(self.path, key)}: must be a string, not {_type_name(value)}")
-        return value
-
-    def optional_string(self, key: str) -> str | None:
-        return None if self.doc[key] is None else self.string(key)
-
-    def optional_number(self, key: str) -> float | None:
-        value = self.doc[key]
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise IpcError(
-                f"{self._at(self.path, key)}: must be a number or null, not {_type_name(value)}"
-            )
-        return float(value)
-
-    def array(self, key: str) -> list[object]:
-        value = self.doc[key]
-        if not isinstance(value, list):
-            raise IpcError(f"{self._at(self.path, key)}: must be an array, not {_type_name(value)}")
-        return value
 
 
 __all__ = [

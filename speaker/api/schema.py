@@ -24,30 +24,29 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final, TypeVar
+from typing import Final
+
+from speaker.api.communities import community as _community
+from speaker.api.communities import large_community as _large_community
+from speaker.api.fields import FieldError, one_of
+from speaker.api.fields import Fields as _Fields
+from speaker.api.fields import boolean as _bool
+from speaker.api.fields import integer as _int
+from speaker.api.fields import ip_address as _ip
+from speaker.api.fields import ipv4_address as _ipv4
+from speaker.api.fields import prefix as _prefix
+from speaker.api.fields import sequence as _list
+from speaker.api.fields import string as _str
+from speaker.api.fields import unique_strings as _str_list
 
 API_VERSION: Final = "kubgp.io/speaker/v1"
 
 FAMILY_IPV4: Final = "ipv4-unicast"
 FAMILY_IPV6: Final = "ipv6-unicast"
 FAMILIES: Final = frozenset({FAMILY_IPV4, FAMILY_IPV6})
-
-WELL_KNOWN_COMMUNITIES: Final = frozenset(
-    {
-        "no-export",
-        "no-advertise",
-        "no-export-subconfed",
-        "no-peer",
-        "blackhole",
-        "graceful-shutdown",
-        "llgr-stale",
-        "no-llgr",
-        "accept-own",
-    }
-)
 
 DEFAULT_PORT: Final = 179
 DEFAULT_HOLD_TIME: Final = 90
@@ -68,15 +67,14 @@ DEFAULT_MAX_PATHS: Final = 8
 MAX_MAX_PATHS: Final = 64
 IMPORT_ACTIONS: Final = ("accept", "reject")
 
+IPValue = (
+    ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | ipaddress.IPv6Network
+)
 
-class SchemaError(ValueError):
-    """A desired-state document that does not follow the schema; the message starts with the
-    key path (`peers[1].holdTime: ...`)."""
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.detail = message
+SchemaError = FieldError
+"""A desired-state document that does not follow the schema; the message starts with the key
+path (`peers[1].holdTime: ...`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,60 +307,7 @@ def _advertisement_to_dict(a: Advertisement) -> dict[str, object]:
     return doc
 
 
-# --- parsing -------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class _Fields:
-    """Reads the fields of one mapping, remembering which keys were used."""
-
-    def __init__(self, doc: object, path: str, allowed: Iterable[str]) -> None:
-        if not isinstance(doc, Mapping):
-            raise SchemaError(path, f"must be a mapping, not {_type_name(doc)}")
-        allowed_set = set(allowed)
-        for key in doc:
-            if not isinstance(key, str):
-                raise SchemaError(path, f"keys must be strings, not {key!r}")
-            if key not in allowed_set:
-                raise SchemaError(_join(path, key), "unknown key")
-        self.doc: Mapping[str, object] = doc
-        self.path = path
-
-    def at(self, key: str) -> str:
-        return _join(self.path, key)
-
-    def has(self, key: str) -> bool:
-        return key in self.doc
-
-    def raw(self, key: str) -> object:
-        return self.doc.get(key)
-
-    def required(self, key: str) -> object:
-        if key not in self.doc:
-            raise SchemaError(self.at(key), "required")
-        return self.doc[key]
-
-    def get(self, key: str, reader: Callable[[object, str], T], default: T) -> T:
-        if key not in self.doc:
-            return default
-        return reader(self.doc[key], self.at(key))
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _int(value: object, path: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SchemaError(path, f"must be an integer, not {_type_name(value)}")
-    if not lo <= value <= hi:
-        raise SchemaError(path, f"must be between {lo} and {hi}")
-    return value
+# --- parsing: the readers (_Fields, _int, _str, ...) are speaker.api.fields' ---------------------
 
 
 def _asn(value: object, path: str) -> int:
@@ -377,98 +322,15 @@ def _uint32(value: object, path: str) -> int:
     return _int(value, path, 0, UINT32_MAX)
 
 
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise SchemaError(path, f"must be true or false, not {_type_name(value)}")
-    return value
-
-
-def _str(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise SchemaError(path, f"must be a string, not {_type_name(value)}")
-    if not value:
-        raise SchemaError(path, "must not be empty")
-    return value
-
-
-def _list(value: object, path: str) -> Sequence[object]:
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise SchemaError(path, f"must be a list, not {_type_name(value)}")
-    return value
-
-
-def _ip(value: object, path: str) -> str:
-    text = _str(value, path)
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise SchemaError(path, f"must be an IPv4 or IPv6 address, not {text!r}") from None
-
-
-def _ipv4(value: object, path: str) -> str:
-    text = _str(value, path)
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise SchemaError(path, f"must be an IPv4 dotted quad, not {text!r}") from None
-
-
-def _prefix(value: object, path: str) -> str:
-    text = _str(value, path)
-    if "/" not in text:
-        raise SchemaError(path, f"must be a CIDR prefix (address/length), not {text!r}")
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise SchemaError(path, f"must be a CIDR prefix, not {text!r}") from None
-    if int(net.network_address) != int(ipaddress.ip_interface(text).ip):
-        raise SchemaError(path, f"{text!r} has host bits set; the prefix is {net}")
-    return str(net)
-
-
-def _community(value: object, path: str) -> str:
-    text = _str(value, path)
-    if text in WELL_KNOWN_COMMUNITIES:
-        return text
-    parts = text.split(":")
-    if len(parts) == 2 and all(p.isdigit() and int(p) <= UINT16_MAX for p in parts):
-        return f"{int(parts[0])}:{int(parts[1])}"
-    raise SchemaError(
-        path, f"must be 'a:b' (0..65535 each) or a well-known community name, not {text!r}"
-    )
-
-
-def _large_community(value: object, path: str) -> str:
-    text = _str(value, path)
-    parts = text.split(":")
-    if len(parts) == 3 and all(p.isdigit() and int(p) <= UINT32_MAX for p in parts):
-        return ":".join(str(int(p)) for p in parts)
-    raise SchemaError(path, f"must be 'a:b:c' (0..4294967295 each), not {text!r}")
-
-
-def _str_list(
-    value: object, path: str, item: Callable[[object, str], str], *, unique: bool = True
-) -> tuple[str, ...]:
-    items = _list(value, path)
-    out: list[str] = []
-    for i, v in enumerate(items):
-        parsed = item(v, f"{path}[{i}]")
-        if unique and parsed in out:
-            raise SchemaError(f"{path}[{i}]", f"duplicate {parsed!r}")
-        out.append(parsed)
-    return tuple(out)
-
-
 def _family(value: object, path: str) -> str:
-    text = _str(value, path)
-    if text not in FAMILIES:
-        raise SchemaError(path, f"must be one of {sorted(FAMILIES)}, not {text!r}")
-    return text
+    return one_of(value, path, FAMILIES)
 
 
-def family_of(address: str) -> str:
-    """The unicast family an address or prefix belongs to."""
-    return FAMILY_IPV6 if ":" in address else FAMILY_IPV4
+def family_of(address: str | IPValue) -> str:
+    """The unicast family of an address or prefix, as text or as an `ipaddress` value."""
+    if isinstance(address, str):
+        return FAMILY_IPV6 if ":" in address else FAMILY_IPV4
+    return FAMILY_IPV6 if address.version == 6 else FAMILY_IPV4
 
 
 def _listen(value: object, path: str) -> Listen:
@@ -679,7 +541,11 @@ _ADVERTISEMENT_KEYS = (
 )
 
 
-def _advertisement(value: object, path: str, peer_names: Mapping[str, Peer]) -> Advertisement:
+def parse_advertisement(
+    value: object, path: str, peer_names: Mapping[str, Peer] | None = None
+) -> Advertisement:
+    """One advertisement at `path`; its `peers` must be among `peer_names` unless that is None
+    (a delta's are checked against the applied state, speaker.api.ipc)."""
     f = _Fields(value, path, _ADVERTISEMENT_KEYS)
     prefix = _prefix(f.required("prefix"), f.at("prefix"))
     family = family_of(prefix)
@@ -687,7 +553,7 @@ def _advertisement(value: object, path: str, peer_names: Mapping[str, Peer]) -> 
     if f.has("peers"):
         peers = _str_list(f.raw("peers"), f.at("peers"), _str)
         for i, name in enumerate(peers):
-            if name not in peer_names:
+            if peer_names is not None and name not in peer_names:
                 raise SchemaError(f"{f.at('peers')}[{i}]", f"no peer named {name!r}")
         peers = tuple(sorted(peers))
     next_hop = "self"
@@ -740,7 +606,7 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         peers[peer.name] = peer
     advertisements: dict[str, Advertisement] = {}
     for i, raw in enumerate(_list(_or_empty(f.raw("advertisements")), "advertisements")):
-        adv = _advertisement(raw, f"advertisements[{i}]", peers)
+        adv = parse_advertisement(raw, f"advertisements[{i}]", peers)
         if adv.prefix in advertisements:
             raise SchemaError(f"advertisements[{i}].prefix", f"duplicate prefix {adv.prefix}")
         advertisements[adv.prefix] = adv

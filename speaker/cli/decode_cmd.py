@@ -15,6 +15,7 @@ import string
 import sys
 from typing import Any
 
+from speaker.api.communities import community_text
 from speaker.bgp.wire.attributes import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
@@ -28,7 +29,6 @@ from speaker.bgp.wire.attributes import (
     MpReachNlriAttribute,
     MpUnreachNlriAttribute,
     UnknownAttribute,
-    community_to_str,
 )
 from speaker.bgp.wire.capabilities import CAPABILITIES, Capability, UnknownCapability
 from speaker.bgp.wire.context import FAMILY_NAMES, DecodeContext, family_name
@@ -107,7 +107,7 @@ def attribute_json(attr: Attribute) -> dict[str, Any]:
         out["family"] = family_name(attr.family)
         out["withdrawn"] = _prefixes(attr.withdrawn, attr.afi, attr.path_ids)
     elif isinstance(attr, CommunitiesAttribute):
-        out["values"] = [community_to_str(v) for v in attr.values]
+        out["values"] = [community_text(v) for v in attr.values]
     elif isinstance(attr, UnknownAttribute):
         out["value"] = attr.value.hex()
     elif isinstance(attr, AsPathAttribute | As4PathAttribute):

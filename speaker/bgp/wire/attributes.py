@@ -314,44 +314,10 @@ class AggregatorAttribute(Attribute):
         return cls(asn, value[width:])
 
 
-class WellKnownCommunity(enum.IntEnum):
-    """IANA well-known communities (RFC 1997, 3765, 7999, 8326, 9494)."""
-
-    GRACEFUL_SHUTDOWN = 0xFFFF0000
-    ACCEPT_OWN = 0xFFFF0001
-    LLGR_STALE = 0xFFFF0006
-    NO_LLGR = 0xFFFF0007
-    BLACKHOLE = 0xFFFF029A
-    NO_EXPORT = 0xFFFFFF01
-    NO_ADVERTISE = 0xFFFFFF02
-    NO_EXPORT_SUBCONFED = 0xFFFFFF03
-    NOPEER = 0xFFFFFF04
-
-
-def community_to_str(value: int) -> str:
-    try:
-        return WellKnownCommunity(value).name.lower().replace("_", "-")
-    except ValueError:
-        return f"{value >> 16}:{value & 0xFFFF}"
-
-
-def community_from_str(text: str) -> int:
-    """'64512:100' or a well-known name ('no-export'); ValueError if neither."""
-    name = text.strip().upper().replace("-", "_")
-    if name in WellKnownCommunity.__members__:
-        return int(WellKnownCommunity[name])
-    high, sep, low = text.partition(":")
-    if not sep or not high.isdigit() or not low.isdigit():
-        raise ValueError(f"not a community: {text!r}")
-    a, b = int(high), int(low)
-    if a > 0xFFFF or b > 0xFFFF:
-        raise ValueError(f"community out of range: {text!r}")
-    return a << 16 | b
-
-
 @dataclass(frozen=True, slots=True)
 class CommunitiesAttribute(Attribute):
-    """COMMUNITIES (RFC 1997); malformed -> treat-as-withdraw (RFC 7606 §7.8)."""
+    """COMMUNITIES (RFC 1997), 32-bit values (their text forms: speaker.api.communities);
+    malformed -> treat-as-withdraw (RFC 7606 §7.8)."""
 
     TYPE: ClassVar[int] = 8
     FLAGS: ClassVar[int] = OPTIONAL | TRANSITIVE
@@ -587,13 +553,6 @@ class As4AggregatorAttribute(Attribute):
 
 
 LargeCommunity = tuple[int, int, int]
-
-
-def large_community_from_str(text: str) -> LargeCommunity:
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() and int(p) <= 0xFFFFFFFF for p in parts):
-        raise ValueError(f"not a large community: {text!r}")
-    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from speaker.api.communities import community_text
 from speaker.bgp.wire.attributes import (
     CommunitiesAttribute,
     LargeCommunitiesAttribute,
@@ -33,7 +34,6 @@ from speaker.bgp.wire.attributes import (
     MpUnreachNlriAttribute,
     MultiExitDiscAttribute,
     NextHopAttribute,
-    community_to_str,
 )
 from speaker.bgp.wire.capabilities import (
     GracefulRestartCapability,
@@ -244,7 +244,7 @@ def describe(message: Message) -> str:
             elif isinstance(attr, MpReachNlriAttribute):
                 parts.append(f"next hop {ipaddress.IPv6Address(attr.next_hop_global)}")
             elif isinstance(attr, CommunitiesAttribute):
-                parts.append("communities " + " ".join(map(community_to_str, attr.values)))
+                parts.append("communities " + " ".join(map(community_text, attr.values)))
             elif isinstance(attr, LargeCommunitiesAttribute):
                 parts.append("large " + " ".join("{}:{}:{}".format(*v) for v in attr.values))
             elif isinstance(attr, MultiExitDiscAttribute):

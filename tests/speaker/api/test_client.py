@@ -114,7 +114,15 @@ def test_client_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == str(
-        ["speaker", "speaker.api", "speaker.api.client", "speaker.api.ipc", "speaker.api.schema"]
+        [
+            "speaker",
+            "speaker.api",
+            "speaker.api.client",
+            "speaker.api.communities",
+            "speaker.api.fields",
+            "speaker.api.ipc",
+            "speaker.api.schema",
+        ]
     )
 
 

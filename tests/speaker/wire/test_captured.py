@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from speaker.api.communities import community_value, large_community_value
 from speaker.bgp.wire.attributes import (
     AS_SEQUENCE,
     EXTENDED_LENGTH,
@@ -29,8 +30,6 @@ from speaker.bgp.wire.attributes import (
     NextHopAttribute,
     Origin,
     OriginAttribute,
-    community_from_str,
-    large_community_from_str,
 )
 from speaker.bgp.wire.capabilities import (
     AddPathCapability,
@@ -351,8 +350,8 @@ def _expected(daemon: str, prefix: str) -> Seen:
         next_hop=NEXT_HOP6 if ":" in prefix else NEXT_HOP4,
         origin=Origin.IGP,
         as_path=((AS_SEQUENCE, (DAEMON_ASN,)),),  # 4-octet ASNs: both OPENs had capability 65
-        communities=tuple(sorted(community_from_str(c) for c in communities)),
-        large_communities=tuple(sorted(large_community_from_str(c) for c in large)),
+        communities=tuple(sorted(community_value(c) for c in communities)),
+        large_communities=tuple(sorted(large_community_value(c) for c in large)),
         med=med if med is not None else UNSET_MED[daemon],
     )
 
