@@ -73,7 +73,7 @@ class AgentMetrics:
         return 0.0 if got is None else got
 
 
-# --- the cluster controller (issue 9) ---------------------------------------------------------
+# --- the cluster controller ------------------------------------------------------------------
 
 
 class ClusterMetrics:

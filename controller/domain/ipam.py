@@ -7,7 +7,7 @@ is deterministic: the same Service, pools and ledger always give the same `Assig
 Service whose status already satisfies its request keeps it (restart-stable). Why a Service gets
 nothing is a `Failure` value, never only a log line.
 
-See docs/cluster-controller.md for the rules where the issue was silent.
+The allocation rules are tabled in docs/cluster-controller.md.
 """
 
 from __future__ import annotations
@@ -432,9 +432,6 @@ class Assignment:
     @property
     def texts(self) -> tuple[str, ...]:
         return tuple(str(a) for a in self.addresses)
-
-
-NOT_OURS: Final = Assignment(())
 
 
 def assign(service: LBService, pools: Sequence[Pool], ledger: Ledger) -> Assignment | None:

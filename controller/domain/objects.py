@@ -104,9 +104,6 @@ class LabelSelector:
         return all(r.matches(labels) for r in self.requirements)
 
 
-EVERYTHING: Final = LabelSelector()
-
-
 # --- reading fields: speaker.api.fields, a null field read as an absent one -------------------
 
 T = TypeVar("T")
