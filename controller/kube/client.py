@@ -100,6 +100,14 @@ def kopf_login(client: kubernetes.client.ApiClient) -> Callable[[], kopf.Connect
     return login
 
 
+def log_in_with(registry: kopf.OperatorRegistry, login: Callable[[], kopf.ConnectionInfo]) -> None:
+    """Have the operator of `registry` log in with `login` (`kopf_login(client)`, or a test's)."""
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return login()
+
+
 def get_json(
     client: kubernetes.client.ApiClient,
     path: str,

@@ -43,6 +43,7 @@ from controller.domain.peer_status import (
     parse_node_labels,
     parse_node_state,
 )
+from controller.kube.client import log_in_with
 from controller.kube.leader import LeaseConfig, LeaseElector
 
 logger = logging.getLogger(__name__)
@@ -173,10 +174,7 @@ def build_registry(
     ctl: ClusterController, login: Callable[[], kopf.ConnectionInfo]
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-
-    @kopf.on.login(registry=registry)
-    def _login(**_: Any) -> kopf.ConnectionInfo:
-        return login()
+    log_in_with(registry, login)
 
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:

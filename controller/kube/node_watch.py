@@ -39,7 +39,7 @@ import kubernetes
 from controller.agent.node_agent import NodeAgent
 from controller.agent.node_status import SessionEvent
 from controller.domain.reasons import ObjectRef
-from controller.kube.client import list_pages, path_for
+from controller.kube.client import list_pages, log_in_with, path_for
 
 log = logging.getLogger("kubgp.agent")
 
@@ -159,10 +159,7 @@ def build_registry(
     sweeper: Sweeper | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-
-    @kopf.on.login(registry=registry)
-    def _login(**_: Any) -> kopf.ConnectionInfo:
-        return login()
+    log_in_with(registry, login)
 
     for watched in WATCHED:
         _register(registry, agent, peer_uids, sweeper, watched)
