@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import shlex
 import shutil
@@ -24,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kopf
 import pytest
-from kubernetes.client import Configuration
 from kubernetes.config import incluster_config
 
 from testing.procs import Proc, free_port
@@ -333,19 +330,18 @@ def _project(ds: Manifest, root: Path) -> dict[str, Path]:
 def test_the_agents_kubernetes_client_and_kopf_find_the_projected_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The files the chart projects, where the in-cluster loaders of the agent's kubernetes
-    client and of kopf look: the agent's own api_client() and kopf.login_via_client (the
-    agent's login handler) log in with that token and CA. Only the file system root is moved
-    (to tmp_path); the paths are the libraries' own."""
-    from controller.kube import node_watch
+    """The files the chart projects, where the in-cluster loader of the agent's kubernetes
+    client looks: the agent's own client (controller.kube.client.api_client) and kopf's login
+    taken from it (kopf_login, the agent's login handler) use that token and CA. Only the file
+    system root is moved (to tmp_path); the paths are the library's own."""
+    from controller.kube.client import KubeConfigError, api_client, kopf_login
+    from controller.kube.user_agent import NODE_AGENT
 
-    # kopf's login sets the client library's default configuration: put it back afterwards.
-    monkeypatch.setattr(Configuration, "_default", getattr(Configuration, "_default", None))
     files = _project(_node(), tmp_path)
     token_file = incluster_config.SERVICE_TOKEN_FILENAME
     ca_file = incluster_config.SERVICE_CERT_FILENAME
     assert token_file in files and ca_file in files, sorted(files)
-    assert f"{SA_DIR}/namespace" in files  # kopf's login_with_service_account reads it too
+    assert f"{SA_DIR}/namespace" in files  # as the standard service-account volume has it
     monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(files[token_file]))
     monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(files[ca_file]))
     # What the kubelet sets in every container.
@@ -353,14 +349,13 @@ def test_the_agents_kubernetes_client_and_kopf_find_the_projected_token(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
 
-    client = node_watch.api_client()
+    client = api_client(NODE_AGENT)
     config = client.configuration
     assert config.host == "https://10.96.0.1:443"
     assert config.ssl_ca_cert == str(files[ca_file])
     assert config.get_api_key_with_prefix("BearerToken") == f"bearer {TOKEN}"
 
-    info = kopf.login_via_client(logger=logging.getLogger("test"), settings=kopf.OperatorSettings())
-    assert info is not None
+    info = kopf_login(client)()
     assert (info.server, info.token, info.ca_path) == (
         "https://10.96.0.1:443",
         TOKEN,
@@ -372,8 +367,8 @@ def test_the_agents_kubernetes_client_and_kopf_find_the_projected_token(
     monkeypatch.setattr(
         incluster_config, "SERVICE_TOKEN_FILENAME", str(empty / token_file.lstrip("/"))
     )
-    with pytest.raises(kopf.LoginError):
-        kopf.login_via_client(logger=logging.getLogger("test"), settings=kopf.OperatorSettings())
+    with pytest.raises(KubeConfigError):
+        api_client(NODE_AGENT)
 
 
 # --- 3. Secrets: by name by default --------------------------------------------------------
