@@ -39,7 +39,8 @@ def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
         env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: ingress(kube_api, "web") == ("203.0.113.0",), "web's address", 20)
+        # A cold process on a loaded 2-core machine: imports, election, kopf's first listing.
+        wait_for(lambda: ingress(kube_api, "web") == ("203.0.113.0",), "web's address", 60)
         lease = kube_api.get("Lease", "kubgp-cluster-controller", "kube-system")
         assert lease is not None and lease["spec"]["holderIdentity"] == "cli-1"
 
@@ -57,6 +58,8 @@ def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
                 assert (r.status, r.read().decode()) == (200, answer)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\ncontroller log:\n{log.read_text()}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
