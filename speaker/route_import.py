@@ -7,12 +7,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from speaker.api.communities import community_value, large_community_value
 from speaker.api.schema import DesiredState, Peer
 from speaker.api.schema import ImportRule as RuleDoc
 from speaker.bgp.rib.decision import PeerInfo
 from speaker.bgp.rib.loc_rib import LocRib, LocRibOptions, RouteChange
 from speaker.bgp.rib.policy import Action, ImportPolicy, ImportRule, PrefixMatch
-from speaker.bgp.wire.attributes import community_from_str, large_community_from_str
 from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, Family
 from speaker.bgp.wire.nlri import Prefix
 
@@ -39,17 +39,17 @@ def import_rule(doc: RuleDoc) -> ImportRule:
     return ImportRule(
         action=Action(doc.action),
         prefix=prefix,
-        communities=frozenset(community_from_str(c) for c in doc.communities),
-        large_communities=frozenset(large_community_from_str(c) for c in doc.large_communities),
+        communities=frozenset(community_value(c) for c in doc.communities),
+        large_communities=frozenset(large_community_value(c) for c in doc.large_communities),
         as_path_contains=frozenset(doc.as_path_contains),
         origin_asn=doc.origin_asn,
         set_local_preference=None if action_set is None else action_set.local_preference,
         add_communities=()
         if action_set is None
-        else tuple(community_from_str(c) for c in action_set.add_communities),
+        else tuple(community_value(c) for c in action_set.add_communities),
         add_large_communities=()
         if action_set is None
-        else tuple(large_community_from_str(c) for c in action_set.add_large_communities),
+        else tuple(large_community_value(c) for c in action_set.add_large_communities),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from speaker.api.communities import community_value, large_community_value
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.decision import PeerInfo
 from speaker.bgp.wire.attributes import (
@@ -19,8 +20,6 @@ from speaker.bgp.wire.attributes import (
     OriginatorIdAttribute,
     OriginAttribute,
     Segment,
-    community_from_str,
-    large_community_from_str,
 )
 from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST, Family
 from speaker.bgp.wire.nlri import Prefix, prefix_from_str
@@ -66,13 +65,13 @@ def path(
     if local_pref is not None:
         attrs.append(LocalPrefAttribute(local_pref))
     if communities:
-        attrs.append(CommunitiesAttribute(tuple(community_from_str(c) for c in communities)))
+        attrs.append(CommunitiesAttribute(tuple(community_value(c) for c in communities)))
     if originator is not None:
         attrs.append(OriginatorIdAttribute(rid(originator)))
     if clusters:
         attrs.append(ClusterListAttribute(tuple(rid(c) for c in clusters)))
     if large:
-        attrs.append(LargeCommunitiesAttribute(tuple(large_community_from_str(c) for c in large)))
+        attrs.append(LargeCommunitiesAttribute(tuple(large_community_value(c) for c in large)))
     return ReceivedPath(tuple(attrs), addr(next_hop))
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from speaker.api.communities import community_value, large_community_value
 from speaker.bgp.rib.policy import NO_MATCH, Action, ImportPolicy, ImportRule, PrefixMatch
 from speaker.bgp.rib.received_attributes import communities, large_communities, local_pref
-from speaker.bgp.wire.attributes import community_from_str, large_community_from_str
 from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6
 from speaker.bgp.wire.nlri import prefix_from_int
 from tests.speaker.rib.paths import path, pfx
@@ -138,7 +138,7 @@ def test_prefix_match_agrees_with_ipaddress(
 def test_communities_match(
     wanted: tuple[str, ...], carried: tuple[str, ...], matches: bool
 ) -> None:
-    rule = ImportRule(action=ACCEPT, communities=frozenset(community_from_str(c) for c in wanted))
+    rule = ImportRule(action=ACCEPT, communities=frozenset(community_value(c) for c in wanted))
     received = path(communities=carried)
     assert (verdict_of(ImportPolicy([rule]), "10.0.0.0/8", received) == 0) is matches
 
@@ -158,7 +158,7 @@ def test_large_communities_match(
 ) -> None:
     rule = ImportRule(
         action=ACCEPT,
-        large_communities=frozenset(large_community_from_str(c) for c in wanted),
+        large_communities=frozenset(large_community_value(c) for c in wanted),
     )
     received = path(large=carried)
     assert (verdict_of(ImportPolicy([rule]), "10.0.0.0/8", received) == 0) is matches
@@ -205,7 +205,7 @@ def test_all_conditions_of_a_rule_must_hold() -> None:
     rule = ImportRule(
         action=ACCEPT,
         prefix=pm("10.0.0.0/8", le=24),
-        communities=frozenset({community_from_str("65000:10")}),
+        communities=frozenset({community_value("65000:10")}),
         origin_asn=65009,
     )
     policy = ImportPolicy([rule])
@@ -235,7 +235,7 @@ def test_first_match_wins() -> None:
 def test_reject_rule_stops_a_later_accept_for_matching_communities_only() -> None:
     policy = ImportPolicy(
         [
-            ImportRule(action=REJECT, communities=frozenset({community_from_str("65000:666")})),
+            ImportRule(action=REJECT, communities=frozenset({community_value("65000:666")})),
             ImportRule(action=ACCEPT),
         ]
     )
@@ -247,16 +247,16 @@ def test_actions_set_local_pref_and_add_communities() -> None:
     rule = ImportRule(
         action=ACCEPT,
         set_local_preference=200,
-        add_communities=(community_from_str("65000:1"), community_from_str("65000:2")),
-        add_large_communities=(large_community_from_str("65000:0:1"),),
+        add_communities=(community_value("65000:1"), community_value("65000:2")),
+        add_large_communities=(large_community_value("65000:0:1"),),
     )
     received = path(local_pref=70, communities=("65000:2", "1:1"))
     v = ImportPolicy([rule]).evaluate(AFI_IPV4, pfx("10.0.0.0/8"), received)
     assert v.path is not None
     attrs = v.path.attributes
     assert local_pref(attrs) == 200
-    assert communities(attrs) == tuple(community_from_str(c) for c in ("65000:2", "1:1", "65000:1"))
-    assert large_communities(attrs) == (large_community_from_str("65000:0:1"),)
+    assert communities(attrs) == tuple(community_value(c) for c in ("65000:2", "1:1", "65000:1"))
+    assert large_communities(attrs) == (large_community_value("65000:0:1"),)
     assert [a.type_code for a in attrs] == sorted(a.type_code for a in attrs)
     assert sum(1 for a in attrs if a.type_code == 5) == 1
     assert v.path.next_hop == received.next_hop

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from speaker.api.communities import community_value
 from speaker.api.schema import parse_desired_state
 from speaker.bgp.rib.loc_rib import LocRib
 from speaker.bgp.rib.next_hop import ResolverRoute, RoutingTableResolver
 from speaker.bgp.rib.received_attributes import communities, local_pref
-from speaker.bgp.wire.attributes import community_from_str
 from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, IPV4_UNICAST
 from speaker.route_import import (
     fib_changes,
@@ -70,7 +70,7 @@ def test_the_documents_rules_decide_as_written() -> None:
     tor_a = next(p for p in state.peers if p.name == "tor-a")
     v = import_policy(tor_a).evaluate(AFI_IPV4, pfx("10.1.0.0/16"), path(communities=("65000:10",)))
     assert v.path is not None and local_pref(v.path.attributes) == 200
-    assert community_from_str("64512:1") in communities(v.path.attributes)
+    assert community_value("64512:1") in communities(v.path.attributes)
 
 
 def test_a_peer_without_rules_accepts_nothing() -> None:
