@@ -172,9 +172,9 @@ def items(value: object, path: str, item: Reader[T], words: Words = YAML) -> tup
     return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(sequence(value, path, words)))
 
 
-def unique_strings(value: object, path: str, item: Reader[str]) -> tuple[str, ...]:
-    """A list of strings read by `item`, none twice."""
-    out: list[str] = []
+def unique(value: object, path: str, item: Reader[T]) -> tuple[T, ...]:
+    """A list read item by item (`path[i]`), no value twice."""
+    out: list[T] = []
     for i, v in enumerate(sequence(value, path)):
         parsed = item(v, f"{path}[{i}]")
         if parsed in out:

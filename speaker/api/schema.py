@@ -31,7 +31,7 @@ from typing import Final
 
 from speaker.api.communities import community as _community
 from speaker.api.communities import large_community as _large_community
-from speaker.api.fields import FieldError, one_of
+from speaker.api.fields import FieldError, one_of, unique
 from speaker.api.fields import Fields as _Fields
 from speaker.api.fields import boolean as _bool
 from speaker.api.fields import integer as _int
@@ -40,7 +40,7 @@ from speaker.api.fields import ipv4_address as _ipv4
 from speaker.api.fields import prefix as _prefix
 from speaker.api.fields import sequence as _list
 from speaker.api.fields import string as _str
-from speaker.api.fields import unique_strings as _str_list
+from speaker.api.fields import unique as _str_list
 
 API_VERSION: Final = "kubgp.io/speaker/v1"
 
@@ -496,13 +496,7 @@ def _import_rule(value: object, path: str) -> ImportRule:
 
 
 def _asn_list(value: object, path: str) -> tuple[int, ...]:
-    out: list[int] = []
-    for i, v in enumerate(_list(value, path)):
-        asn = _asn(v, f"{path}[{i}]")
-        if asn in out:
-            raise SchemaError(f"{path}[{i}]", f"duplicate {asn}")
-        out.append(asn)
-    return tuple(out)
+    return unique(value, path, _asn)
 
 
 def _import_rules(value: object, path: str) -> tuple[ImportRule, ...]:
