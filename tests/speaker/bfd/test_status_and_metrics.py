@@ -38,8 +38,14 @@ def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> No
             assert value("kubgp_bfd_session_state", peer="b", address=address, state="Up") == 1.0
             assert value("kubgp_bfd_session_state", peer="b", address=address, state="Init") == 0
             assert value("kubgp_bfd_bgp_held", peer="b") == 0.0
-            await until("fast", lambda: value("kubgp_bfd_tx_interval_seconds", peer="b") == 0.2)
-            assert value("kubgp_bfd_detection_time_seconds", peer="b") == pytest.approx(0.6)
+            # Both directions leave the slow (1 s) timers once each Poll has its Final.
+            await until(
+                "fast timers both ways",
+                lambda: (
+                    value("kubgp_bfd_tx_interval_seconds", peer="b") == 0.2
+                    and value("kubgp_bfd_detection_time_seconds", peer="b") == pytest.approx(0.6)
+                ),
+            )
             with monkeypatch.context() as m:
                 _silence(m, pair.responder, "a")
                 await until("held", lambda: value("kubgp_bfd_bgp_held", peer="b") == 1.0)
