@@ -11,6 +11,7 @@ from speaker.bgp.session.fsm import (
     State,
     collision_keeps_outgoing,
 )
+from speaker.bgp.session.inbound import Outcome
 from speaker.bgp.wire.attributes import AsPathAttribute, OriginAttribute
 from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST, Family
 from speaker.bgp.wire.errors import CeaseSubcode, ErrorCode, OPENMessageErrorSubcode
@@ -324,7 +325,7 @@ def test_ebgp_path_not_starting_with_the_peer_as_is_treated_as_withdraw() -> Non
     foreign = PathAttributes((OriginAttribute(0), AsPathAttribute.sequence(65099, 65001)))
     wire.feed(a, a.set_routes(table(hosts(3)[:2], foreign)))
     assert b.rib_in.count(IPV4_UNICAST) == 0  # two treated as withdraw, one withdrawn
-    assert b.withdrawn_first_as == 1 and b.state is State.Established
+    assert b.inbound.counts.updates[Outcome.TreatAsWithdraw] == 1 and b.state is State.Established
 
 
 def test_hold_time_of_one_or_two_seconds_is_unacceptable() -> None:
