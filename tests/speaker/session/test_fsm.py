@@ -5,6 +5,7 @@ from __future__ import annotations
 from speaker.bgp.rib.adj_rib_out import PathAttributes
 from speaker.bgp.session.fsm import (
     IdleReason,
+    RouteRefreshServed,
     Send,
     Session,
     SessionConfig,
@@ -187,6 +188,21 @@ def test_route_refresh_resends_the_family() -> None:
     assert conn is not None
     wire.feed(b, [Send(conn.id, RouteRefresh(afi=2, safi=1).encode())])
     assert [type(m) for m in wire.messages(a)] == [] and a.refreshes_served == 1
+
+
+def test_route_refresh_served_names_the_family_and_what_was_resent_for_it() -> None:
+    both = frozenset({IPV4_UNICAST, IPV6_UNICAST})
+    wire, a, b = pair(a_kw={"families": both}, b_kw={"families": both})
+    v6 = prefix_from_int(0x20010DB8 << 96, 64, 128)
+    wire.feed(
+        a, a.set_routes({IPV4_UNICAST: dict.fromkeys(hosts(5), ATTRS), IPV6_UNICAST: {v6: ATTRS}})
+    )
+    wire.sent.clear()
+    wire.feed(b, b.request_refresh(IPV6_UNICAST))
+    served = [e for e in wire.of(a) if isinstance(e, RouteRefreshServed)]
+    assert served == [RouteRefreshServed(IPV6_UNICAST, 1)]
+    resent = [m for m in wire.messages(a) if isinstance(m, Update)]
+    assert [m.mp_reach.nlri for m in resent if m.mp_reach] == [(v6,)] and len(resent) == 1
 
 
 def test_bad_peer_as_is_rejected_and_the_notification_is_not_answered() -> None:
