@@ -87,7 +87,8 @@ class AdjRibIn:
         else:
             if table is None:
                 table = self.routes[family] = {}
-            table.update(dict.fromkeys(prefixes, path))
+            for prefix in prefixes:
+                table[prefix] = path
         stale = self.stale.get(family)
         if stale:
             stale.difference_update(prefixes)
