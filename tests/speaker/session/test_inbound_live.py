@@ -5,32 +5,21 @@ logs the first one, counts them in its metrics and stays Established."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from testing.routers.gobgp import GoBGP
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec
 from testing.speaker_proc import SpeakerProcess
+from tests.speaker.control.test_metrics import Samples, _scrape
 
 pytestmark = pytest.mark.lab
 
 LOCAL_ASN = 64512
 OVERRIDE_ASN = 64600  # the second session's localAsn
 NH = "192.0.2.77"
-
-
-def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def _peer(name: str, tor: GoBGP, me: str, **kw: object) -> dict[str, object]:
@@ -76,11 +65,11 @@ def test_routes_through_our_own_as_are_ignored_logged_once_and_counted(
     _add(tor2, "10.9.4.0/24", 65010, LOCAL_ASN)  # not this session's AS: kept
     _add(tor2, "10.9.5.0/24", OVERRIDE_ASN)  # this session's AS: a loop
 
-    def received(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], peer: str) -> float:
+    def received(m: Samples, peer: str) -> float:
         return m.get(("kubgp_bgp_prefixes_received", (("family", "ipv4-unicast"),
                                                       ("peer", peer))), -1)  # fmt: skip
 
-    def loops(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], peer: str) -> float:
+    def loops(m: Samples, peer: str) -> float:
         key = ("kubgp_bgp_update_outcome_prefixes_total", (("outcome", "as-loop"), ("peer", peer)))
         return m.get(key, -1)
 
