@@ -89,11 +89,12 @@ class AdjRibIn:
                 table = self.routes[family] = {}
             for prefix in prefixes:
                 table[prefix] = path
-        stale = self.stale.get(family)
-        if stale:
-            stale.difference_update(prefixes)
-            if not stale:
-                del self.stale[family]
+        if self.stale:
+            stale = self.stale.get(family)
+            if stale:
+                stale.difference_update(prefixes)
+                if not stale:
+                    del self.stale[family]
         return RibInChanged(family, prefixes, path)
 
     def mark_stale(self, kept: Collection[Family]) -> list[RibInEvent]:

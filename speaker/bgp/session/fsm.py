@@ -178,6 +178,7 @@ class _Conn:
     framer: Framer = field(default_factory=Framer)
     remote_open: Open | None = None
     negotiated: Negotiated | None = None
+    families: frozenset[Family] = frozenset()  # negotiated and configured
     hold_at: float | None = None
     keepalive_at: float | None = None
     hold_time: int = 0
@@ -242,8 +243,8 @@ class Session:
     @property
     def families(self) -> frozenset[Family]:
         """Families both sides negotiated and we are configured for (empty unless Established)."""
-        neg = self.negotiated
-        return frozenset() if neg is None else neg.families & self.config.families
+        conn = self.established
+        return frozenset() if conn is None else conn.families
 
     @property
     def rib_out(self) -> AdjRibOut:
@@ -715,6 +716,7 @@ class Session:
                 return
         neg = negotiate(self._local_open, opened, ebgp=self.config.ebgp)
         conn.negotiated = neg
+        conn.families = neg.families & self.config.families
         conn.hold_time = neg.hold_time
         conn.keepalive_time = (
             max(1, min(self.config.keepalive_time or neg.hold_time // 3, neg.hold_time // 3))
@@ -765,7 +767,7 @@ class Session:
             self.eor_received.add(family)
             out += self.gr.on_end_of_rib(family)
             return
-        out += self.inbound.receive(update, body, self.families, self.rib_in)
+        out += self.inbound.receive(update, body, conn.families, self.rib_in)
         limit = self.config.max_prefixes
         if limit and len(self.rib_in) > limit:
             # RFC 4486 §4: AFI, SAFI and the upper bound.

@@ -37,9 +37,11 @@ from speaker.bgp.session.config import SessionConfig
 from speaker.bgp.wire.attributes import (
     AS_SEQUENCE,
     AS_SET,
+    Attribute,
     MpReachNlriAttribute,
     MpUnreachNlriAttribute,
     NextHopAttribute,
+    Segment,
 )
 from speaker.bgp.wire.context import IPV4_UNICAST, Family, family_name
 from speaker.bgp.wire.errors import ErrorAction, Problem, code_name, subcode_name
@@ -96,11 +98,14 @@ def _nonempty(runs: list[tuple[Family, tuple[Prefix, ...]]]) -> Nlri:
 class Inbound:
     """The inbound checks of one session (its `SessionConfig`), and what they counted."""
 
-    __slots__ = ("config", "counts")
+    __slots__ = ("_ebgp", "_local", "_peer", "config", "counts")
 
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
         self.counts = OutcomeCounts(Counter(), Counter())
+        self._ebgp = config.ebgp
+        self._local = config.local_asn
+        self._peer = config.peer_asn
 
     def receive(
         self, update: Update, body: bytes, families: frozenset[Family], rib_in: AdjRibIn
@@ -109,15 +114,19 @@ class Inbound:
         out: list[UpdateOutcome | RibInChanged] = []
         withdrawn: list[tuple[Family, tuple[Prefix, ...]]] = []
         announced: list[tuple[Family, tuple[Prefix, ...]]] = []
+        ignored: list[tuple[Family, tuple[Prefix, ...]]] = []
+        attrs: list[Attribute] = []  # what the routes keep: all but MP_*
         reach: MpReachNlriAttribute | None = None
         if update.withdrawn:
             withdrawn.append((IPV4_UNICAST, update.withdrawn))
         for attr in update.attributes:
-            if isinstance(attr, MpUnreachNlriAttribute):
+            if isinstance(attr, MpReachNlriAttribute):
+                reach = attr
+            elif isinstance(attr, MpUnreachNlriAttribute):
                 if attr.withdrawn:
                     withdrawn.append((attr.family, attr.withdrawn))
-            elif isinstance(attr, MpReachNlriAttribute):
-                reach = attr
+            else:
+                attrs.append(attr)
         if update.nlri:
             announced.append((IPV4_UNICAST, update.nlri))
         if reach is not None and reach.nlri:
@@ -125,42 +134,54 @@ class Inbound:
 
         if update.problems:
             self._decoder_outcomes(out, update, body, withdrawn, announced)
-        if any(f not in families for f, _ in withdrawn) or any(
-            f not in families for f, _ in announced
-        ):
-            ignored = [r for r in withdrawn + announced if r[0] not in families]
+        for runs in (withdrawn, announced):
+            for run in runs:
+                if run[0] not in families:
+                    ignored.append(run)
+        if ignored:
             withdrawn = [r for r in withdrawn if r[0] in families]
             announced = [r for r in announced if r[0] in families]
             names = ", ".join(family_name(f) for f in sorted({f for f, _ in ignored}))
             why = f"{names} not negotiated on this session"
             self._report(out, Outcome.FamilyNotNegotiated, body, tuple(ignored), why)
         if announced:
-            error = self._first_as_error(update) if self.config.ebgp else None
-            outcome = Outcome.TreatAsWithdraw
-            if error is None:
-                error = self._loop_error(update)
-                outcome = Outcome.AsLoop
-            if error is not None:
-                self._report(out, outcome, body, tuple(announced), error)
+            refused = self._path_error(update.as_path())
+            if refused is not None:
+                self._report(out, refused[0], body, tuple(announced), refused[1])
                 withdrawn += announced
                 announced = []
 
         for family, prefixes in withdrawn:
             out.append(rib_in.set(family, prefixes, None))
         if announced:
-            attrs = tuple(
-                a
-                for a in update.attributes
-                if not isinstance(a, MpReachNlriAttribute | MpUnreachNlriAttribute)
-            )
+            kept = tuple(attrs)
             for family, prefixes in announced:
                 if reach is not None and family == reach.family:
                     next_hop: bytes | None = reach.next_hop_global
                 else:
                     nh = update.attribute(NextHopAttribute.TYPE)
                     next_hop = nh.address if isinstance(nh, NextHopAttribute) else None
-                out.append(rib_in.set(family, prefixes, ReceivedPath(attrs, next_hop)))
+                out.append(rib_in.set(family, prefixes, ReceivedPath(kept, next_hop)))
         return out
+
+    def _path_error(self, path: tuple[Segment, ...]) -> tuple[Outcome, str] | None:
+        """Why the routes of an AS path are not taken, if they are not: from an external peer
+        the leftmost AS must be the peer's (RFC 4271 §6.3; treat-as-withdraw, RFC 7606 §7.2);
+        a path through our own AS is a loop (RFC 4271 §9.1.2)."""
+        if self._ebgp:
+            peer = self._peer
+            if not path or path[0][0] != AS_SEQUENCE or not path[0][1]:
+                why = f"AS path does not start with the peer's AS {peer} (RFC 4271 §6.3)"
+                return Outcome.TreatAsWithdraw, why
+            first = path[0][1][0]
+            if first != peer:
+                why = f"AS path starts with AS {first}, not the peer's AS {peer} (RFC 4271 §6.3)"
+                return Outcome.TreatAsWithdraw, why
+        local = self._local
+        for kind, asns in path:
+            if local in asns and kind in (AS_SEQUENCE, AS_SET):
+                return Outcome.AsLoop, f"AS path holds our own AS {local} (loop, RFC 4271 §9.1.2)"
+        return None
 
     def _report(
         self,
@@ -191,25 +212,6 @@ class Inbound:
             errors = [problem_text(p) for p in update.problems if p.action is action]
             if errors:
                 self._report(out, outcome, body, _nonempty(nlri), "; ".join(errors))
-
-    def _first_as_error(self, update: Update) -> str | None:
-        """RFC 4271 §6.3: from an external peer, the leftmost AS must be the peer's."""
-        path = update.as_path()
-        peer = self.config.peer_asn
-        if not path or path[0][0] != AS_SEQUENCE or not path[0][1]:
-            return f"AS path does not start with the peer's AS {peer} (RFC 4271 §6.3)"
-        first = path[0][1][0]
-        if first != peer:
-            return f"AS path starts with AS {first}, not the peer's AS {peer} (RFC 4271 §6.3)"
-        return None
-
-    def _loop_error(self, update: Update) -> str | None:
-        """RFC 4271 §9.1.2: a path through our own AS is a loop."""
-        local = self.config.local_asn
-        for kind, asns in update.as_path():
-            if kind in (AS_SEQUENCE, AS_SET) and local in asns:
-                return f"AS path holds our own AS {local} (loop, RFC 4271 §9.1.2)"
-        return None
 
 
 __all__ = ["Inbound", "Outcome", "OutcomeCounts", "UpdateOutcome", "problem_text"]
