@@ -8,7 +8,8 @@ graceful restart's and never comes here) through, in order:
    attribute is absent. Each is reported (RFC 7606 §6: the error, the NLRI and the UPDATE must
    be logged).
 2. Families: NLRI, announced or withdrawn, of a family the session did not negotiate are
-   ignored (RFC 4760 §7 lets a speaker that did not advertise a family drop it).
+   ignored (RFC 4760 §8, RFC 5492 §3: a family is exchanged only when both sides advertised
+   it).
 3. From an external peer, the leftmost AS must be the peer's (RFC 4271 §6.3); a path that
    fails is treat-as-withdraw (RFC 7606 §7.2), reported as one.
 4. AS loop (RFC 4271 §9.1.2): a path that holds the session's local ASN (`SessionConfig.
