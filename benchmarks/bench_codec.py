@@ -1,9 +1,10 @@
 """Codec throughput: decode and encode host routes sharing one attribute set.
 
 Decode is `Framer` + `decode_message` over the whole stream of UPDATEs; encode is
-`UpdateBuilder.announce` from `(length, octets)` prefixes to wire bytes. The ceiling is a bare
-Python loop that walks the same NLRI bytes prefix by prefix and slices each one out, the least
-any Python decoder must do.
+`UpdateBuilder.announce` from `(length, octets)` prefixes to wire bytes. The yardstick is a
+bare Python loop that walks the same NLRI bytes prefix by prefix and slices each one out, the
+least a prefix-by-prefix decoder must do; the decoder slices a run of host routes (one
+whole-octet length) in one pass and can beat it there.
 """
 
 from __future__ import annotations

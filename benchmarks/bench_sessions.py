@@ -1,4 +1,4 @@
-"""Sessions (issue 5): how fast a sender's table reaches a BIRD receiver, and at what cost.
+"""Sessions: how fast a sender's table reaches a BIRD receiver, at what cost; and receiving.
 
 Senders: kubgp-speaker (`run --config`), BIRD (static routes) and GoBGP (routes injected from
 an MRT table dump we write with our own codec), each advertising N IPv4 /32s with one shared
@@ -8,6 +8,11 @@ the receiver logs it, millisecond timestamps) to all N routes in the receiver's 
 printed: the sender's CPU seconds (user + system, whole process life) and peak RSS (VmHWM);
 for kubgp the RIB memory held per route and the marginal peak RSS per route.
 Aims: no slower than BIRD, <= 200 B per route. Printed, never asserted.
+
+Receiving is measured sans-IO (`receive_in_memory`): one Established `Session` is fed a
+sender's N /32s as 4096-octet UPDATEs in 64 KiB reads, as the runtime would hand them over,
+through decoding, the inbound checks and the Adj-RIB-In; the best of a few runs is printed
+with the Adj-RIB-In memory per received route.
 """
 
 from __future__ import annotations
@@ -23,6 +28,18 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from speaker.bgp.rib.update_builder import UpdateBuilder
+from speaker.bgp.session.fsm import Session, SessionConfig, State
+from speaker.bgp.wire.attributes import (
+    AsPathAttribute,
+    CommunitiesAttribute,
+    OriginAttribute,
+    community_from_str,
+)
+from speaker.bgp.wire.capabilities import MultiprotocolCapability
+from speaker.bgp.wire.context import IPV4_UNICAST, DecodeContext
+from speaker.bgp.wire.messages import Keepalive, Open
+from speaker.bgp.wire.nlri import prefix_from_int
 from testing.routers.bird import Bird
 from testing.routers.daemon import RouterDaemon
 from testing.routers.gobgp import GoBGP
@@ -178,7 +195,6 @@ def _rib_bytes_per_route(n: int) -> float:
     the desired table (prefix objects, dict) shared with the Adj-RIB-Out, measured with
     tracemalloc in this process; the DesiredState document itself is not counted."""
     from speaker.api.schema import parse_desired_state
-    from speaker.bgp.session.fsm import Session
     from speaker.session_inputs import RouteTables, session_config
 
     state = parse_desired_state({
@@ -197,12 +213,77 @@ def _rib_bytes_per_route(n: int) -> float:
     return held / n
 
 
+def _established_receiver() -> tuple[Session, int]:
+    """A receiving Session that is Established with a sender that offers IPv4 unicast."""
+    config = SessionConfig(
+        local_asn=RECEIVER_ASN, peer_asn=SENDER_ASN, router_id=0xC0000202,
+        families=frozenset({IPV4_UNICAST}), passive=True,
+    )  # fmt: skip
+    session = Session(config, rng=lambda: 0.0)
+    session.start(0.0)
+    conn, _ = session.accept(0.0, local_address=bytes((192, 0, 2, 2)))
+    assert conn is not None
+    offer = Open.create(
+        asn=SENDER_ASN, hold_time=90, bgp_id=0xC0000201,
+        capabilities=(MultiprotocolCapability(afi=1, safi=1),),
+    )  # fmt: skip
+    session.data_received(conn, offer.encode() + Keepalive().encode(), 0.0)
+    assert session.state is State.Established
+    return session, conn
+
+
+def _updates(n: int) -> bytes:
+    """The sender's N /32s sharing ORIGIN, AS_PATH, NEXT_HOP, COMMUNITIES: 4096-octet UPDATEs."""
+    base = int(ipaddress.IPv4Address("10.128.0.0"))
+    prefixes = [prefix_from_int(base + i, 32, 32) for i in range(n)]
+    attrs = (
+        OriginAttribute(0),
+        AsPathAttribute.sequence(SENDER_ASN),
+        CommunitiesAttribute((community_from_str(COMMUNITY),)),
+    )
+    builder = UpdateBuilder(DecodeContext())
+    nh = ipaddress.IPv4Address(NEXT_HOP).packed
+    return b"".join(builder.announce(IPV4_UNICAST, attrs, prefixes, next_hop=nh))
+
+
+def receive_in_memory(n: int, repeat: int = 3) -> tuple[float, float]:
+    """(best seconds to take in N /32s through `Session.data_received`, Adj-RIB-In bytes per
+    route). Each run uses a fresh Established session; the stream is cut in 64 KiB reads."""
+    stream = _updates(n)
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    best = float("inf")
+    for _ in range(repeat):
+        session, conn = _established_receiver()
+        start = time.perf_counter()
+        for chunk in chunks:
+            session.data_received(conn, chunk, 1.0)
+        best = min(best, time.perf_counter() - start)
+        assert len(session.rib_in) == n, len(session.rib_in)
+    session, conn = _established_receiver()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for chunk in chunks:
+        session.data_received(conn, chunk, 1.0)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return best, held / n
+
+
+def print_receive(sizes: list[int]) -> None:
+    for n in sizes:
+        seconds, per_route = receive_in_memory(n)
+        print(f"kubgp receive (sans-IO) {n} /32s: {seconds:.3f} s best of 3, "
+              f"{n / seconds / 1e6:.2f} M prefixes/s, Adj-RIB-In {per_route:.0f} B per route "
+              "(decoded values included)")  # fmt: skip
+
+
 def _ratio(a: float, b: float) -> str:
     return f"x{a / b:.2f}" if b > 0 else "n/a (below resolution)"
 
 
 def run(short: bool) -> None:
     sizes = [1_000] if short else [10_000, 100_000]
+    print_receive(sizes)
     rows: dict[tuple[str, int], tuple[float, float, int]] = {}
     for n in sizes:
         for name in ("kubgp", "bird", "gobgp"):

@@ -43,14 +43,18 @@ from speaker.bgp.session.fsm import (
     Event,
     GracefulRestartNote,
     IdleReason,
+    RouteRefreshServed,
     Send,
     Session,
     SessionConfig,
     State,
     StateChanged,
+    UpdateOutcome,
 )
+from speaker.bgp.session.inbound import Outcome
 from speaker.bgp.wire.context import family_name
 from speaker.bgp.wire.errors import CeaseSubcode
+from speaker.bgp.wire.nlri import prefix_to_str
 from speaker.control import StateRefused
 from speaker.session_inputs import RouteTables, local_asn, session_config
 from speaker.transport import (
@@ -122,6 +126,74 @@ def _cannot_listen(listen: Listen, exc: OSError) -> str:
     return f"cannot listen on {listen.address} port {listen.port}: {exc.strerror or exc}"
 
 
+OUTCOME_REPORT_INTERVAL = 60.0  # seconds between two count lines of one peer and outcome
+UPDATE_HEX_LIMIT = 4096  # octets of an UPDATE body logged in hex
+NLRI_SHOWN = 8  # prefixes named in a log line
+
+
+def nlri_text(event: UpdateOutcome) -> str:
+    parts = []
+    for family, prefixes in event.nlri:
+        shown = " ".join(prefix_to_str(p, family[0]) for p in prefixes[:NLRI_SHOWN])
+        more = f" (+{len(prefixes) - NLRI_SHOWN} more)" if len(prefixes) > NLRI_SHOWN else ""
+        parts.append(f"{family_name(family)} {shown}{more}")
+    return "; ".join(parts) or "none"
+
+
+def update_hex(body: bytes) -> str:
+    text = body[:UPDATE_HEX_LIMIT].hex()
+    if len(body) > UPDATE_HEX_LIMIT:
+        text += f"... ({len(body)} octets, first {UPDATE_HEX_LIMIT} shown)"
+    return text
+
+
+class OutcomeLog:
+    """One peer's inbound outcomes (RFC 7606 treat-as-withdraw and attribute discard, AS loops,
+    families not negotiated) in the log without a flood: the first of each outcome in full (the
+    error, the NLRI, the UPDATE body in hex: RFC 7606 §6), after that a count, at most one line
+    per outcome every `OUTCOME_REPORT_INTERVAL` and one when the session goes down. The counts
+    since the session was created are in the metrics (`kubgp_bgp_update_outcomes_total`)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._reported_at: dict[Outcome, float] = {}
+        self._unreported: dict[Outcome, int] = {}
+        self._last: dict[Outcome, UpdateOutcome] = {}
+
+    @staticmethod
+    def _level(outcome: Outcome) -> int:
+        # Our own AS in a path is routine with eBGP fabrics (a ToR sending our routes back).
+        return logging.INFO if outcome is Outcome.AsLoop else logging.WARNING
+
+    def note(self, event: UpdateOutcome, now: float) -> None:
+        outcome = event.outcome
+        first = outcome not in self._reported_at
+        if first:
+            self._reported_at[outcome] = now
+            log.log(self._level(outcome),
+                    "%s: UPDATE %s: %s; NLRI %s; UPDATE body %s (further ones are counted, not "
+                    "shown)", self.label, outcome.value, event.error, nlri_text(event),
+                    update_hex(event.update))  # fmt: skip
+            return
+        self._unreported[outcome] = self._unreported.get(outcome, 0) + 1
+        self._last[outcome] = event
+        if now - self._reported_at[outcome] >= OUTCOME_REPORT_INTERVAL:
+            self._report(outcome, now)
+
+    def flush(self, now: float) -> None:
+        for outcome in list(self._unreported):
+            self._report(outcome, now)
+
+    def _report(self, outcome: Outcome, now: float) -> None:
+        count = self._unreported.pop(outcome, 0)
+        last = self._last.pop(outcome, None)
+        self._reported_at[outcome] = now
+        if count and last is not None:
+            log.log(self._level(outcome), "%s: %d more UPDATEs %s since the last report (last: "
+                    "%s; NLRI %s)", self.label, count, outcome.value, last.error,
+                    nlri_text(last))  # fmt: skip
+
+
 class _Protocol(asyncio.Protocol):
     __slots__ = ("conn", "on_made", "runner", "transport")
 
@@ -166,6 +238,7 @@ class PeerRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.closed = asyncio.Event()
+        self.outcomes = OutcomeLog(f"peer {peer.name} ({peer.address})")
 
     # -- driving the session -------------------------------------------------------------------
 
@@ -203,7 +276,14 @@ class PeerRunner:
                     self._closing[event.conn] = transport
                     transport.close()  # flushes what was written first
             elif isinstance(event, StateChanged):
+                if event.old is State.Established:
+                    self.outcomes.flush(self.loop.time())
                 self._log_state(event)
+            elif isinstance(event, UpdateOutcome):
+                self.outcomes.note(event, self.loop.time())
+            elif isinstance(event, RouteRefreshServed):
+                log.info("peer %s (%s): ROUTE-REFRESH %s: re-sent %d prefixes", self.peer.name,
+                         self.peer.address, family_name(event.family), event.prefixes)  # fmt: skip
             elif isinstance(event, GracefulRestartNote):
                 log.info("peer %s (%s): %s", self.peer.name, self.peer.address, event.text)
         self._schedule()
@@ -309,15 +389,11 @@ class PeerRunner:
     def on_data(self, conn: int, data: bytes) -> None:
         session = self.session
         eor = len(session.eor_received)
-        refreshes = session.refreshes_served
         before = len(session.rib_in) if log.isEnabledFor(logging.DEBUG) else -1
         self._run(session.data_received(conn, data, self.loop.time()))
         if len(session.eor_received) > eor:
             log.info("peer %s (%s): End-of-RIB received; %d prefixes received", self.peer.name,
                      self.peer.address, len(session.rib_in))  # fmt: skip
-        if session.refreshes_served > refreshes:
-            log.info("peer %s (%s): ROUTE-REFRESH: re-sent %d prefixes", self.peer.name,
-                     self.peer.address, len(session.rib_out))  # fmt: skip
         if before >= 0 and len(session.rib_in) != before:
             log.debug("peer %s (%s): %d prefixes received", self.peer.name, self.peer.address,
                       len(session.rib_in))  # fmt: skip

@@ -14,6 +14,9 @@ apply-duration histogram is recorded as it happens.
     kubgp_bgp_messages_received_total{peer,type}
     kubgp_bgp_notifications_sent_total{peer,code,subcode}   by RFC name
     kubgp_bgp_notifications_received_total{peer,code,subcode}
+    kubgp_bgp_update_outcomes_total{peer,outcome}           UPDATEs not taken as sent:
+        treat-as-withdraw, attribute-discard (RFC 7606), as-loop, family-not-negotiated
+    kubgp_bgp_update_outcome_prefixes_total{peer,outcome}   the NLRI those UPDATEs carried
     kubgp_speaker_apply_duration_seconds                    histogram of desired-state applies
     kubgp_speaker_applied_generation / _applied_epoch       what the control socket applied
     kubgp_bfd_session_up{peer,address}                      1 when the peer's BFD is Up
@@ -56,6 +59,7 @@ from speaker.bfd.packet import State as BfdState
 from speaker.bfd.packet import diagnostic_name
 from speaker.bfd_service import LATENESS_BUCKETS
 from speaker.bgp.session.fsm import State
+from speaker.bgp.session.inbound import Outcome
 from speaker.bgp.wire.context import family_name
 from speaker.bgp.wire.errors import code_name, subcode_name
 from speaker.bgp.wire.framing import KEEPALIVE, NOTIFICATION, OPEN, ROUTE_REFRESH, UPDATE
@@ -117,6 +121,14 @@ class _SessionCollector(Collector):
             "kubgp_bgp_notifications_received", "NOTIFICATIONs received",
             labels=["peer", "code", "subcode"],
         )  # fmt: skip
+        outcomes = CounterMetricFamily(
+            "kubgp_bgp_update_outcomes", "UPDATEs not taken as sent, by outcome",
+            labels=["peer", "outcome"],
+        )  # fmt: skip
+        outcome_prefixes = CounterMetricFamily(
+            "kubgp_bgp_update_outcome_prefixes",
+            "Prefixes in UPDATEs not taken as sent, by outcome", labels=["peer", "outcome"],
+        )  # fmt: skip
         for name in sorted(self.speaker.runners):
             runner = self.speaker.runners[name]
             session = runner.session
@@ -140,7 +152,12 @@ class _SessionCollector(Collector):
                 n_sent.add_metric([name, code_name(code), subcode_name(code, sub)], n)
             for (code, sub), n in sorted(counters.notifications_received.items()):
                 n_got.add_metric([name, code_name(code), subcode_name(code, sub)], n)
+            counts = session.inbound.counts
+            for outcome in Outcome:
+                outcomes.add_metric([name, outcome.value], counts.updates[outcome])
+                outcome_prefixes.add_metric([name, outcome.value], counts.prefixes[outcome])
         yield from (up, state, flaps, last_error, advertised, received, sent, got, n_sent, n_got)
+        yield from (outcomes, outcome_prefixes)
         yield from self._bfd()
         applied = self.control.applied if self.control is not None else None
         if applied is not None:

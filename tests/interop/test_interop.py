@@ -137,7 +137,7 @@ def test_ebgp_ipv4_10k_routes_attributes_and_change_without_reset(
         # and FRR keep an Adj-RIB-In in the lab, so their soft reset sends no ROUTE-REFRESH.)
         at = len(sp.log())
         tor.birdc("reload", "in", tor.protocol("kubgp"))
-        sp.wait_log(f"ROUTE-REFRESH: re-sent {len(got)} prefixes", after=at)
+        sp.wait_log(f"ROUTE-REFRESH ipv4-unicast: re-sent {len(got)} prefixes", after=at)
         assert len(tor.wait_routes("kubgp", converged, timeout=60)) == len(got)
     # No session reset: one Established, ever, on both sides of the log.
     log = sp.log()

@@ -6,6 +6,9 @@ message up to the negotiated maximum (4096, or 65535 with RFC 8654). With small 
 attributes (ORIGIN, a one-ASN AS_PATH, NEXT_HOP: 20 octets) a 4096-octet UPDATE carries
 (4096 - 19 - 2 - 2 - 20) // 5 = 810 IPv4 /32s.
 
+Path attributes go out in ascending type code (RFC 4271 §5 SHOULD), except MP_REACH_NLRI,
+which is first (RFC 7606 §5.1); NEXT_HOP for classic IPv4 thus sits between AS_PATH and MED.
+
 Packing is greedy in the order given: optimal (the fewest messages) when the prefixes have one
 length, as within a family of host routes, and at most one message more than optimal otherwise
 per short run.
@@ -74,6 +77,10 @@ def _pack(entries: list[bytes], budget: int) -> list[bytes]:
     return runs
 
 
+def _type_code(attribute: Attribute) -> int:
+    return attribute.type_code
+
+
 def _message(body: bytes) -> bytes:
     return MARKER + (HEADER_LEN + len(body)).to_bytes(2, "big") + bytes((UPDATE,)) + body
 
@@ -85,6 +92,7 @@ class UpdateBuilder:
     ctx: DecodeContext = DEFAULT_CONTEXT
 
     def _attr_blob(self, attributes: Sequence[Attribute], *, classic: bool) -> bytes:
+        """The attributes but MP_*, encoded in ascending type code (RFC 4271 §5)."""
         attrs = [
             a
             for a in attributes
@@ -93,6 +101,7 @@ class UpdateBuilder:
         ]
         if not self.ctx.four_octet_as:
             attrs = list(attributes_for_two_octet_peer(attrs))
+        attrs.sort(key=_type_code)
         return b"".join(a.encode(self.ctx) for a in attrs)
 
     def announce(

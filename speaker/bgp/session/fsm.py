@@ -1,10 +1,11 @@
-"""The BGP session state machine (RFC 4271 §8), sans-IO.
+"""The BGP session: the connection state machine (RFC 4271 §8), sans-IO.
 
 One `Session` per configured peer. It does no I/O and reads no clock: the caller feeds it
-events (`start`, `stop`, `connection_made`, `accept`, `data_received`, `connection_lost`,
-`handle_timer`), each taking `now` (seconds, any monotonic origin), and carries out the returned
-actions (`Connect`, `Send`, `Close`) in order. `next_deadline()` says when to call
-`handle_timer` next. Two sessions can be wired back to back in memory.
+events (`start`, `stop`, `connection_made`, `connection_failed`, `accept`, `data_received`,
+`connection_lost`, `handle_timer`, `set_routes`, `request_refresh`, `release_end_of_rib`), each
+taking `now` (seconds, any monotonic origin) where time matters, and carries out the returned
+events in order. `next_deadline()` says when to call `handle_timer` next. Two sessions can be
+wired back to back in memory.
 
 A session holds up to two TCP connections at once (ours and the peer's) while they race through
 OpenSent/OpenConfirm; collision detection (§6.8, with the RFC 6286 tie-break on equal
@@ -13,18 +14,19 @@ deadlines: ConnectRetry (jittered, doubling per consecutive failure), Hold (240 
 then the negotiated minimum; 0 = none) and Keepalive. Every transition to Idle carries an
 `IdleReason`; a received NOTIFICATION is never answered.
 
-The session also owns the peer's Adj-RIB-In (with the `max_prefixes` limit: Cease/1) and its
-Adj-RIB-Out: `set_routes()` hands it the desired table; while Established, only the difference
-is sent, and on establishment the whole table followed by End-of-RIB per family.
+The rest of the session is composed of one part per concept, each in its own module:
+- `open.py`: our OPEN, the checks on the peer's, what both negotiate;
+- `inbound.py`: a received UPDATE through the inbound checks into the Adj-RIB-In
+  (`self.inbound`, `self.rib_in`); over `max_prefixes` the FSM ends the session (Cease/1);
+- `outbound.py`: the Adj-RIB-Out, End-of-RIB, route refresh served (`self.outbound`);
+- `graceful_restart.py`: the helper's stale routes (`self.gr`) and our own restart
+  (`self.restart`: the R bit, End-of-RIB held).
 
-Graceful restart (RFC 4724): with `SessionConfig.graceful_restart` the OPEN carries the
-capability with the restart time and the forwarding bit for every family (the forwarding state
-is the node's, it survives a speaker restart); a `Session(restarting=True)` also sets the R bit
-until it is first Established. As the helper, when the TCP connection of a session whose peer
-sent the capability is lost (or its hold timer expires), the peer's routes of the families in
-its capability stay in the Adj-RIB-In as stale: until the peer's End-of-RIB per family (what
-was not re-sent is removed), until the peer's restart time if it does not come back, and
-removed at once if the new OPEN has no capability or no forwarding bit for the family.
+Events returned (the `Event` union): actions to carry out (`Connect`, `Send`, `Close`), and
+values to log, count or pass on (`StateChanged`, `GracefulRestartNote`, `UpdateOutcome`,
+`RouteRefreshServed`), and the Adj-RIB-In change log (`RibInChanged`, `RibInStale`): every
+change of the Adj-RIB-In (UPDATE applied, session-down flush, routes kept stale or flushed by
+the graceful restart helper) is one of these, in order (speaker/bgp/rib/adj_rib_in.py).
 """
 
 from __future__ import annotations
@@ -34,32 +36,30 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from speaker.bgp.rib.adj_rib_in import AdjRibIn
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
-from speaker.bgp.rib.update_builder import UpdateBuilder
+from speaker.bgp.rib.adj_rib_in import AdjRibIn, RibInChanged, RibInStale
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, Table
+from speaker.bgp.session.config import SessionConfig
 from speaker.bgp.session.counters import MessageCounters
-from speaker.bgp.session.negotiation import Negotiated, negotiate
-from speaker.bgp.wire.attributes import (
-    AS_SEQUENCE,
-    Attribute,
-    MpReachNlriAttribute,
-    MpUnreachNlriAttribute,
+from speaker.bgp.session.graceful_restart import (
+    GracefulRestartHelper,
+    GracefulRestartNote,
+    RestartingSpeaker,
 )
-from speaker.bgp.wire.capabilities import (
-    GR_FORWARDING,
-    GR_RESTART,
-    ExtendedMessageCapability,
-    GracefulRestartCapability,
-    MultiprotocolCapability,
-    RouteRefreshCapability,
+from speaker.bgp.session.inbound import Inbound, UpdateOutcome
+from speaker.bgp.session.open import (
+    Negotiated,
+    build_open,
+    check_open,
+    graceful_restart_of,
+    negotiate,
 )
-from speaker.bgp.wire.context import DEFAULT_CONTEXT, MAX_MESSAGE, Family, family_name
+from speaker.bgp.session.outbound import Outbound, RouteRefreshServed
+from speaker.bgp.wire.context import DEFAULT_CONTEXT, Family
 from speaker.bgp.wire.errors import (
     BGPError,
     CeaseSubcode,
     ErrorCode,
     FiniteStateMachineErrorSubcode,
-    OPENMessageErrorSubcode,
     code_name,
     subcode_name,
 )
@@ -70,15 +70,12 @@ from speaker.bgp.wire.messages import (
     Notification,
     Open,
     RouteRefresh,
-    RouteRefreshSubtype,
-    Update,
     decode_message,
     decode_update,
 )
 from speaker.bgp.wire.nlri import Prefix
 
 OPEN_SENT_HOLD_TIME = 240  # RFC 4271 §8.2.2: "a large value", 4 minutes suggested
-STALE_PATH_TIME = 360  # helper: stale routes wait this long for End-of-RIB (FRR's default)
 MAX_BACKOFF_FACTOR = 8
 _COLLISION = Notification(code=ErrorCode.Cease, subcode=CeaseSubcode.ConnectionCollisionResolution)
 
@@ -141,72 +138,17 @@ class StateChanged:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class GracefulRestartNote:
-    """Something the helper did with a peer's stale routes (for the log)."""
-
-    text: str
-
-
-Event = Connect | Send | Close | StateChanged | GracefulRestartNote
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
-    """What the FSM needs to know about one peer. Identifiers are 32-bit ints."""
-
-    local_asn: int
-    peer_asn: int
-    router_id: int
-    families: frozenset[Family]
-    hold_time: int = 90
-    keepalive_time: int = 30
-    connect_retry_time: float = 5.0
-    passive: bool = False
-    max_prefixes: int = 0
-    extended_message: bool = True
-    graceful_restart: bool = False
-    restart_time: int = 120
-
-    @property
-    def ebgp(self) -> bool:
-        return self.local_asn != self.peer_asn
-
-
-def treat_as_withdraw(update: Update) -> Update:
-    """The UPDATE's announced prefixes as withdrawals, nothing else (RFC 7606 §2)."""
-    attrs: tuple[Attribute, ...] = ()
-    reach = update.mp_reach
-    if reach is not None and reach.nlri:
-        attrs = (MpUnreachNlriAttribute(afi=reach.afi, safi=reach.safi, withdrawn=reach.nlri),)
-    return Update(withdrawn=update.nlri, attributes=attrs)
-
-
-def build_open(config: SessionConfig, *, restarting: bool = False) -> Open:
-    caps: list[object] = [
-        MultiprotocolCapability(afi=a, safi=s) for a, s in sorted(config.families)
-    ]
-    caps.append(RouteRefreshCapability())
-    if config.extended_message:
-        caps.append(ExtendedMessageCapability())
-    if config.graceful_restart:
-        families = tuple((a, s, GR_FORWARDING) for a, s in sorted(config.families))
-        flags = GR_RESTART if restarting else 0
-        caps.append(
-            GracefulRestartCapability(
-                flags=flags, restart_time=config.restart_time, families=families
-            )
-        )
-    return Open.create(
-        asn=config.local_asn,
-        hold_time=config.hold_time,
-        bgp_id=config.router_id,
-        capabilities=tuple(caps),  # type: ignore[arg-type]
-    )
-
-
-def _has_gr(message: Open) -> bool:
-    return any(isinstance(c, GracefulRestartCapability) for c in message.capabilities)
+Event = (
+    Connect
+    | Send
+    | Close
+    | StateChanged
+    | GracefulRestartNote
+    | UpdateOutcome
+    | RouteRefreshServed
+    | RibInChanged
+    | RibInStale
+)
 
 
 def collision_keeps_outgoing(
@@ -236,6 +178,7 @@ class _Conn:
     framer: Framer = field(default_factory=Framer)
     remote_open: Open | None = None
     negotiated: Negotiated | None = None
+    families: frozenset[Family] = frozenset()  # negotiated and configured
     hold_at: float | None = None
     keepalive_at: float | None = None
     hold_time: int = 0
@@ -267,26 +210,14 @@ class Session:
         self.last_error = ""
         self.last_reason: IdleReason | None = None
         self.rib_in = AdjRibIn()
-        self.rib_out = AdjRibOut()
-        self.desired: Table = {}
+        self.inbound = Inbound(config)
+        self.outbound = Outbound()
+        self.gr = GracefulRestartHelper(self.rib_in, config.families)
+        self.restart = RestartingSpeaker(restarting=restarting and config.graceful_restart)
         self.eor_received: set[Family] = set()
-        self.skipped_routes = 0
-        self.withdrawn_first_as = 0  # UPDATEs treated as withdraw: wrong first AS (eBGP)
-        self.refreshes_served = 0  # ROUTE-REFRESH requests answered by re-sending a family
         self.counters = MessageCounters()
         self._base_open = build_open(config)
-        # After a restart, the R bit (RFC 4724 §3) until the first session is Established.
-        self._local_open = (
-            build_open(config, restarting=True)
-            if restarting and config.graceful_restart
-            else self._base_open
-        )
-        # Restarting speaker: End-of-RIB waits for `release_end_of_rib()` while this is set
-        # (the runtime holds it until the complete desired state is in).
-        self.hold_end_of_rib = False
-        self._eor_owed = False
-        self.stale: dict[Family, set[Prefix]] = {}  # helper: routes kept over a peer's restart
-        self._stale_at: float | None = None
+        self._restart_open = build_open(config, restarting=True)
         self._last_state = State.Idle
 
     # ---- introspection ---------------------------------------------------------------------
@@ -312,16 +243,52 @@ class Session:
     @property
     def families(self) -> frozenset[Family]:
         """Families both sides negotiated and we are configured for (empty unless Established)."""
-        neg = self.negotiated
-        return frozenset() if neg is None else neg.families & self.config.families
+        conn = self.established
+        return frozenset() if conn is None else conn.families
+
+    @property
+    def rib_out(self) -> AdjRibOut:
+        return self.outbound.rib_out
+
+    @property
+    def desired(self) -> Table:
+        return self.outbound.desired
+
+    @desired.setter
+    def desired(self, table: Table) -> None:
+        self.outbound.desired = table
+
+    @property
+    def skipped_routes(self) -> int:
+        return self.outbound.skipped_routes
+
+    @property
+    def refreshes_served(self) -> int:
+        return self.outbound.refreshes_served
+
+    @property
+    def stale(self) -> dict[Family, set[Prefix]]:
+        """The graceful restart helper's stale routes, per family (in the Adj-RIB-In)."""
+        return self.rib_in.stale
+
+    @property
+    def hold_end_of_rib(self) -> bool:
+        """Restarting speaker: End-of-RIB waits for `release_end_of_rib()` while this is set
+        (the runtime holds it until the complete desired state is in)."""
+        return self.restart.hold_end_of_rib
+
+    @hold_end_of_rib.setter
+    def hold_end_of_rib(self, value: bool) -> None:
+        self.restart.hold_end_of_rib = value
 
     def connection_ids(self) -> list[int]:
         return list(self._conns)
 
     def next_deadline(self) -> float | None:
         times = [self._retry_at] if self._retry_at is not None else []
-        if self._stale_at is not None:
-            times.append(self._stale_at)
+        stale_at = self.gr.deadline
+        if stale_at is not None:
+            times.append(stale_at)
         for conn in self._conns.values():
             if conn.hold_at is not None:
                 times.append(conn.hold_at)
@@ -359,6 +326,19 @@ class Session:
         self.counters.on_sent(wire)
         out.append(Send(conn.id, wire))
 
+    def _send_wire(self, out: list[Event], conn: _Conn, messages: list[bytes]) -> None:
+        """Encoded messages (UPDATEs) in one write."""
+        if not messages:
+            return
+        for message in messages:
+            self.counters.on_sent(message)
+        out.append(Send(conn.id, b"".join(messages)))
+
+    @property
+    def _local_open(self) -> Open:
+        """Our OPEN: with the R bit (RFC 4724 §3) until the first session after a restart."""
+        return self._restart_open if self.restart.restarting else self._base_open
+
     def _open_sent(self, out: list[Event], conn: _Conn, now: float) -> None:
         conn.state = State.OpenSent
         self._send(out, conn, self._local_open)
@@ -371,6 +351,20 @@ class Session:
         self._conns.pop(conn.id, None)
         out.append(Close(conn.id))
 
+    def _gr_helper(self, conn: _Conn) -> bool:
+        """Both sides sent the GR capability on `conn`: we keep its routes over its restart."""
+        return (
+            self.config.graceful_restart
+            and conn.negotiated is not None
+            and conn.negotiated.peer_graceful_restart is not None
+        )
+
+    def _routes_down(self) -> None:
+        """What ends with the session on our side: the Adj-RIB-Out, End-of-RIB state."""
+        self.outbound.clear()
+        self.eor_received.clear()
+        self.restart.eor_owed = False
+
     def _go_idle(
         self,
         out: list[Event],
@@ -382,7 +376,8 @@ class Session:
         notification: Notification | None,
         restart: bool = True,
     ) -> None:
-        """The session (not just one connection) fails: close everything, clear the RIBs."""
+        """The session (not just one connection) fails: close everything, clear the RIBs
+        (or keep the peer's routes stale as its graceful restart helper)."""
         established = self.established
         was_established = established is not None
         for other in list(self._conns.values()):
@@ -396,13 +391,10 @@ class Session:
             and self.config.graceful_restart
             and reason in (IdleReason.ConnectionLost, IdleReason.HoldTimerExpired)
         ):
-            self._keep_stale(out, now, peer_gr)
+            out += self.gr.keep(now, peer_gr)
         else:
-            self._clear_stale()
-            self.rib_in.clear()
-        self.rib_out.clear()
-        self.eor_received.clear()
-        self._eor_owed = False
+            out += self.rib_in.clear()
+        self._routes_down()
         self.last_reason = reason
         self.last_error = detail
         if was_established:
@@ -430,74 +422,17 @@ class Session:
             self._drop(out, conn, notification)
             self._transition(out, now)
 
-    # ---- graceful restart, helper side (RFC 4724 §4.2) -------------------------------------
-
-    def _keep_stale(self, out: list[Event], now: float, cap: GracefulRestartCapability) -> None:
-        kept = {(a, s) for a, s, _ in cap.families} & self.config.families
-        for family in list(self.rib_in.routes):
-            if family not in kept:
-                del self.rib_in.routes[family]
-        for family, table in self.rib_in.routes.items():
-            self.stale.setdefault(family, set()).update(table)
-        count = sum(len(p) for p in self.stale.values())
-        if cap.restart_time == 0 or not count:
-            self._clear_stale(drop=True)
-            return
-        self._stale_at = now + cap.restart_time
-        out.append(GracefulRestartNote(
-            f"graceful restart: keeping {count} routes as stale for up to {cap.restart_time}s"
-        ))  # fmt: skip
-
-    def _gr_helper(self, conn: _Conn) -> bool:
-        """Both sides sent the GR capability on `conn`: we keep its routes over its restart."""
-        return (
-            self.config.graceful_restart
-            and conn.negotiated is not None
-            and conn.negotiated.peer_graceful_restart is not None
-        )
-
     def _peer_restarted(self, out: list[Event], now: float, old: _Conn) -> None:
         """A new OPEN with the GR capability while `old` is Established: the peer restarted and
         `old` is dead (RFC 4724 §4.2). Close it silently, keep the routes stale, go on."""
         assert old.negotiated is not None and old.negotiated.peer_graceful_restart is not None
         self._conns.pop(old.id, None)
         out.append(Close(old.id))
-        self._keep_stale(out, now, old.negotiated.peer_graceful_restart)
-        self.rib_out.clear()
-        self.eor_received.clear()
-        self._eor_owed = False
+        out += self.gr.keep(now, old.negotiated.peer_graceful_restart)
+        self._routes_down()
         self.last_reason = IdleReason.ConnectionLost
         self.last_error = "peer restarted: new connection with graceful restart"
         self._transition(out, now, IdleReason.ConnectionLost, self.last_error)
-
-    def _clear_stale(self, *, drop: bool = False, family: Family | None = None) -> int:
-        """Forget stale marks (of one family or all); with `drop`, remove those routes too."""
-        removed = 0
-        for fam in [family] if family is not None else list(self.stale):
-            prefixes = self.stale.pop(fam, set())
-            if drop:
-                table = self.rib_in.routes.get(fam, {})
-                for prefix in prefixes:
-                    removed += table.pop(prefix, None) is not None
-        if not self.stale:
-            self._stale_at = None
-        return removed
-
-    def _stale_on_established(self, out: list[Event], now: float, conn: _Conn) -> None:
-        if not self.stale:
-            return
-        assert conn.negotiated is not None
-        cap = conn.negotiated.peer_graceful_restart
-        removed = 0
-        for family in list(self.stale):
-            if cap is None or not cap.forwarding_preserved(family):
-                removed += self._clear_stale(drop=True, family=family)
-        if removed:
-            out.append(GracefulRestartNote(
-                f"graceful restart: removed {removed} stale routes (forwarding state not kept)"
-            ))  # fmt: skip
-        if self.stale:
-            self._stale_at = now + STALE_PATH_TIME
 
     # ---- administrative events -------------------------------------------------------------
 
@@ -540,9 +475,8 @@ class Session:
         had_connections = any(c.state >= State.OpenSent for c in self._conns.values())
         for conn in list(self._conns.values()):
             self._drop(out, conn, notification)
-        self._clear_stale()
-        self.rib_in.clear()
-        self.rib_out.clear()
+        out += self.rib_in.clear()
+        self.outbound.clear()
         self._base = State.Idle
         self._retry_at = None
         self.last_reason = reason
@@ -641,11 +575,7 @@ class Session:
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             self._on_retry(out, now)
-        if self._stale_at is not None and now >= self._stale_at:
-            removed = self._clear_stale(drop=True)
-            out.append(GracefulRestartNote(
-                f"graceful restart: timed out, removed {removed} stale routes"
-            ))  # fmt: skip
+        out += self.gr.on_timer(now)
         return out
 
     def _on_retry(self, out: list[Event], now: float) -> None:
@@ -747,7 +677,6 @@ class Session:
             self._on_established(out, conn, now)
         elif conn.state is State.Established:
             if msg_type == UPDATE:
-                assert conn.negotiated is not None
                 self._on_update(out, conn, now, body)
             elif msg_type == ROUTE_REFRESH:
                 refresh = decode_message(msg_type, body)
@@ -756,46 +685,19 @@ class Session:
             elif msg_type != KEEPALIVE:
                 raise self._fsm_error(conn, msg_type)
 
-    def _check_open(self, opened: Open) -> None:
-        cfg = self.config
-        if opened.asn != cfg.peer_asn:
-            raise BGPError(
-                ErrorCode.OPENMessageError,
-                OPENMessageErrorSubcode.BadPeerAS,
-                reason=f"peer AS {opened.asn}, expected {cfg.peer_asn}",
-            )
-        if not cfg.ebgp and opened.bgp_id == cfg.router_id:
-            # RFC 6286 §2.2: unique within the AS.
-            raise BGPError(
-                ErrorCode.OPENMessageError,
-                OPENMessageErrorSubcode.BadBGPIdentifier,
-                reason="iBGP peer uses our BGP identifier",
-            )
-        remote_families = {
-            (c.afi, c.safi) for c in opened.capabilities if isinstance(c, MultiprotocolCapability)
-        } or {(1, 1)}
-        if not remote_families & cfg.families:
-            # RFC 5492 §5: data = the capabilities we require and the peer lacks.
-            required = b"".join(
-                MultiprotocolCapability(afi=a, safi=s).encode() for a, s in sorted(cfg.families)
-            )
-            names = ", ".join(family_name(f) for f in sorted(cfg.families))
-            raise BGPError(
-                ErrorCode.OPENMessageError,
-                OPENMessageErrorSubcode.UnsupportedCapability,
-                required,
-                reason=f"no common address family (we need one of {names})",
-            )
-
     def _on_open(self, out: list[Event], conn: _Conn, now: float, opened: Open) -> None:
-        self._check_open(opened)
+        check_open(self.config, opened)
         conn.remote_open = opened
         # §6.8 collision detection against a connection already in OpenConfirm or Established.
         for other in list(self._conns.values()):
             if other is conn or other.state < State.OpenConfirm:
                 continue
             if other.state is State.Established:
-                if not conn.outgoing and self._gr_helper(other) and _has_gr(opened):
+                if (
+                    not conn.outgoing
+                    and self._gr_helper(other)
+                    and graceful_restart_of(opened) is not None
+                ):
                     self._peer_restarted(out, now, other)
                     continue
                 loser = conn
@@ -814,6 +716,7 @@ class Session:
                 return
         neg = negotiate(self._local_open, opened, ebgp=self.config.ebgp)
         conn.negotiated = neg
+        conn.families = neg.families & self.config.families
         conn.hold_time = neg.hold_time
         conn.keepalive_time = (
             max(1, min(self.config.keepalive_time or neg.hold_time // 3, neg.hold_time // 3))
@@ -827,59 +730,34 @@ class Session:
         self._transition(out, now)
 
     def _on_established(self, out: list[Event], conn: _Conn, now: float) -> None:
-        assert conn.negotiated is not None
+        neg = conn.negotiated
+        assert neg is not None
         for other in list(self._conns.values()):
             if other is not conn:
                 self._drop(out, other, _COLLISION)
         conn.state = State.Established
-        conn.framer.max_size = conn.negotiated.rx.max_message
+        conn.framer.max_size = neg.rx.max_message
         self._failures = 0
         self._retry_at = None
         self.last_error = ""
         self.last_reason = None
-        self._local_open = self._base_open  # the R bit only until the first session
+        self.restart.restarting = False  # the R bit only until the first session
         self._transition(out, now)
-        self._stale_on_established(out, now, conn)
+        out += self.gr.on_established(now, neg.peer_graceful_restart)
         # The initial table, then End-of-RIB per family (RFC 4724 §2).
-        self.rib_out.clear()
         families = sorted(self.families)
-        self._send_change(out, conn, self.rib_out.update(self.desired, families))
-        if self.hold_end_of_rib:
-            self._eor_owed = True
-            return
-        self._send_end_of_rib(out, conn)
+        self._send_wire(out, conn, self.outbound.established(families, neg.tx, conn.local_address))
+        if not self.restart.defer_end_of_rib():
+            self._send_wire(out, conn, self.outbound.end_of_rib(families, neg.tx))
 
     def release_end_of_rib(self) -> list[Event]:
         """Stop holding End-of-RIB; send it now if the session is Established and owes it."""
         out: list[Event] = []
-        self.hold_end_of_rib = False
         conn = self.established
-        if self._eor_owed and conn is not None:
-            self._send_end_of_rib(out, conn)
-        self._eor_owed = False
+        if self.restart.release() and conn is not None and conn.negotiated is not None:
+            tx = conn.negotiated.tx
+            self._send_wire(out, conn, self.outbound.end_of_rib(sorted(self.families), tx))
         return out
-
-    def _send_end_of_rib(self, out: list[Event], conn: _Conn) -> None:
-        assert conn.negotiated is not None
-        families = sorted(self.families)
-        builder = UpdateBuilder(conn.negotiated.tx)
-        for family in families:
-            eor = builder.end_of_rib(family)
-            self.counters.on_sent(eor)
-            out.append(Send(conn.id, eor))
-
-    def _send_change(self, out: list[Event], conn: _Conn, change: RibChange) -> None:
-        if not change:
-            return
-        assert conn.negotiated is not None
-        messages, skipped = encode_change(
-            change, UpdateBuilder(conn.negotiated.tx), conn.local_address
-        )
-        self.skipped_routes = skipped
-        if messages:
-            for message in messages:
-                self.counters.on_sent(message)
-            out.append(Send(conn.id, b"".join(messages)))
 
     def _on_update(self, out: list[Event], conn: _Conn, now: float, body: bytes) -> None:
         assert conn.negotiated is not None
@@ -887,23 +765,9 @@ class Session:
         family = update.end_of_rib
         if family is not None:
             self.eor_received.add(family)
-            if family in self.stale:
-                removed = self._clear_stale(drop=True, family=family)
-                out.append(GracefulRestartNote(
-                    f"graceful restart: End-of-RIB {family_name(family)}, removed {removed}"
-                    " stale routes not re-sent"
-                ))  # fmt: skip
+            out += self.gr.on_end_of_rib(family)
             return
-        if self.stale:
-            self._refreshed(update)
-        if self.config.ebgp and not self._first_as_ok(update):
-            unreach = update.mp_unreach
-            self.rib_in.apply(
-                Update(withdrawn=update.withdrawn, attributes=(unreach,) if unreach else ())
-            )
-            update = treat_as_withdraw(update)
-            self.withdrawn_first_as += 1
-        self.rib_in.apply(update)
+        out += self.inbound.receive(update, body, conn.families, self.rib_in)
         limit = self.config.max_prefixes
         if limit and len(self.rib_in) > limit:
             # RFC 4486 §4: AFI, SAFI and the upper bound.
@@ -922,47 +786,26 @@ class Session:
                 notification=notification,
             )
 
-    def _refreshed(self, update: Update) -> None:
-        """Prefixes the peer re-sent (or withdrew) are no longer stale."""
-        v4 = self.stale.get((1, 1))
-        if v4 is not None:
-            v4.difference_update(update.nlri)
-            v4.difference_update(update.withdrawn)
-        for attr in (update.mp_reach, update.mp_unreach):
-            if attr is None:
-                continue
-            stale = self.stale.get(attr.family)
-            if stale is not None:
-                nlri = attr.nlri if isinstance(attr, MpReachNlriAttribute) else attr.withdrawn
-                stale.difference_update(nlri)
-
-    def _first_as_ok(self, update: Update) -> bool:
-        """RFC 4271 §6.3: from an external peer, the leftmost AS must be the peer's; RFC 7606
-        §7.2 makes a failure treat-as-withdraw rather than a session reset."""
-        if not update.nlri and (update.mp_reach is None or not update.mp_reach.nlri):
-            return True
-        path = update.as_path()
-        if not path or path[0][0] != AS_SEQUENCE or not path[0][1]:
-            return False
-        return path[0][1][0] == self.config.peer_asn
-
     def _on_route_refresh(self, out: list[Event], conn: _Conn, refresh: RouteRefresh) -> None:
-        family = (refresh.afi, refresh.safi)
-        if refresh.subtype != RouteRefreshSubtype.NORMAL or family not in self.families:
-            return  # RFC 7313 §5: ignore unknown subtypes; RFC 2918 §4: ignore unknown families
-        self.refreshes_served += 1
-        self._send_change(out, conn, self.rib_out.full(family))
+        assert conn.negotiated is not None
+        messages, served = self.outbound.route_refresh(
+            refresh, self.families, conn.negotiated.tx, conn.local_address
+        )
+        self._send_wire(out, conn, messages)
+        if served is not None:
+            out.append(served)
 
     # ---- routes ----------------------------------------------------------------------------
 
     def set_routes(self, desired: Table) -> list[Event]:
         """The new desired table. Established: sends only the difference (grouped, packed)."""
         out: list[Event] = []
-        self.desired = desired
         conn = self.established
+        tx = conn.negotiated.tx if conn is not None and conn.negotiated is not None else None
+        local = conn.local_address if conn is not None else b""
+        messages = self.outbound.set_routes(desired, sorted(self.families), tx, local)
         if conn is not None:
-            change = self.rib_out.update(desired, sorted(self.families))
-            self._send_change(out, conn, change)
+            self._send_wire(out, conn, messages)
         return out
 
     def request_refresh(self, family: Family) -> list[Event]:
@@ -976,17 +819,19 @@ class Session:
 
 
 __all__ = [
-    "MAX_MESSAGE",
     "Close",
     "Connect",
     "Event",
     "GracefulRestartNote",
     "IdleReason",
+    "RibInChanged",
+    "RibInStale",
+    "RouteRefreshServed",
     "Send",
     "Session",
     "SessionConfig",
     "State",
     "StateChanged",
-    "build_open",
+    "UpdateOutcome",
     "collision_keeps_outgoing",
 ]

@@ -18,6 +18,7 @@ Prefix = tuple[int, bytes]
 MAX_BITS = {AFI_IPV4: 32, AFI_IPV6: 128}
 _LEN = [bytes((n,)) for n in range(256)]
 _KEEP = [(0xFF << (8 - r)) & 0xFF for r in range(8)]  # the high r bits of the last octet
+_RUN = 64  # octets from which checking for a run of one length pays
 
 
 def _invalid(reason: str) -> BGPError:
@@ -28,9 +29,16 @@ def _invalid(reason: str) -> BGPError:
 
 def decode_prefixes(data: bytes, max_bits: int) -> list[Prefix]:
     """Decode a run of prefixes; BGPError(UPDATE, Invalid Network Field) if malformed."""
+    n = len(data)
+    if n >= _RUN:
+        # A long run of one whole-octet length (host routes: /32, /128) is sliced in one pass.
+        length = data[0]
+        stride = 1 + (length >> 3)
+        uniform = not length & 7 and length <= max_bits and not n % stride
+        if uniform and data[::stride] == _LEN[length] * (n // stride):
+            return [(length, data[i + 1 : i + stride]) for i in range(0, n, stride)]
     out: list[Prefix] = []
     append = out.append
-    n = len(data)
     i = 0
     while i < n:
         length = data[i]

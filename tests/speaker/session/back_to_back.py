@@ -21,6 +21,7 @@ class Wire:
     links: dict[End, End] = field(default_factory=dict)
     sent: list[tuple[Session, int, bytes]] = field(default_factory=list)
     changes: list[tuple[Session, StateChanged]] = field(default_factory=list)
+    events: list[tuple[Session, Event]] = field(default_factory=list)  # every event, in order
     frozen: set[int] = field(default_factory=set)
     refuse: set[int] = field(default_factory=set)
     peer_of: dict[int, Session] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class Wire:
     def run(self) -> None:
         while self._queue:
             session, event = self._queue.popleft()
+            self.events.append((session, event))
             if isinstance(event, StateChanged):
                 self.changes.append((session, event))
             elif isinstance(event, Connect):
@@ -115,6 +117,16 @@ class Wire:
             self.now = max(self.now, when)
             self.feed(session, session.handle_timer(self.now))
         self.now = end
+
+    def inject(self, session: Session, data: bytes) -> None:
+        """Bytes on `session`'s Established connection as if it had sent them."""
+        conn = session.established
+        assert conn is not None
+        self.feed(session, [Send(conn.id, data)])
+
+    def of(self, session: Session) -> list[Event]:
+        """Every event `session` returned, in order."""
+        return [e for s, e in self.events if s is session]
 
     def messages(self, session: Session) -> list[Message]:
         """Every message `session` sent, decoded (default context is enough for these tests)."""

@@ -8,13 +8,21 @@ is refused while sessions stay up, and max-prefixes ends the session with Cease/
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from speaker.api.ipc import PeerStatus
 from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.bgp.wire.capabilities import MultiprotocolCapability
+from speaker.bgp.wire.framing import KEEPALIVE, UPDATE, Framer
+from speaker.bgp.wire.messages import Keepalive, Open
 from speaker.daemon import Speaker
+from speaker.speaker_metrics import SpeakerMetrics
 from testing.routers.lab import loopback_address
+from tests.speaker.wire.hexmsg import NEXT_HOP_192_0_2_1, ORIGIN_IGP, msg, update
 
 
 def state(me: str, asn: int, peers: list[dict[str, object]], advs: list[str]) -> DesiredState:
@@ -170,6 +178,119 @@ def test_tcp_md5_same_key_establishes_other_key_never() -> None:
                 pass
         finally:
             listener.close()
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+async def _raw_peer(
+    me: str, speaker_address: str, asn: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A hand-driven BGP peer: connects from `me`, OPEN (hold time 0) and KEEPALIVE, reads the
+    speaker's OPEN and KEEPALIVE; afterwards the test writes UPDATE bytes as it likes."""
+    reader, writer = await asyncio.open_connection(speaker_address, 179, local_addr=(me, 0))
+    offer = Open.create(asn=asn, hold_time=0, bgp_id=0xC0000263,
+                        capabilities=(MultiprotocolCapability(afi=1, safi=1),))  # fmt: skip
+    writer.write(offer.encode() + Keepalive().encode())
+    framer = Framer()
+    got: list[int] = []
+    while KEEPALIVE not in got:
+        data = await asyncio.wait_for(reader.read(4096), 10)
+        assert data, "the speaker closed the connection"
+        framer.feed(data)
+        got += [t for t, _ in framer]
+    return reader, writer
+
+
+def test_inbound_outcomes_are_logged_once_per_kind_counted_and_gone_with_the_peer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubgp.speaker")
+    b_addr, raw_addr = loopback_address(), loopback_address()
+    as_path = "40 02 06 02 01 0000fde9"  # [65001]
+    bad_origin = update(attrs_hex="40 01 01 07" + as_path + NEXT_HOP_192_0_2_1,
+                        nlri_hex="18 0a0001")  # fmt: skip
+    looped = update(attrs_hex=ORIGIN_IGP + "40 02 0a 02 02 0000fde9 0000fdea" + NEXT_HOP_192_0_2_1,
+                    nlri_hex="18 0a0002 18 0a0003")  # fmt: skip
+    v6 = update(attrs_hex="800e 1e 0002 01 10 20010db8000000000000000000000001 00 40 "
+                          "20010db800000001" + ORIGIN_IGP + as_path)  # fmt: skip
+    good = update(attrs_hex=ORIGIN_IGP + as_path + NEXT_HOP_192_0_2_1, nlri_hex="18 0a0009")
+
+    async def body() -> None:
+        b = Speaker()
+        metrics = SpeakerMetrics(b)
+
+        def sample(name: str, outcome: str) -> float | None:
+            value: float | None = metrics.registry.get_sample_value(
+                name, {"peer": "raw", "outcome": outcome}
+            )
+            return value
+
+        try:
+            await b.apply(state(b_addr, 65002, [_clean(peer("raw", raw_addr, 65001))], []))
+            _reader, writer = await _raw_peer(raw_addr, b_addr, 65001)
+            await until("established", lambda: status(b, "raw").state == "Established")
+            stream = [bad_origin] * 3 + [looped] * 2 + [v6] + [good]
+            writer.write(b"".join(msg(UPDATE, u.hex()) for u in stream))
+            await until("the good route", lambda: status(b, "raw").prefixes_received == 1)
+            assert sample("kubgp_bgp_update_outcomes_total", "treat-as-withdraw") == 3
+            assert sample("kubgp_bgp_update_outcomes_total", "as-loop") == 2
+            assert sample("kubgp_bgp_update_outcome_prefixes_total", "as-loop") == 4
+            assert sample("kubgp_bgp_update_outcomes_total", "family-not-negotiated") == 1
+            assert sample("kubgp_bgp_update_outcomes_total", "attribute-discard") == 0
+            lines = [r.getMessage() for r in caplog.records]
+            (taw,) = [line for line in lines if "treat-as-withdraw" in line]
+            assert "InvalidORIGINAttribute" in taw and "10.0.1.0/24" in taw
+            assert bad_origin.hex() in taw
+            (loop,) = [line for line in lines if "as-loop" in line]
+            assert "10.0.2.0/24 10.0.3.0/24" in loop and looped.hex() in loop
+            assert len([line for line in lines if "family-not-negotiated" in line]) == 1
+            # The session goes down: what was not shown is counted in one line per outcome.
+            writer.close()
+            await until("down", lambda: status(b, "raw").state != "Established")
+            lines = [r.getMessage() for r in caplog.records]
+            assert [line for line in lines if "more UPDATEs" in line] == [
+                f"peer raw ({raw_addr}): 2 more UPDATEs treat-as-withdraw since the last report"
+                " (last: UPDATEMessageError/InvalidORIGINAttribute: ORIGIN value 7 (data "
+                "40010107); NLRI ipv4-unicast 10.0.1.0/24)",
+                f"peer raw ({raw_addr}): 1 more UPDATEs as-loop since the last report (last: AS "
+                "path holds our own AS 65002 (loop, RFC 4271 §9.1.2); NLRI ipv4-unicast "
+                "10.0.2.0/24 10.0.3.0/24)",
+            ]
+            # The peer is removed: its series go with it.
+            await b.apply(state(b_addr, 65002, [], []))
+            assert sample("kubgp_bgp_update_outcomes_total", "treat-as-withdraw") is None
+        finally:
+            await b.close()
+
+    run(body)
+
+
+def test_route_refresh_log_names_the_family_and_what_was_resent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubgp.speaker")
+    a_addr, b_addr = loopback_address(), loopback_address()
+    both = ["ipv4-unicast", "ipv6-unicast"]
+
+    async def body() -> None:
+        a, b = Speaker(), Speaker()
+        try:
+            await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65001, passive=True,
+                                                            families=both))], []))  # fmt: skip
+            await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr,
+                                                            families=both))],
+                                ["10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24",
+                                 "2001:db8:1::/48"]))  # fmt: skip
+            await until("routes at b", lambda: status(b, "a").prefixes_received == 4)
+            runner = b.runners["a"]
+            runner._run(runner.session.request_refresh((2, 1)))
+            await until("refresh served", lambda: any(
+                "ROUTE-REFRESH" in r.getMessage() for r in caplog.records))  # fmt: skip
+            (line,) = [r.getMessage() for r in caplog.records if "ROUTE-REFRESH" in r.getMessage()]
+            assert line.endswith("ROUTE-REFRESH ipv6-unicast: re-sent 1 prefixes")
+        finally:
             await a.close()
             await b.close()
 

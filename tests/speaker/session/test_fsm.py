@@ -5,12 +5,14 @@ from __future__ import annotations
 from speaker.bgp.rib.adj_rib_out import PathAttributes
 from speaker.bgp.session.fsm import (
     IdleReason,
+    RouteRefreshServed,
     Send,
     Session,
     SessionConfig,
     State,
     collision_keeps_outgoing,
 )
+from speaker.bgp.session.inbound import Outcome
 from speaker.bgp.wire.attributes import AsPathAttribute, OriginAttribute
 from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST, Family
 from speaker.bgp.wire.errors import CeaseSubcode, ErrorCode, OPENMessageErrorSubcode
@@ -188,6 +190,21 @@ def test_route_refresh_resends_the_family() -> None:
     assert [type(m) for m in wire.messages(a)] == [] and a.refreshes_served == 1
 
 
+def test_route_refresh_served_names_the_family_and_what_was_resent_for_it() -> None:
+    both = frozenset({IPV4_UNICAST, IPV6_UNICAST})
+    wire, a, b = pair(a_kw={"families": both}, b_kw={"families": both})
+    v6 = prefix_from_int(0x20010DB8 << 96, 64, 128)
+    wire.feed(
+        a, a.set_routes({IPV4_UNICAST: dict.fromkeys(hosts(5), ATTRS), IPV6_UNICAST: {v6: ATTRS}})
+    )
+    wire.sent.clear()
+    wire.feed(b, b.request_refresh(IPV6_UNICAST))
+    served = [e for e in wire.of(a) if isinstance(e, RouteRefreshServed)]
+    assert served == [RouteRefreshServed(IPV6_UNICAST, 1)]
+    resent = [m for m in wire.messages(a) if isinstance(m, Update)]
+    assert [m.mp_reach.nlri for m in resent if m.mp_reach] == [(v6,)] and len(resent) == 1
+
+
 def test_bad_peer_as_is_rejected_and_the_notification_is_not_answered() -> None:
     wire, a, b = pair(b_kw={"peer_asn": 65099})
     assert b.last_reason is IdleReason.OpenRejected and "BadPeerAS" in b.last_error
@@ -324,7 +341,7 @@ def test_ebgp_path_not_starting_with_the_peer_as_is_treated_as_withdraw() -> Non
     foreign = PathAttributes((OriginAttribute(0), AsPathAttribute.sequence(65099, 65001)))
     wire.feed(a, a.set_routes(table(hosts(3)[:2], foreign)))
     assert b.rib_in.count(IPV4_UNICAST) == 0  # two treated as withdraw, one withdrawn
-    assert b.withdrawn_first_as == 1 and b.state is State.Established
+    assert b.inbound.counts.updates[Outcome.TreatAsWithdraw] == 1 and b.state is State.Established
 
 
 def test_hold_time_of_one_or_two_seconds_is_unacceptable() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from speaker.bgp.session.fsm import Session, State, build_open
+from speaker.bgp.session.fsm import Session, State
+from speaker.bgp.session.open import build_open
 from speaker.bgp.wire.capabilities import GR_FORWARDING, GR_RESTART, GracefulRestartCapability
 from speaker.bgp.wire.context import IPV4_UNICAST
 from speaker.bgp.wire.messages import Open

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speaker.bgp.session.negotiation import negotiate
+from speaker.bgp.session.open import negotiate
 from speaker.bgp.wire.capabilities import (
     AddPathCapability,
     Capability,

@@ -61,3 +61,52 @@ def test_malformed_prefixes_are_invalid_network_field(data: str, add_path: bool)
     assert info.value.code == ErrorCode.UPDATEMessageError
     assert info.value.subcode == UPDATEMessageErrorSubcode.InvalidNetworkField
     assert info.value.data == b""
+
+
+def _walked(data: bytes, max_bits: int) -> list[tuple[int, bytes]]:
+    """The prefixes read one by one, as RFC 4271 §4.3 draws them (reference for the run path)."""
+    out, i = [], 0
+    while i < len(data):
+        length = data[i]
+        if length > max_bits:
+            raise ValueError(length)
+        size = (length + 7) // 8
+        if i + 1 + size > len(data):
+            raise ValueError("overrun")
+        octets = bytearray(data[i + 1 : i + 1 + size])
+        if length % 8:
+            octets[-1] &= (0xFF << (8 - length % 8)) & 0xFF
+        out.append((length, bytes(octets)))
+        i += 1 + size
+    return out
+
+
+@pytest.mark.parametrize(
+    ("length", "max_bits", "count", "tail"),
+    [
+        (32, 32, 810, b""),  # IPv4 host routes: the run path
+        (128, 128, 237, b""),  # IPv6 host routes
+        (24, 32, 100, b""),
+        (0, 32, 70, b""),
+        (32, 32, 100, bytes.fromhex("18 0a0001")),  # one /24 at the end: not a run
+        (32, 32, 100, bytes.fromhex("20 0a00")),  # truncated last prefix
+        (40, 32, 100, b""),  # whole octets but too long for IPv4
+        (64, 32, 100, b""),
+    ],
+)
+def test_a_run_of_one_length_decodes_as_prefix_by_prefix(
+    length: int, max_bits: int, count: int, tail: bytes
+) -> None:
+    size = length // 8
+    data = b"".join(
+        bytes((length,)) + (i * 7919).to_bytes(4, "big")[:size].rjust(size, b"\x5a")
+        for i in range(count)
+    )
+    data += tail
+    try:
+        expected = _walked(data, max_bits)
+    except ValueError:
+        with pytest.raises(BGPError):
+            decode_prefixes(data, max_bits)
+        return
+    assert decode_prefixes(data, max_bits) == expected

@@ -6,10 +6,14 @@ import pytest
 
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.attributes import (
+    AggregatorAttribute,
     AsPathAttribute,
     Attribute,
     CommunitiesAttribute,
+    LargeCommunitiesAttribute,
+    LocalPrefAttribute,
     MpReachNlriAttribute,
+    MultiExitDiscAttribute,
     NextHopAttribute,
     OriginAttribute,
 )
@@ -127,3 +131,32 @@ def test_nothing_to_send_is_no_message_and_oversized_attributes_are_refused() ->
     huge = (*SMALL, CommunitiesAttribute(tuple(range(1015))))
     with pytest.raises(ValueError, match="no room"):
         builder.announce(IPV4_UNICAST, huge, v4_hosts(1), next_hop=NH4)
+
+
+def test_path_attributes_go_out_in_ascending_type_code_rfc4271_5() -> None:
+    shuffled: tuple[Attribute, ...] = (
+        LargeCommunitiesAttribute(((64512, 1, 2),)),
+        CommunitiesAttribute((1,)),
+        MultiExitDiscAttribute(5),
+        AsPathAttribute.sequence(4200000000),  # AS4_PATH for a 2-octet peer
+        LocalPrefAttribute(100),
+        AggregatorAttribute(4200000000, NH4),  # AS4_AGGREGATOR too
+        OriginAttribute(0),
+    )
+    for ctx in (DEFAULT_CONTEXT, DecodeContext(four_octet_as=False)):
+        (v4,) = _updates(UpdateBuilder(ctx).announce(IPV4_UNICAST, shuffled, v4_hosts(3),
+                                                     next_hop=NH4), ctx)  # fmt: skip
+        codes = [a.type_code for a in v4.attributes]
+        assert codes == sorted(codes) and 3 in codes, codes
+        (v6,) = _updates(UpdateBuilder(ctx).announce(IPV6_UNICAST, shuffled, v6_hosts(3),
+                                                     next_hop=NH6), ctx)  # fmt: skip
+        codes = [a.type_code for a in v6.attributes]
+        assert codes[0] == MpReachNlriAttribute.TYPE  # RFC 7606 §5.1: MP_REACH_NLRI first
+        assert codes[1:] == sorted(codes[1:]) and 3 not in codes, codes
+    (two_octet,) = _updates(
+        UpdateBuilder(DecodeContext(four_octet_as=False)).announce(
+            IPV4_UNICAST, shuffled, v4_hosts(1), next_hop=NH4
+        ),
+        DecodeContext(four_octet_as=False),
+    )
+    assert {17, 18} <= {a.type_code for a in two_octet.attributes}

@@ -1,0 +1,92 @@
+"""What one session sends of its routes: Adj-RIB-Out feeding, End-of-RIB, route refresh served.
+
+`Outbound` holds the desired table (`set_routes`, the same for every session of a state) and
+the session's Adj-RIB-Out. On establishment the whole table goes out for the negotiated
+families, then End-of-RIB per family (RFC 4724 §2; a restarting speaker may hold it back,
+`speaker/bgp/session/graceful_restart.py`); while Established only the difference to the
+previous desired table. A ROUTE-REFRESH (RFC 2918) for a negotiated family re-sends that
+family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC 2918 §4) are ignored.
+
+Methods return wire bytes, one UPDATE per item; the FSM counts and sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
+from speaker.bgp.rib.update_builder import UpdateBuilder
+from speaker.bgp.wire.context import DecodeContext, Family
+from speaker.bgp.wire.messages import RouteRefresh, RouteRefreshSubtype
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRefreshServed:
+    """The peer asked for `family` again (ROUTE-REFRESH): `prefixes` re-sent."""
+
+    family: Family
+    prefixes: int
+
+
+class Outbound:
+    """One session's Adj-RIB-Out and the desired table it follows."""
+
+    __slots__ = ("desired", "refreshes_served", "rib_out", "skipped_routes")
+
+    def __init__(self) -> None:
+        self.rib_out = AdjRibOut()
+        self.desired: Table = {}
+        self.skipped_routes = 0  # announced prefixes with no usable next hop, last change
+        self.refreshes_served = 0
+
+    def established(
+        self, families: Iterable[Family], ctx: DecodeContext, local: bytes
+    ) -> list[bytes]:
+        """The whole desired table for `families` (a new session starts from nothing)."""
+        self.rib_out.clear()
+        return self._encode(self.rib_out.update(self.desired, families), ctx, local)
+
+    def set_routes(
+        self, desired: Table, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
+    ) -> list[bytes]:
+        """A new desired table; with `ctx` (Established), the difference to send."""
+        self.desired = desired
+        if ctx is None:
+            return []
+        return self._encode(self.rib_out.update(desired, families), ctx, local)
+
+    @staticmethod
+    def end_of_rib(families: Iterable[Family], ctx: DecodeContext) -> list[bytes]:
+        builder = UpdateBuilder(ctx)
+        return [builder.end_of_rib(family) for family in families]
+
+    def route_refresh(
+        self,
+        refresh: RouteRefresh,
+        families: frozenset[Family],
+        ctx: DecodeContext,
+        local: bytes,
+    ) -> tuple[list[bytes], RouteRefreshServed | None]:
+        """Serve a ROUTE-REFRESH: the family's Adj-RIB-Out again, or nothing if ignored."""
+        family = (refresh.afi, refresh.safi)
+        if refresh.subtype != RouteRefreshSubtype.NORMAL or family not in families:
+            return [], None
+        self.refreshes_served += 1
+        change = self.rib_out.full(family)
+        messages = self._encode(change, ctx, local)
+        sent = change.counts[0] - self.skipped_routes if change else 0
+        return messages, RouteRefreshServed(family, sent)
+
+    def clear(self) -> None:
+        self.rib_out.clear()
+
+    def _encode(self, change: RibChange, ctx: DecodeContext, local: bytes) -> list[bytes]:
+        if not change:
+            return []
+        messages, skipped = encode_change(change, UpdateBuilder(ctx), local)
+        self.skipped_routes = skipped
+        return messages
+
+
+__all__ = ["Outbound", "RouteRefreshServed"]
