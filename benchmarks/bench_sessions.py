@@ -28,13 +28,13 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from speaker.api.communities import community_value
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.session.fsm import Session, SessionConfig, State
 from speaker.bgp.wire.attributes import (
     AsPathAttribute,
     CommunitiesAttribute,
     OriginAttribute,
-    community_from_str,
 )
 from speaker.bgp.wire.capabilities import MultiprotocolCapability
 from speaker.bgp.wire.context import IPV4_UNICAST, DecodeContext
@@ -239,7 +239,7 @@ def _updates(n: int) -> bytes:
     attrs = (
         OriginAttribute(0),
         AsPathAttribute.sequence(SENDER_ASN),
-        CommunitiesAttribute((community_from_str(COMMUNITY),)),
+        CommunitiesAttribute((community_value(COMMUNITY),)),
     )
     builder = UpdateBuilder(DecodeContext())
     nh = ipaddress.IPv4Address(NEXT_HOP).packed
