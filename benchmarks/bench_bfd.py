@@ -34,12 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from speaker.api.client import SpeakerError, status_sync
-from testing.routers.daemon import wait_for
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
-from testing.routers.model import ESTABLISHED, BfdTimers, PeerSpec
+from testing.routers.model import ESTABLISHED, BfdTimers, LabError, PeerSpec
 from testing.routers.netns import ip
 from testing.routers.wire import Wire
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 
 SESSIONS = 20
 MULTIPLIER = 3
@@ -153,7 +153,7 @@ def hold(short: bool, interval_ms: int) -> None:
                     return False
                 return all(p.bfd is not None and p.bfd.state == "Up" for p in status.peers)
 
-            wait_for("20 BFD sessions Up", all_up, timeout=60)
+            wait_for(all_up, "20 BFD sessions Up", timeout=60, ignore=(LabError,))
             time.sleep(1.0)  # every Poll Sequence done: the fast rate in force
             hog = _start_hog()
             assert spk.proc is not None
@@ -225,8 +225,8 @@ def _log_times(text: str, pattern: str, regex: re.Pattern[str], fmt: str) -> lis
 
 
 def _first_after(get: Callable[[], list[float]], after: float, timeout: float) -> float:
-    found = wait_for("a log line", lambda: next((t for t in get() if t >= after), None),
-                     timeout=timeout, interval=0.02)  # fmt: skip
+    found = wait_for(lambda: next((t for t in get() if t >= after), None), "a log line",
+                     timeout=timeout, interval=0.02, ignore=(LabError,))  # fmt: skip
     return float(found)
 
 
@@ -273,7 +273,7 @@ def detection(short: bool) -> None:
                     _BIRD_TIME, "%Y-%m-%d %H:%M:%S.%f")  # fmt: skip
 
             for _ in range(tries):
-                wait_for("Up and Established", up, timeout=60)
+                wait_for(up, "Up and Established", timeout=60, ignore=(LabError,))
                 tor.wait_established("node", timeout=60)
                 time.sleep(0.5)
                 cut = time.time()

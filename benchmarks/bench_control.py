@@ -20,10 +20,11 @@ from pathlib import Path
 from speaker.api.client import SpeakerClient, new_epoch
 from speaker.api.ipc import Snapshot, encode, parse_request
 from speaker.api.schema import DesiredState, parse_desired_state
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
 from testing.routers.lab import Lab
 from testing.routers.model import LabError, PeerSpec
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 
 ASN = 64512
 TOR_ASN = 65000
@@ -63,11 +64,9 @@ def _bird_has(tor: Bird, prefixes: set[str], absent: set[str]) -> bool:
 
 
 def _until(tor: Bird, want: set[str], absent: set[str], timeout: float = 120.0) -> float:
+    """Seconds until BIRD has `want` and none of `absent` (polled every 5 ms)."""
     start = time.perf_counter()
-    while not _bird_has(tor, want, absent):
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError("BIRD did not converge")
-        time.sleep(0.005)
+    wait_for(lambda: _bird_has(tor, want, absent), "BIRD to converge", timeout, interval=0.005)
     return time.perf_counter() - start
 
 

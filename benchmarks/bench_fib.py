@@ -41,6 +41,7 @@ from pathlib import Path
 
 from testing.kernel_routes import fib_prefixes_of_pid
 from testing.routers.netns import NetnsPair
+from testing.wait import wait_for
 
 BASE = 0x0A800000  # 10.128.0.0
 NEXT_HOP = "192.0.2.2"
@@ -68,11 +69,8 @@ def _peak_rss_of(pid: int) -> int:
 
 def _wait_count(pid: int, want: int) -> float:
     """Polls the namespace's Main table until it holds `want` prefixes; returns when."""
-    deadline = time.monotonic() + TIMEOUT
-    while fib_prefixes_of_pid(pid) != want:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fib has {fib_prefixes_of_pid(pid)} prefixes, want {want}")
-        time.sleep(POLL)
+    wait_for(lambda: fib_prefixes_of_pid(pid), f"{want} prefixes in the FIB", TIMEOUT,
+             done=lambda count: count == want, interval=POLL)  # fmt: skip
     return time.monotonic()
 
 
@@ -236,11 +234,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _wait_birdc(
     sock: Path, args: tuple[str, ...], pattern: str, proc: subprocess.Popen[bytes]
 ) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not re.search(pattern, _birdc(sock, *args)):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"BIRD: no {pattern!r} in `birdc {' '.join(args)}`")
-        time.sleep(0.05)
+    def seen() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"BIRD exited waiting for {pattern!r}")
+        return re.search(pattern, _birdc(sock, *args)) is not None
+
+    wait_for(seen, f"{pattern!r} in `birdc {' '.join(args)}`", TIMEOUT)
 
 
 def _bird_rows(n: int, rounds: int) -> tuple[list[tuple[float, float]], int]:

@@ -40,12 +40,13 @@ from speaker.bgp.wire.capabilities import MultiprotocolCapability
 from speaker.bgp.wire.context import IPV4_UNICAST, DecodeContext
 from speaker.bgp.wire.messages import Keepalive, Open
 from speaker.bgp.wire.nlri import prefix_from_int
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
 from testing.routers.daemon import RouterDaemon
 from testing.routers.gobgp import GoBGP
 from testing.routers.lab import Lab
 from testing.routers.model import PeerSpec
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 
 RECEIVER_ASN = 65000
 SENDER_ASN = 65001
@@ -124,11 +125,13 @@ def _measure(
     receiver = lab.bird(asn=RECEIVER_ASN, address=receiver_address)
     receiver.peers["sender"] = PeerSpec(name="sender", address=sender_address, asn=SENDER_ASN)
     receiver.start()
-    deadline = time.monotonic() + 300
-    while _count(receiver, "sender") < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"receiver has {_count(receiver, 'sender')} of {n}")
-        time.sleep(0.005)
+    wait_for(
+        lambda: _count(receiver, "sender"),
+        f"the receiver to have {n} routes",
+        300,
+        done=lambda count: count >= n,
+        interval=0.005,
+    )
     done = time.time()
     # BIRD answers its CLI only between bursts of work, so polling the session state would
     # see Established late; its own log line (millisecond timestamps) is the start mark.
@@ -184,8 +187,7 @@ def _passive_daemon(
     if inject is not None:
         inject()
         assert isinstance(sender, GoBGP)
-        while len(sender.gobgp("global", "rib", "summary").strip()) == 0:
-            time.sleep(0.05)
+        wait_for(lambda: sender.gobgp("global", "rib", "summary").strip(), "GoBGP's RIB loaded")
     assert sender.pid is not None
     return _measure(lab, receiver_address, sender.address, n, sender.pid)
 

@@ -41,10 +41,11 @@ from typing import Any
 import yaml
 
 from testing.kube.emulator import KubeAPI
-from testing.procs import Proc, speaker_argv
+from testing.procs import Proc, SpeakerProcess
 from testing.routers.bird import Bird
 from testing.routers.model import ESTABLISHED, LabError, PeerSpec, Route
 from testing.routers.netns import ip
+from testing.wait import WaitTimeout, wait_for
 
 Obj = dict[str, Any]
 
@@ -451,11 +452,14 @@ class TheLab:
             d = self.workdir / node.name
             d.mkdir()
             sock = d / "speaker.sock"
-            ns = self.fabric.node_ns[node.name]
-            self._run(
-                f"{node.name}-speaker",
-                ["ip", "netns", "exec", ns, *speaker_argv(sock, d / "state")],
+            speaker = SpeakerProcess(
+                d,
+                self.fabric.node_ns[node.name],
+                args=("--socket", str(sock), "--state-dir", str(d / "state")),
+                env=self.env,
+                name=f"{node.name}-speaker",
             )
+            self._start(speaker)
             self._run(
                 f"{node.name}-agent",
                 [
@@ -477,10 +481,12 @@ class TheLab:
             )
 
     def _run(self, name: str, argv: list[str]) -> None:
-        proc = Proc(name, argv, self.workdir / f"{name}.log", self.env)
-        self.procs.append(proc)
+        self._start(Proc(name, argv, self.workdir / f"{name}.log", self.env))
+
+    def _start(self, proc: Proc) -> None:
+        self.procs.append(proc)  # first: ended at close even if it fails to start
         proc.start()
-        say(f"lab: started {name} pid {proc.pid}")
+        say(f"lab: started {proc.name} pid {proc.pid}")
 
     def dead(self) -> list[str]:
         gone = [f"{p.name} exited:\n{p.log()[-3000:]}" for p in self.procs if not p.running()]
@@ -510,8 +516,7 @@ class TheLab:
         order += [p for p in self.procs if p not in order]
         for proc in order:
             try:
-                proc.stop(timeout=5)
-                proc.kill()
+                proc.close(grace=5)
             except Exception as exc:  # noqa: BLE001 - keep ending the others
                 errors.append(f"{proc.name}: {exc}")
         if self.tor is not None:
@@ -524,23 +529,29 @@ class TheLab:
 
 
 def follow(lab: TheLab, *, once: bool, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    problems: list[str] = ["nothing looked at yet"]
     view: View | None = None
-    while problems:
+    problems: list[str] = ["nothing looked at yet"]
+
+    def converged() -> bool:
+        nonlocal view, problems
         if dead := lab.dead():
-            say("lab: a process of the lab ended:\n" + "\n".join(dead))
-            return 1
-        if time.monotonic() > deadline:
-            if view is not None:
-                print("\n".join(view.text()))
-            say(f"lab: did not converge within {timeout:.0f} s:\n  " + "\n  ".join(problems))
-            return 1
-        time.sleep(POLL)
+            raise ChildProcessError("\n".join(dead))
         try:
             view, problems = lab.look()
         except LabError as exc:  # BIRD's CLI not answering for a moment
             problems = [str(exc)]
+        return not problems
+
+    try:
+        wait_for(converged, "the lab to converge", timeout, interval=POLL)
+    except ChildProcessError as exc:
+        say(f"lab: a process of the lab ended:\n{exc}")
+        return 1
+    except WaitTimeout:
+        if view is not None:
+            print("\n".join(view.text()))
+        say(f"lab: did not converge within {timeout:.0f} s:\n  " + "\n  ".join(problems))
+        return 1
     assert view is not None
     print("\n".join(view.text()), flush=True)
     if once:

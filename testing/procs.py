@@ -1,40 +1,62 @@
-"""The product's processes for end-to-end tests: the real `kubgp-speaker run --socket` and the
-real `kubgp-controller node`, each a subprocess with its own log file, always ended by PID."""
+"""The product's processes as tests run them: the real `kubgp-speaker run` (with a --config file,
+a control socket, or both) and the real `kubgp-controller node`, each a subprocess with its own
+log file, always ended by PID.
+
+pytest fixtures (tests/conftest.py loads this module as a plugin):
+- `speaker_factory(netns=None)`: a SpeakerProcess in its own work dir, started by the test
+  (`sp.start(doc, *args)`), killed at teardown;
+- `procs(kubeconfig)`: a Procs that makes speakers (control socket and state dir) and node
+  agents pointed at an emulated API server; stops them all at teardown, agents first.
+Either prints the logs of its processes at teardown (pytest shows them when the test failed).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 import pytest
 
+from testing.wait import WaitTimeout, wait_for, wait_for_text
+
 
 class Proc:
-    def __init__(self, name: str, argv: Sequence[str], logfile: Path, env: dict[str, str]) -> None:
+    """One process: its argv, its log file (stdout and stderr, appended across restarts), its
+    environment; started, signalled, waited on and ended by PID."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        logfile: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.logfile = logfile
-        self.env = env
+        self.env = dict(env) if env is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Proc:
+    def start(self) -> Self:
         with self.logfile.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env)  # fmt: skip
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
         return self
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
+        assert self.proc is not None, f"{self.name} was never started"
         return self.proc.pid
 
     def running(self) -> bool:
@@ -43,35 +65,104 @@ class Proc:
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
-    def wait_log(self, needle: str, *, after: int = 0, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log()[after:]:
-                return
-            if not self.running():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"{self.name}: no {needle!r} in its log:\n{self.log()[-4000:]}")
+    def wait_log(self, needle: str, *, after: int = 0, timeout: float = 30.0) -> str:
+        """Until `needle` is in the log past offset `after`; returns the log from there. Fails
+        at once if the process has ended without writing it."""
+        return wait_for_text(
+            lambda: self.log()[after:], needle, f"{self.name}'s log", timeout, running=self.running
+        )
+
+    def wait_file(self, path: Path, *, timeout: float = 30.0) -> None:
+        """Until `path` exists (a socket or a file the process makes). Fails at once if the
+        process has ended without making it."""
+
+        def there() -> bool:
+            if path.exists():
+                return True
+            assert self.running(), f"{self.name} ended before making {path}:\n{self.log()[-3000:]}"
+            return False
+
+        try:
+            wait_for(there, f"{path} from {self.name}", timeout)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}:\n{self.log()[-3000:]}") from None
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None, f"{self.name} was never started"
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, and its exit code. If it has not exited within `timeout`, it is killed and
+        that is a test failure."""
+        assert self.proc is not None, f"{self.name} was never started"
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout} s of SIGTERM"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to say goodbye."""
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def close(self, grace: float = 0.0) -> None:
+        """Ends it whatever its state: SIGTERM and up to `grace` seconds first when given,
+        then SIGKILL. Safe to call twice."""
+        if grace > 0 and self.running():
+            with contextlib.suppress(AssertionError):
+                self.stop(timeout=grace)
+        self.kill()
 
 
-def speaker_argv(socket_path: Path, state_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "speaker.cli.kubgp_speaker", "run", "--socket", str(socket_path),
-            "--state-dir", str(state_dir), "--log-level", "debug"]  # fmt: skip
+class SpeakerProcess(Proc):
+    """`kubgp-speaker run --log-level debug` in its work dir: with `doc` written to its
+    --config file when `start` is given one, `args` on every start (e.g. --socket,
+    --state-dir), and in network namespace `netns` when given."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        netns: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        name: str = "speaker",
+    ) -> None:
+        super().__init__(name, [], workdir / "speaker.log", env)
+        self.workdir = workdir
+        self.netns = netns
+        self.args = list(args)
+        self.config = workdir / "speaker.json"
+
+    def write(self, doc: Mapping[str, object]) -> None:
+        """Replaces the config file at once (write and rename)."""
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.rename(self.config)
+
+    def start(self, doc: Mapping[str, object] | None = None, *extra: str) -> Self:
+        """Runs it with `doc` as its --config file when given, plus `extra` arguments."""
+        argv = [sys.executable, "-m", "speaker.cli.kubgp_speaker", "run", "--log-level", "debug",
+                *self.args, *extra]  # fmt: skip
+        if doc is not None:
+            self.write(doc)
+            argv += ["--config", str(self.config)]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        self.argv = argv
+        return super().start()
+
+    def reload(self, doc: Mapping[str, object]) -> None:
+        """A new config file, then SIGHUP."""
+        self.write(doc)
+        self.signal(signal.SIGHUP)
 
 
 def free_port() -> int:
@@ -105,18 +196,21 @@ def probe(port: int, path: str) -> tuple[int, str] | None:
 
 
 class Procs:
-    """Makes processes in one work dir; ends every one of them at teardown."""
+    """Makes speakers and node agents in one work dir, pointed at one API server (the
+    kubeconfig); ends every one of them at teardown."""
 
     def __init__(self, workdir: Path, kubeconfig: Path) -> None:
         self.workdir = workdir
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.made: list[Proc] = []
 
-    def speaker(self, name: str = "speaker") -> tuple[Proc, Path]:
+    def speaker(self, name: str = "speaker") -> tuple[SpeakerProcess, Path]:
+        """A speaker with a control socket (returned) and a state dir; not started yet."""
         d = self.workdir / name
         d.mkdir(exist_ok=True)
         sock = Path(f"/tmp/kubgp-e2e-{os.getpid()}-{len(self.made)}.sock")
-        proc = Proc(name, speaker_argv(sock, d / "state"), d / "speaker.log", self.env)
+        args = ("--socket", str(sock), "--state-dir", str(d / "state"))
+        proc = SpeakerProcess(d, args=args, env=self.env, name=name)
         self.made.append(proc)
         return proc, sock
 
@@ -148,14 +242,35 @@ class Procs:
 
     def close(self) -> None:
         for proc in reversed(self.made):  # agents before the speaker they talk to
-            with contextlib.suppress(Exception):
-                proc.stop(timeout=5)
-        for proc in self.made:
-            proc.kill()
+            proc.close(grace=5)
+
+
+def _print_logs(made: Sequence[Proc], tail: int) -> None:
+    for proc in made:  # pytest shows this only when the test failed
+        print(f"\n=== {proc.name} ({proc.logfile})\n{proc.log()[-tail:]}")
 
 
 @pytest.fixture
-def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Procs]]:
+def speaker_factory(tmp_path: Path) -> Iterator[Callable[..., SpeakerProcess]]:
+    made: list[SpeakerProcess] = []
+
+    def make(netns: str | None = None) -> SpeakerProcess:
+        workdir = tmp_path / f"speaker{len(made)}"
+        workdir.mkdir()
+        proc = SpeakerProcess(workdir, netns)
+        made.append(proc)
+        return proc
+
+    try:
+        yield make
+    finally:
+        for proc in made:
+            proc.close()
+        _print_logs(made, 6000)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Callable[[Path], Procs]]:
     made: list[Procs] = []
 
     def make(kubeconfig: Path) -> Procs:
@@ -168,6 +283,5 @@ def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[
     finally:
         for p in made:
             p.close()
-        for p in made:  # pytest shows this only when the test failed
-            for proc in p.made:
-                print(f"\n=== {proc.name} ({proc.logfile})\n{proc.log()[-8000:]}")
+        for p in made:
+            _print_logs(p.made, 8000)

@@ -1,4 +1,4 @@
-"""Test-wide setup: the lab fixtures (real BGP daemons, network namespaces) and our speaker as
-a real process (`speaker_factory`)."""
+"""Test-wide setup: the lab fixtures (real BGP daemons, network namespaces) and the product's
+processes (`speaker_factory`, `procs`)."""
 
-pytest_plugins = ["testing.routers.fixtures", "testing.speaker_proc"]
+pytest_plugins = ["testing.routers.fixtures", "testing.procs"]

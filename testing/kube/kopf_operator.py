@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+
+from testing.wait import DEFAULT_TIMEOUT, WaitTimeout, describe, wait_for
 
 
 @dataclass
@@ -26,16 +27,20 @@ class Recorder:
     peer_index: dict[int, list[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wait_for(self, condition: Callable[[Recorder], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(
+        self, condition: Callable[[Recorder], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """Until `condition(recorder)` holds (checked under the lock)."""
+
+        def holds() -> bool:
             with self.lock:
-                if condition(self):
-                    return
-            time.sleep(0.02)
-        raise AssertionError(
-            f"kopf did not get there in {timeout} s: {self.events}, {self.changes}"
-        )
+                return condition(self)
+
+        try:
+            wait_for(holds, describe(condition), timeout, interval=0.02)
+        except WaitTimeout as exc:
+            with self.lock:
+                raise WaitTimeout(f"{exc}: kopf saw {self.events}, {self.changes}") from None
 
 
 def build_registry(recorder: Recorder, url: str) -> kopf.OperatorRegistry:

@@ -16,7 +16,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from testing.routers.model import (
     ESTABLISHED,
@@ -29,29 +28,9 @@ from testing.routers.model import (
     Route,
     family_of,
 )
-
-T = TypeVar("T")
+from testing.wait import wait_for
 
 CLI_TIMEOUT = 20.0
-
-
-def wait_for(
-    what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1
-) -> T:
-    """Polls `probe` until it returns something other than None (or False); raises TimeoutError."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = probe()
-        except LabError as exc:  # a CLI that is not up yet answers with an error
-            value, last_error = None, exc
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
 
 
 class RouterDaemon(ABC):
@@ -173,7 +152,15 @@ class RouterDaemon(ABC):
             )
         self.frozen = False
         try:
-            wait_for(f"{self.name} control interface", self._ready_or_dead, timeout=timeout)
+            wait_for(
+                self._ready_or_dead,
+                f"{self.name}'s control interface",
+                timeout,
+                interval=0.1,
+                ignore=(LabError,),  # a CLI that is not up yet answers with an error
+            )
+        except ChildProcessError as exc:
+            raise LabError(f"{self.name}: {exc}\n{self.log_tail()}") from None
         except TimeoutError as exc:
             self.kill()
             raise LabError(f"{self.name}: did not come up: {exc}\n{self.log_tail()}") from exc
@@ -181,9 +168,7 @@ class RouterDaemon(ABC):
 
     def _ready_or_dead(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise LabError(
-                f"{self.name}: exited with {self.process.returncode}\n{self.log_tail()}"
-            ) from None
+            raise ChildProcessError(f"exited with {self.process.returncode}")
         return self._ready()
 
     def stop(self, *, timeout: float = 10.0) -> None:
@@ -259,14 +244,21 @@ class RouterDaemon(ABC):
     def wait_state(self, peer: str, state: str, *, timeout: float = 30.0) -> None:
         seen: list[str] = []
 
-        def probe() -> bool:
+        def probe() -> str:
             now = self.session_state(peer)
             if not seen or seen[-1] != now:
                 seen.append(now)
-            return now == state
+            return now
 
         try:
-            wait_for(f"{self.name} session {peer} to be {state}", probe, timeout=timeout)
+            wait_for(
+                probe,
+                f"{self.name}'s session {peer} to be {state}",
+                timeout,
+                done=lambda now: now == state,
+                interval=0.1,
+                ignore=(LabError,),
+            )
         except TimeoutError as exc:
             raise LabError(f"{exc}; states seen: {seen}\n{self.log_tail()}") from exc
 
@@ -280,20 +272,27 @@ class RouterDaemon(ABC):
         what: str = "routes",
     ) -> list[Route]:
         """Polls the routes received from `peer` until `predicate` holds; returns them."""
-        last: list[list[Route]] = [[]]
+        last: list[Route] = []
 
-        def probe() -> list[Route] | None:
-            routes = self.received_routes(peer, family)
-            last[0] = routes
-            return routes if predicate(routes) else None
+        def probe() -> list[Route]:
+            last[:] = self.received_routes(peer, family)
+            return last
 
         try:
             return wait_for(
-                f"{self.name}: {what} from {peer}", probe, timeout=timeout, interval=0.2
+                probe,
+                f"{self.name}: {what} from {peer}",
+                timeout,
+                done=predicate,
+                interval=0.2,
+                ignore=(LabError,),
             )
         except TimeoutError as exc:
-            shown = ", ".join(r.prefix for r in last[0][:20])
-            raise LabError(f"{exc}; last saw {len(last[0])}: {shown}\n{self.log_tail()}") from exc
+            shown = ", ".join(r.prefix for r in last[:20])
+            raise LabError(
+                f"timed out after {timeout:g} s waiting for {self.name}: {what} from {peer}; "
+                f"last saw {len(last)}: {shown}\n{self.log_tail()}"
+            ) from exc
 
     def originate(
         self,

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from testing.routers.daemon import RouterDaemon, wait_for
+from testing.routers.daemon import RouterDaemon
 from testing.routers.model import (
     IDLE,
     IPV4_UNICAST,
@@ -28,6 +28,7 @@ from testing.routers.model import (
     PeerSpec,
     Route,
 )
+from testing.wait import wait_for
 
 _AF = {IPV4_UNICAST: "ipv4 unicast", IPV6_UNICAST: "ipv6 unicast"}
 _AFI = {IPV4_UNICAST: "ipv4", IPV6_UNICAST: "ipv6"}
@@ -200,7 +201,7 @@ class FRR(RouterDaemon):
                 )  # fmt: skip
             path = work / ready
             try:
-                wait_for(f"{self.name} {name}", path.exists, timeout=timeout)
+                wait_for(path.exists, f"{self.name} {name}", timeout=timeout)
             except TimeoutError as exc:
                 self._end_helpers(signal.SIGKILL)
                 log_text = (work / f"{name}.log").read_text(errors="replace")[-2000:]

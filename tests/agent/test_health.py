@@ -19,7 +19,7 @@ from controller.agent.push import PushLoop
 from controller.controller_metrics import AgentMetrics
 from controller.health_endpoint import Health, HealthServer
 from speaker.control import serve_control
-from tests.agent.test_node_agent import until
+from testing.wait import wait_for_async
 from tests.controller import manifests as m
 from tests.speaker.control.helpers import RecordingSink, socket_dir
 
@@ -62,13 +62,13 @@ async def agent_without_speaker() -> AsyncIterator[tuple[NodeAgent, str]]:
 def test_ready_only_after_the_speaker_acked_the_first_state_and_then_stays_ready() -> None:
     async def main() -> None:
         async with agent_without_speaker() as (agent, path):
-            await until(lambda: agent.liveness().ok)
+            await wait_for_async(lambda: agent.liveness().ok)
             assert agent.readiness().reason == ReadyReason.NotListed
             agent.upsert(m.node(), live=False)  # initial listing in progress: not synced
             await asyncio.sleep(0.05)
             assert agent.readiness().reason == ReadyReason.NotListed
             agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
-            await until(lambda: agent.plans == 1)
+            await wait_for_async(lambda: agent.plans == 1)
             await asyncio.sleep(0.2)  # the push loop keeps failing to connect
             assert agent.readiness() == Health(
                 False, ReadyReason.NotAcked, "waiting for the speaker to acknowledge"
@@ -76,14 +76,14 @@ def test_ready_only_after_the_speaker_acked_the_first_state_and_then_stays_ready
             sink = RecordingSink()
             server = await serve_control(sink, path)
             try:
-                await until(lambda: agent.readiness().ok)
+                await wait_for_async(lambda: agent.readiness().ok)
                 assert sink.current is not None  # ready means the speaker has it
                 assert agent.readiness().reason == ReadyReason.Acked
             finally:
                 await server.close()
             # The speaker gone and a change it cannot get: still ready (latched).
             agent.upsert(m.node(pod_cidrs=("10.244.9.0/24",)))
-            await until(lambda: agent.plans == 2)
+            await wait_for_async(lambda: agent.plans == 2)
             assert agent.readiness().reason == ReadyReason.Acked
 
     asyncio.run(main())
@@ -94,12 +94,12 @@ def test_ready_without_a_speaker_when_there_is_no_state_to_send() -> None:
         async with agent_without_speaker() as (agent, _):
             broken = m.node(annotations={"kubgp.io/asn": "not-a-number"})
             agent.resync([broken, m.peer(), m.advertisement(podCIDRs=True)])
-            await until(lambda: agent.plans == 1)
+            await wait_for_async(lambda: agent.plans == 1)
             assert agent.readiness().reason == ReadyReason.NothingToSend
             assert agent.readiness().ok
             # The node fixed, a state the speaker (absent) cannot ack: ready stays latched.
             agent.upsert(m.node())
-            await until(lambda: agent.plans == 2)
+            await wait_for_async(lambda: agent.plans == 2)
             assert readiness(synced=True, plans=2, offered=True, acked=False).ok is False
             assert agent.readiness().reason == ReadyReason.NothingToSend
 
@@ -122,7 +122,7 @@ def test_the_http_endpoint_answers_from_the_agent_loop() -> None:
             host, port = await server.start("127.0.0.1:0")
             base = f"http://{host}:{port}"
             try:
-                await until(lambda: agent.liveness().ok)
+                await wait_for_async(lambda: agent.liveness().ok)
                 assert await asyncio.to_thread(get, f"{base}/livez") == (200, "Running\n")
                 assert await asyncio.to_thread(get, f"{base}/readyz") == (
                     503, "NotListed: waiting for the initial listings\n",
@@ -130,7 +130,7 @@ def test_the_http_endpoint_answers_from_the_agent_loop() -> None:
                 agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
                 speaker = await serve_control(RecordingSink(), path)
                 try:
-                    await until(lambda: agent.readiness().ok)
+                    await wait_for_async(lambda: agent.readiness().ok)
                 finally:
                     await speaker.close()
                 status, body = await asyncio.to_thread(get, f"{base}/readyz?verbose")

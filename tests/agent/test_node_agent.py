@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.agent.node_agent import NodeAgent, coalesce_deadline
@@ -13,14 +13,9 @@ from controller.agent.push import PushLoop
 from controller.controller_metrics import AgentMetrics
 from controller.domain.reasons import ObjectRef
 from speaker.control import serve_control
+from testing.wait import wait_for_async
 from tests.controller import manifests as m
 from tests.speaker.control.helpers import RecordingSink, socket_dir
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 class FakeSecrets:
@@ -79,7 +74,7 @@ def test_nothing_is_planned_or_pushed_before_the_initial_listing_is_complete() -
             await asyncio.sleep(0.2)
             assert agent.plans == 0 and sink.applied == []
             agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             assert prefixes(sink) == ["10.244.1.0/24"]
             # Initial listings do not count as events for the event -> ack latency.
             assert metrics.value("kubgp_agent_event_to_ack_seconds_count") == 0
@@ -93,19 +88,19 @@ def test_a_burst_of_changes_is_planned_and_pushed_once() -> None:
         async with agent_with_speaker(quiet=0.1, max_delay=2.0) as (agent, sink, metrics):
             ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
             agent.resync([m.node(), m.peer(), ad])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             for i in range(50):
                 agent.upsert(m.service(f"s{i}", lb_ips=(f"203.0.113.{i + 1}",)))
-            await until(lambda: sink.current is not None and len(prefixes(sink)) == 51)
+            await wait_for_async(lambda: sink.current is not None and len(prefixes(sink)) == 51)
             await asyncio.sleep(0.2)
             assert agent.plans == 2 and len(sink.applied) == 2
             assert metrics.value("kubgp_agent_event_to_ack_seconds_count") == 50
             # Deleting objects plans too; a change that is nothing to this node pushes nothing.
             for i in range(50):
                 agent.delete(m.service(f"s{i}"))
-            await until(lambda: prefixes(sink) == ["10.244.1.0/24"])
+            await wait_for_async(lambda: prefixes(sink) == ["10.244.1.0/24"])
             agent.upsert(m.node("n2", ip="192.0.2.12"))
-            await until(lambda: agent.plans == 4)
+            await wait_for_async(lambda: agent.plans == 4)
             await asyncio.sleep(0.1)
             assert len(sink.applied) == 3
 
@@ -117,7 +112,7 @@ def test_a_steady_stream_of_changes_is_planned_at_least_every_max_delay() -> Non
         async with agent_with_speaker(quiet=0.05, max_delay=0.15) as (agent, sink, _):
             ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
             agent.resync([m.node(), m.peer(), ad])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             loop = asyncio.get_running_loop()
             start = loop.time()
             i = 0
@@ -127,7 +122,7 @@ def test_a_steady_stream_of_changes_is_planned_at_least_every_max_delay() -> Non
                 await asyncio.sleep(0.01)
             # Without the bound there would be no plan until the stream stops.
             assert 4 <= agent.plans - 1 <= 8, agent.plans
-            await until(lambda: f"203.0.113.{i % 250 + 1}/32" in prefixes(sink))
+            await wait_for_async(lambda: f"203.0.113.{i % 250 + 1}/32" in prefixes(sink))
 
     asyncio.run(main())
 
@@ -136,14 +131,16 @@ def test_a_node_without_valid_state_sends_nothing() -> None:
     async def main() -> None:
         async with agent_with_speaker() as (agent, sink, _):
             agent.resync([m.node(), m.peer(), m.advertisement(podCIDRs=True)])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             # A broken ASN annotation: no state; the speaker keeps the last one.
             agent.upsert(m.node(annotations={"kubgp.io/asn": "not-a-number"}))
-            await until(lambda: agent.plans == 2)
+            await wait_for_async(lambda: agent.plans == 2)
             await asyncio.sleep(0.1)
             assert len(sink.applied) == 1
             agent.upsert(m.node(pod_cidrs=("10.244.9.0/24",)))
-            await until(lambda: sink.current is not None and prefixes(sink) == ["10.244.9.0/24"])
+            await wait_for_async(
+                lambda: sink.current is not None and prefixes(sink) == ["10.244.9.0/24"]
+            )
 
     asyncio.run(main())
 
@@ -157,14 +154,14 @@ def test_referenced_secrets_are_read_before_the_first_plan_and_refreshed() -> No
         async with agent_with_speaker(secrets=source, secret_refresh=0.1) as (agent, sink, _):
             ref = {"namespace": "kubgp", "name": "bgp-auth", "key": "password"}
             agent.resync([m.node(), m.peer(passwordSecretRef=ref)])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             assert sink.applied[0].peers[0].password == "s3cret"
             source.secrets[("kubgp", "bgp-auth")] = m.secret(password="rotated")
-            await until(lambda: sink.current is not None and
+            await wait_for_async(lambda: sink.current is not None and
                         sink.current.peers[0].password == "rotated")  # fmt: skip
             # Deleted: the peer goes (never a session without its password).
             del source.secrets[("kubgp", "bgp-auth")]
-            await until(lambda: sink.current is not None and sink.current.peers == ())
+            await wait_for_async(lambda: sink.current is not None and sink.current.peers == ())
             # A peer pointing at a Secret that does not exist has no session from the start.
             agent.upsert(m.peer("tor-b", passwordSecretRef={**ref, "name": "nope"}))
             await asyncio.sleep(0.3)
@@ -178,17 +175,17 @@ def test_sweep_forgets_only_what_a_listing_missed_and_nothing_fed_since() -> Non
         async with agent_with_speaker() as (agent, sink, _):
             ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
             agent.resync([m.node(), m.peer(), ad, m.service("a", lb_ips=("203.0.113.1",))])
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             assert not agent.was_fed(m.service("a"))
             agent.upsert(m.service("b", lb_ips=("203.0.113.2",)))
-            await until(lambda: len(prefixes(sink)) == 3)
+            await wait_for_async(lambda: len(prefixes(sink)) == 3)
             assert agent.was_fed(m.service("b"))
             since = agent.now()
             agent.upsert(m.service("c", lb_ips=("203.0.113.3",)))  # after the LIST began
             # The LIST returned only b: a vanished unseen; c is newer than the LIST.
             listed = [ObjectRef("Service", "default", "b")]
             assert agent.sweep("Service", listed, listed_since=since) == 1
-            await until(lambda: prefixes(sink) == ["10.244.1.0/24", "203.0.113.2/32",
+            await wait_for_async(lambda: prefixes(sink) == ["10.244.1.0/24", "203.0.113.2/32",
                                                   "203.0.113.3/32"])  # fmt: skip
             assert agent.known("Service") == {
                 ObjectRef("Service", "default", "b"), ObjectRef("Service", "default", "c"),

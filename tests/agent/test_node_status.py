@@ -19,6 +19,7 @@ from controller.agent.node_status import (
 from controller.controller_metrics import AgentMetrics
 from speaker.api.client import BfdStatus, PeerStatus, StateVersion
 from speaker.api.schema import parse_desired_state
+from testing.wait import wait_for_async
 from tests.speaker.control.helpers import STATE_DOC
 
 STATE = parse_desired_state(STATE_DOC)
@@ -55,12 +56,6 @@ class MemoryWriter:
         self.events.append(event)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def run_reporter(
     writer: MemoryWriter,
     scenario: Callable[[NodeStatusReporter], Awaitable[None]],
@@ -72,7 +67,7 @@ def run_reporter(
         )
         task = asyncio.create_task(reporter.run())
         try:
-            await until(lambda: reporter.written is not None or writer.stored is None)
+            await wait_for_async(lambda: reporter.written is not None or writer.stored is None)
             await asyncio.sleep(0.01)  # let load() finish
             await asyncio.wait_for(scenario(reporter), 20)
         finally:
@@ -180,7 +175,7 @@ def test_writes_only_on_change_and_at_most_once_per_interval() -> None:
 
     async def scenario(reporter: NodeStatusReporter) -> None:
         reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Active")])
-        await until(lambda: len(writer.writes) == 1)  # the first write is immediate
+        await wait_for_async(lambda: len(writer.writes) == 1)  # the first write is immediate
         for _ in range(20):  # a quiet speaker: nothing to write
             reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Active")])
             await asyncio.sleep(0.005)
@@ -189,7 +184,7 @@ def test_writes_only_on_change_and_at_most_once_per_interval() -> None:
         reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Connect")])
         reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "OpenSent")])
         reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Established")])
-        await until(lambda: len(writer.writes) == 2)
+        await wait_for_async(lambda: len(writer.writes) == 2)
         await asyncio.sleep(0.1)
         assert len(writer.writes) == 2
         assert writer.writes[1]["peers"][0]["state"] == "Established"
@@ -204,7 +199,7 @@ def test_a_restarted_agent_neither_rewrites_nor_reannounces() -> None:
     writer = MemoryWriter(stored)
 
     async def scenario(reporter: NodeStatusReporter) -> None:
-        await until(lambda: reporter.written == stored)
+        await wait_for_async(lambda: reporter.written == stored)
         reporter.observe(state=STATE, applied=V1,
                          peers=[peer("tor-a", "Established", since=T0 + 0.5)])  # fmt: skip
         await asyncio.sleep(0.2)
@@ -212,7 +207,7 @@ def test_a_restarted_agent_neither_rewrites_nor_reannounces() -> None:
         # A new epoch is a change worth one write, still no Event.
         reporter.observe(state=STATE, applied=StateVersion(epoch=8, generation=1),
                          peers=[peer("tor-a", "Established")])  # fmt: skip
-        await until(lambda: len(writer.writes) == 1)
+        await wait_for_async(lambda: len(writer.writes) == 1)
         assert writer.writes[0]["appliedEpoch"] == 8 and writer.events == []
 
     run_reporter(writer, scenario, min_interval=0.05)
@@ -225,7 +220,7 @@ def test_failed_writes_and_events_are_retried() -> None:
 
     async def scenario(reporter: NodeStatusReporter) -> None:
         reporter.observe(state=STATE, applied=V1, peers=[peer("tor-a", "Established")])
-        await until(lambda: len(writer.writes) == 1 and len(writer.events) == 1)
+        await wait_for_async(lambda: len(writer.writes) == 1 and len(writer.events) == 1)
         assert writer.writes[0]["establishedPeers"] == 1
 
     run_reporter(writer, scenario, min_interval=0.01, retry_interval=0.05)

@@ -17,6 +17,7 @@ from speaker.api.ipc import AppliedState, StateVersion
 from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.control import ControlServer, serve_control
 from speaker.state_store import StateStore
+from testing.wait import wait_for_async
 from tests.speaker.control.helpers import STATE_DOC, RecordingSink, socket_dir
 
 PEERS = STATE_DOC["peers"]
@@ -25,12 +26,6 @@ PEERS = STATE_DOC["peers"]
 def state(*prefixes: str, **changes: Any) -> DesiredState:
     ads = [{"prefix": p, "communities": ["64512:100"]} for p in prefixes]
     return parse_desired_state({**STATE_DOC, "advertisements": ads, **changes})
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -85,15 +80,15 @@ def test_snapshot_on_connect_then_deltas_then_snapshot_for_a_peer_change() -> No
             async with pushing(loop):
                 first = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
                 loop.offer(first, [asyncio.get_running_loop().time()])
-                await until(lambda: sink.current == first == loop.acked_state)
+                await wait_for_async(lambda: sink.current == first == loop.acked_state)
                 second = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.4/32")
                 loop.offer(second)
-                await until(lambda: sink.current == second == loop.acked_state)
+                await wait_for_async(lambda: sink.current == second == loop.acked_state)
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 1
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "delta"}) == 1
                 third = state("10.0.0.1/32", peers=PEERS[:1])
                 loop.offer(third)
-                await until(lambda: sink.current == third == loop.acked_state)
+                await wait_for_async(lambda: sink.current == third == loop.acked_state)
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
                 # The same state again sends nothing.
                 loop.offer(third)
@@ -119,20 +114,20 @@ def test_waits_for_the_speaker_and_resyncs_with_a_snapshot_when_it_restarts_empt
             await asyncio.sleep(0.3)  # no speaker yet: the loop keeps trying
             sink = RecordingSink()
             server = await serve_control(sink, path)
-            await until(lambda: sink.current == first == loop.acked_state)
+            await wait_for_async(lambda: sink.current == first == loop.acked_state)
             await server.close()
             # A speaker that restarts without a saved state says so in its hello: the agent
             # sends a snapshot of what it has, unasked, and a later change can be a delta.
             sink2 = RecordingSink()
             server2 = await serve_control(sink2, path)
             try:
-                await until(
+                await wait_for_async(
                     lambda: metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
                 )
                 assert sink2.current == first and loop.connections == 2
                 second = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.5/32")
                 loop.offer(second)
-                await until(lambda: sink2.current == second == loop.acked_state)
+                await wait_for_async(lambda: sink2.current == second == loop.acked_state)
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "delta"}) == 1
             finally:
                 await server2.close()
@@ -150,19 +145,19 @@ def test_a_speaker_that_resumed_our_state_gets_deltas_and_another_epoch_gets_a_s
         first = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
         async with pushing(loop):
             loop.offer(first)
-            await until(lambda: loop.acked_state == first)
+            await wait_for_async(lambda: loop.acked_state == first)
             await server.close()
             # The speaker comes back with our applied state (its hello names our version):
             # nothing to re-send, and the next change is a delta on that base.
             sink = RecordingSink()
             server = await serve_control(sink, path, state_store=store)
             try:
-                await until(lambda: loop.connections == 2)
+                await wait_for_async(lambda: loop.connections == 2)
                 await asyncio.sleep(0.1)
                 assert sink.applied == [first]  # resumed from applied.json, nothing pushed
                 second = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.6/32")
                 loop.offer(second)
-                await until(lambda: sink.current == second == loop.acked_state)
+                await wait_for_async(lambda: sink.current == second == loop.acked_state)
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "delta"}) == 1
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 1
             finally:
@@ -173,10 +168,10 @@ def test_a_speaker_that_resumed_our_state_gets_deltas_and_another_epoch_gets_a_s
         server = await serve_control(sink, path, state_store=store)
         try:
             async with pushing(loop):
-                await until(lambda: loop.connections == 3)
+                await wait_for_async(lambda: loop.connections == 3)
                 third = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.7/32")
                 loop.offer(third)
-                await until(lambda: sink.current == third == loop.acked_state)
+                await wait_for_async(lambda: sink.current == third == loop.acked_state)
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
         finally:
             await server.close()
@@ -195,11 +190,11 @@ def test_a_nack_is_counted_and_followed_by_a_snapshot() -> None:
             async with pushing(loop):
                 first = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
                 loop.offer(first)
-                await until(lambda: sink.current == first == loop.acked_state)
+                await wait_for_async(lambda: sink.current == first == loop.acked_state)
                 sink.fail = "netlink said no"  # the next apply fails: nack, nothing applied
                 second = state("10.0.0.1/32", "10.0.0.2/32", "10.0.0.8/32")
                 loop.offer(second, [0.0])
-                await until(lambda: sink.current == second == loop.acked_state)
+                await wait_for_async(lambda: sink.current == second == loop.acked_state)
                 assert metrics.value("kubgp_agent_push_failures_total", {"reason": "nack"}) == 1
                 # The delta was refused; the retry is a snapshot.
                 assert metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
@@ -229,7 +224,7 @@ def test_status_reads_are_reported_only_for_our_applied_state() -> None:
                 assert seen == []  # nothing of ours is applied yet
                 first = state("10.0.0.1/32")
                 loop.offer(first)
-                await until(lambda: len(seen) >= 3)
+                await wait_for_async(lambda: len(seen) >= 3)
                 assert all(s == first and v == loop.acked_version and n == 2
                            for s, v, n in seen)  # fmt: skip
         finally:
@@ -248,12 +243,12 @@ def test_a_state_pushed_by_someone_else_is_overwritten_at_the_next_status_read()
             async with pushing(loop):
                 ours = state("10.0.0.1/32")
                 loop.offer(ours)
-                await until(lambda: sink.current == ours == loop.acked_state)
+                await wait_for_async(lambda: sink.current == ours == loop.acked_state)
                 other = await SpeakerClient.connect(d / "s.sock")
                 async with other:
                     theirs = state("10.9.9.9/32")
                     await other.snapshot(theirs, epoch=1, generation=1)
-                await until(
+                await wait_for_async(
                     lambda: metrics.value("kubgp_agent_pushes_total", {"kind": "snapshot"}) == 2
                 )
                 assert sink.current == ours and len(sink.applied) == 3

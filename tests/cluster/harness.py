@@ -1,5 +1,5 @@
 """Run the cluster controller (real kopf, real client) against the emulator in a thread, and
-wait for conditions instead of sleeping."""
+read back what it wrote (addresses, Events, status); tests wait with testing.wait."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 import kubernetes
@@ -22,8 +22,6 @@ from controller.kube.cluster_watch import ClusterOptions, run_cluster
 from controller.kube.leader import LeaseConfig
 from controller.kube.user_agent import CLUSTER_CONTROLLER, user_agent
 from testing.kube.emulator import KubeAPI
-
-T = TypeVar("T")
 
 # Short but sane: a standby takes over ~2 s after the leader goes silent.
 FAST_LEASE = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.2}
@@ -41,17 +39,6 @@ def controller_client(api: KubeAPI) -> kubernetes.client.ApiClient:
     client = api.api_client()
     client.user_agent = user_agent(CLUSTER_CONTROLLER)
     return client
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Controller:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from testing.kube.emulator import KubeAPI
+from testing.wait import wait_for
 from tests.cluster.harness import (
     condition,
     events,
@@ -13,7 +14,6 @@ from tests.cluster.harness import (
     running,
     status_of,
     status_writes,
-    wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
 

@@ -12,7 +12,8 @@ import urllib.request
 from pathlib import Path
 
 from testing.kube.emulator import KubeAPI
-from tests.cluster.harness import ingress, wait_for
+from testing.wait import wait_for
+from tests.cluster.harness import ingress
 from tests.cluster.manifests import lb_service, pool
 
 CLI = Path(sys.executable).parent / "kubgp-controller"

@@ -15,6 +15,7 @@ from controller.cluster import runtime
 from controller.kube import cluster_watch
 from controller.kube.leader import LeaseElector
 from testing.kube.emulator import KubeAPI
+from testing.wait import wait_for
 from tests.cluster.harness import (
     FAST_LEASE,
     events,
@@ -22,7 +23,6 @@ from tests.cluster.harness import (
     reasons,
     running,
     status_of,
-    wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
 

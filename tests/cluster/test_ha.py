@@ -12,6 +12,7 @@ import pytest
 
 from controller.kube.leader import LeaseElector
 from testing.kube.emulator import KubeAPI
+from testing.wait import wait_for
 from tests.cluster.conftest import CONTROLLER_AGENTS
 from tests.cluster.harness import (
     Controller,
@@ -21,7 +22,6 @@ from tests.cluster.harness import (
     lease,
     running,
     status_writes,
-    wait_for,
 )
 from tests.cluster.manifests import lb_service, pool
 from tests.packaging.rbac import assert_granted, sent_by

@@ -15,7 +15,8 @@ from controller.cluster import runtime
 from controller.cluster.probes import ClusterHealth, LiveReason, ReadyReason
 from controller.cluster.runtime import ClusterController
 from testing.kube.emulator import KubeAPI
-from tests.cluster.harness import Controller, ingress, running, wait_for
+from testing.wait import wait_for
+from tests.cluster.harness import Controller, ingress, running
 from tests.cluster.manifests import lb_service, pool
 
 POOL = pool("v4", cidrs=("203.0.113.0/30",))

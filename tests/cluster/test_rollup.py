@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from testing.kube.emulator import KubeAPI
-from tests.cluster.harness import condition, running, status_of, status_writes, wait_for
+from testing.wait import wait_for
+from tests.cluster.harness import condition, running, status_of, status_writes
 from tests.cluster.manifests import bgp_peer, node, node_state
 
 

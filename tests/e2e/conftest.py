@@ -1,7 +1,6 @@
-"""End-to-end fixtures: the emulated API server (tests/kube), the lab's BGP daemons
-(tests/conftest.py), and our processes (procs.py)."""
+"""End-to-end fixtures: the emulated API server (testing/kube); the lab's BGP daemons and our
+processes (`procs`) come from the plugins tests/conftest.py loads."""
 
 from testing.kube.fixtures import kube_api
-from testing.procs import procs
 
-__all__ = ["kube_api", "procs"]
+__all__ = ["kube_api"]

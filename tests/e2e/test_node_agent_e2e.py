@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -30,6 +30,7 @@ from testing.procs import Procs, free_port, probe, scrape
 from testing.routers.bird import Bird
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec, Route
+from testing.wait import wait_for
 from tests.packaging.rbac import assert_granted, sent_by
 
 pytestmark = pytest.mark.lab
@@ -42,18 +43,6 @@ LB_IP = "203.0.113.10"
 LB_PREFIX = f"{LB_IP}/32"
 COMMUNITY = "64512:100"
 LARGE_COMMUNITY = "64512:1:2"
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:  # a value, True, a non-empty list
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # -- the cluster --------------------------------------------------------------------------
@@ -378,7 +367,7 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
     finally:
         os.kill(agent.pid, signal.SIGCONT)
     wait_for(lambda: route(tor, NODE, "203.0.113.11/32") is None,
-             "the vanished Service's route withdrawn", timeout=15)  # fmt: skip
+             "the vanished Service's route withdrawn")  # fmt: skip
     assert route(tor, NODE, LB_PREFIX) is not None
     agent.wait_log("vanished while unwatched")
 
@@ -387,7 +376,7 @@ def test_node_agent_end_to_end(kube_api: KubeAPI, lab: Lab, procs: Callable[[Pat
     speaker.kill()
     shutil.rmtree(p.workdir / "speaker" / "state")
     mark = len(agent.log())
-    speaker = p.again(speaker, "speaker-restarted").start()
+    p.again(speaker, "speaker-restarted").start()
     agent.wait_log("the next push is a snapshot", after=mark)
     tor.wait_established(NODE)
     wait_for(lambda: {POD_CIDR, LB_PREFIX} <= tor_view(tor, NODE).prefixes,

@@ -5,7 +5,6 @@ nobody listening, so the sessions stay down and no Events are due."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from testing.kube.emulator import KubeAPI
 from testing.procs import Procs, free_port
 from testing.routers.lab import loopback_address
+from testing.wait import wait_for
 from tests.packaging.rbac import assert_granted, calls, sent_by
 
 
@@ -43,15 +43,6 @@ def peer(
                                      "key": "password"}  # fmt: skip
     return {"apiVersion": "kubgp.io/v1alpha1", "kind": "BGPPeer",
             "metadata": {"name": name}, "spec": spec}  # fmt: skip
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if got := probe():
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_each_agent_writes_only_its_own_node_state(

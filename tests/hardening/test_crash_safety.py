@@ -35,10 +35,10 @@ import pytest
 from speaker.api.client import SpeakerClient, SpeakerError, new_epoch
 from speaker.api.ipc import StateVersion
 from speaker.api.schema import Advertisement, DesiredState, parse_desired_state
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
 from testing.routers.lab import Lab
 from testing.routers.model import PeerSpec, Route
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

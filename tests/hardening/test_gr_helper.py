@@ -5,14 +5,14 @@ peer's End-of-RIB removes what the peer did not send again."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
 from testing.routers.model import PeerSpec
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 from tests.hardening.test_graceful_restart import _doc
 
 pytestmark = pytest.mark.lab
@@ -33,9 +33,7 @@ def test_peer_restart_keeps_its_routes_stale_then_refreshes(
     sp = speaker_factory()
     sp.start(_doc(me, tor, []))  # GR-capable, announcing nothing: only the helper role
     sp.wait_log("End-of-RIB received")
-    deadline = time.monotonic() + 20
-    while "3 prefixes received" not in sp.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    sp.wait_log("3 prefixes received")
     tor.kill()
     text = sp.wait_log("keeping 3 routes as stale for up to 60s")
     assert "removed" not in text.split("keeping 3 routes as stale")[1]
@@ -48,10 +46,11 @@ def test_peer_restart_keeps_its_routes_stale_then_refreshes(
     # End-of-RIB: then all 3 are removed as not re-sent, and 2 come back right after.
     found = re.search(r"End-of-RIB ipv4-unicast, removed (\d+) stale routes not re-sent", text)
     assert found is not None and found.group(1) in ("1", "3"), text
-    deadline = time.monotonic() + 10
-    while not sp.log()[at:].rstrip().endswith("2 prefixes received"):
-        assert time.monotonic() < deadline, sp.log()[at:]
-        time.sleep(0.2)
+    wait_for(
+        lambda: sp.log()[at:].rstrip().endswith("2 prefixes received"),
+        "the log to end with 2 prefixes received",
+        interval=0.2,
+    )
 
 
 @pytest.mark.parametrize("kind", ["bird", "frr"])
@@ -69,10 +68,7 @@ def test_peer_back_without_forwarding_state_flushes_stale_routes_at_once(
     tor.start()
     sp = speaker_factory()
     sp.start(_doc(me, tor, []))  # GR-capable, announcing nothing: only the helper role
-    deadline = time.monotonic() + 30
-    while "2 prefixes received" not in sp.log():
-        assert time.monotonic() < deadline, sp.log()
-        time.sleep(0.2)
+    sp.wait_log("2 prefixes received")
     at = len(sp.log())
     tor.kill()
     sp.wait_log("keeping 2 routes as stale for up to 60s", after=at)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.daemon import RouterDaemon
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, LabError, PeerSpec
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

@@ -14,7 +14,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +21,10 @@ import pytest
 
 from speaker.api.client import NackError, SpeakerClient, new_epoch
 from speaker.api.schema import Advertisement, parse_desired_state
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec, Route
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 
@@ -65,14 +64,6 @@ def _reconnects(tor: Bird, sp: SpeakerProcess, expected: set[str]) -> None:
     tor.wait_routes("node", lambda rs: _prefixes(rs) == expected, timeout=60)
 
 
-def _wait_socket(path: Path, sp: SpeakerProcess, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert sp.proc is not None and sp.proc.poll() is None, sp.log()[-3000:]
-        assert time.monotonic() < deadline, f"no control socket at {path}"
-        time.sleep(0.05)
-
-
 def test_agent_snapshot_with_an_unbindable_listen_keeps_passive_peers_connecting(
     lab: Lab, speaker_factory: Factory, tmp_path: Path
 ) -> None:
@@ -81,7 +72,7 @@ def test_agent_snapshot_with_an_unbindable_listen_keeps_passive_peers_connecting
     sock = tmp_path / "speaker.sock"
     sp = speaker_factory()
     sp.start(None, "--socket", str(sock), "--state-dir", str(tmp_path / "state"))
-    _wait_socket(sock, sp)
+    sp.wait_file(sock)
     epoch = new_epoch()
     good = parse_desired_state(_doc(me, tor, FIRST, listen=me))
     moved = parse_desired_state(_doc(me, tor, [*FIRST, "198.51.100.8/32"], listen=NOT_LOCAL))

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.daemon import RouterDaemon
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, IPV6_UNICAST, PeerSpec
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

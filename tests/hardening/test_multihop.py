@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, LabError, PeerSpec
 from testing.routers.netns import ip
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 

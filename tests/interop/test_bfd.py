@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from speaker.api.client import PeerStatus, SpeakerError, status_sync
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
-from testing.routers.daemon import wait_for
 from testing.routers.frr import FRR
 from testing.routers.lab import Lab
 from testing.routers.model import (
@@ -30,10 +30,11 @@ from testing.routers.model import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     BfdTimers,
+    LabError,
     PeerSpec,
 )
 from testing.routers.wire import Wire
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 
@@ -115,9 +116,19 @@ def rig(lab: Lab, wire: Wire, speaker_factory: Factory, tmp_path: Path) -> Rig:
 
 
 def wait_up(node: Node, tor: Tor, timeout: float = 30.0) -> None:
-    wait_for("our BFD Up", lambda: node.bfd_state() == "Up", timeout=timeout)
-    wait_for("the ToR's BFD Up", lambda: tor.bfd_state("node") == "Up", timeout=timeout)
-    wait_for("our BGP Established", lambda: node.bgp_state() == ESTABLISHED, timeout=timeout)
+    wait_for(lambda: node.bfd_state() == "Up", "our BFD Up", timeout=timeout, ignore=(LabError,))
+    wait_for(
+        lambda: tor.bfd_state("node") == "Up",
+        "the ToR's BFD Up",
+        timeout=timeout,
+        ignore=(LabError,),
+    )
+    wait_for(
+        lambda: node.bgp_state() == ESTABLISHED,
+        "our BGP Established",
+        timeout=timeout,
+        ignore=(LabError,),
+    )
     tor.wait_established("node", timeout=timeout)
 
 
@@ -142,8 +153,8 @@ def test_bfd_multihop_with_bird(rig: Rig) -> None:
 
 
 def _down_within(node: Node, started: float) -> float:
-    wait_for("our BGP down", lambda: node.bgp_state() not in (ESTABLISHED, None),
-             timeout=DETECTION_BOUND + 5, interval=0.01)  # fmt: skip
+    wait_for(lambda: node.bgp_state() not in (ESTABLISHED, None), "our BGP down",
+             timeout=DETECTION_BOUND + 5, interval=0.01, ignore=(LabError,))  # fmt: skip
     return time.monotonic() - started
 
 
@@ -161,8 +172,8 @@ def test_cut_path_takes_both_bgp_sessions_down_fast_and_back(rig: Rig, kind: str
     assert peer.bfd.last_diagnostic == "control-detection-time-expired"
     assert peer.bfd.bgp_held and "BFDDown" in (peer.last_error or "")
     # The ToR's own BFD takes its BGP session down (nothing of ours reaches it any more).
-    wait_for("the ToR's BGP down", lambda: tor.session_state("node") != ESTABLISHED,
-             timeout=DETECTION_BOUND)  # fmt: skip
+    wait_for(lambda: tor.session_state("node") != ESTABLISHED, "the ToR's BGP down",
+             timeout=DETECTION_BOUND, ignore=(LabError,))  # fmt: skip
     assert "BFD" in tor.last_error("node")
     # Held: while the path is cut nothing comes back, and BFD stays Down.
     time.sleep(1.5)

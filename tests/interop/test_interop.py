@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.bird import Bird
-from testing.routers.daemon import RouterDaemon, wait_for
+from testing.routers.daemon import RouterDaemon
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, IPV4_UNICAST, IPV6_UNICAST, PeerSpec, Route
 from testing.routers.netns import NetnsPair
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -298,7 +299,7 @@ def test_sighup_touches_only_what_changed_and_sigterm_ceases(
     at = len(sp.log())
     sp.reload(doc([p1, {**p2, "holdTime": 12}]))  # a session parameter of t2 only
     sp.wait_log("session parameters changed", after=at)
-    wait_for("t2 re-established", lambda: _transitions(sp, "t2", "Established") == 3, timeout=30)
+    wait_for(lambda: _transitions(sp, "t2", "Established") == 3, "t2 re-established")
     t2.wait_established("kubgp")
     t2.wait_routes("kubgp", _has("10.70.0.0/24"))
     assert "Received: Other configuration change" in t2.log_tail(200)

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from lab.cluster_demo import EXAMPLES, load_manifests
+from testing.wait import wait_for_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 
@@ -154,24 +154,16 @@ def test_not_converging_in_time_is_an_error_and_still_cleans_up() -> None:
     _assert_nothing_left(done.stderr)
 
 
-def _wait_in(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text()
-        if needle in text:
-            return text
-        assert proc.poll() is None, text
-        time.sleep(0.1)
-    raise AssertionError(f"no {needle!r} within {timeout} s in:\n{path.read_text()}")
-
-
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_following_shows_a_change_and_ctrl_c_cleans_up(tmp_path: Path) -> None:
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "lab"], cwd=ROOT, stdout=out, stderr=err)
     try:
-        text = _wait_in(err_path, "following changes until Ctrl-C", proc, 60)
+        text = wait_for_text(
+            err_path.read_text, "following changes until Ctrl-C", "the lab's stderr", 60,
+            running=lambda: proc.poll() is None,
+        )  # fmt: skip
         url = re.search(r"API server at (http://127\.0\.0\.1:\d+) ", text)
         assert url is not None, text
         # The Service loses its endpoints: the ToR loses its /32, from both nodes.
@@ -180,7 +172,8 @@ def test_following_shows_a_change_and_ctrl_c_cleans_up(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as rsp:
             assert rsp.status == 200
         hops = ", ".join(f"{NODES[n]} ({n})" for n in READY)
-        _wait_in(out_path, f"- ToR  {SERVICE}  {hops}  64512", proc, 20)
+        wait_for_text(out_path.read_text, f"- ToR  {SERVICE}  {hops}  64512", "the lab's stdout",
+                      running=lambda: proc.poll() is None)  # fmt: skip
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -24,19 +24,11 @@ from speaker.bfd_transport import SINGLE_HOP_PORT
 from speaker.bgp.session.fsm import IdleReason
 from speaker.daemon import Speaker, bfd_peer
 from testing.routers.lab import loopback_address
+from testing.wait import wait_for_async
 
 # Real sockets and real time on a loaded 2-core machine: 200 ms x 3 holds there (docs/bfd.md:
 # the event loop can be ~100 ms late under a CPU hog), 50 ms x 3 gives false Downs.
 FAST = Timers.from_ms(min_tx=200, min_rx=200, multiplier=3)
-
-
-async def until(what: str, probe: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -65,16 +57,16 @@ def test_service_pair_comes_up_and_detects_one_way_loss(monkeypatch: pytest.Monk
         try:
             a.configure({"b": BfdPeer(remote=b_addr, local=a_addr, multihop=False, timers=FAST)})
             b.configure({"a": BfdPeer(remote=a_addr, local=b_addr, multihop=False, timers=FAST)})
-            await until("both Up", lambda: _state(a, "b") is _state(b, "a") is State.Up)
+            await wait_for_async(lambda: _state(a, "b") is _state(b, "a") is State.Up, "both Up")
             session = a.session("b")
             assert session is not None
-            await until("fast timers", lambda: not session.polling)
+            await wait_for_async(lambda: not session.polling, "fast timers")
             assert session.tx_interval() == pytest.approx(0.2)
             assert session.detection_time() == pytest.approx(0.6)
             with monkeypatch.context() as m:
                 _silence(m, b, "a")
                 cut = loop.time()
-                await until("a Down", lambda: _state(a, "b") is State.Down)
+                await wait_for_async(lambda: _state(a, "b") is State.Down, "a Down")
                 (down,) = [e for who, e, _ in seen if who == "a" and e.new is State.Down]
                 assert down.diagnostic is Diagnostic.ControlDetectionTimeExpired
                 took = next(t for who, e, t in seen if who == "a" and e.new is State.Down) - cut
@@ -82,8 +74,8 @@ def test_service_pair_comes_up_and_detects_one_way_loss(monkeypatch: pytest.Monk
                 # transmit interval before the cut); how late it may be is for the benchmark.
                 assert took >= 0.6 - 0.2, took
                 # a now says Down: b hears it and goes Down too (it still hears a).
-                await until("b Down", lambda: _state(b, "a") is State.Down)
-            await until("Up again", lambda: _state(a, "b") is _state(b, "a") is State.Up)
+                await wait_for_async(lambda: _state(b, "a") is State.Down, "b Down")
+            await wait_for_async(lambda: _state(a, "b") is _state(b, "a") is State.Up, "Up again")
             assert session.flaps == 1
         finally:
             await a.close()
@@ -112,7 +104,7 @@ def test_single_hop_takes_only_ttl_255() -> None:
                 assert session.received == 0 and session.state is State.Down
                 raw.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
                 raw.sendto(down, (a_addr, SINGLE_HOP_PORT))
-                await until("the TTL 255 packet", lambda: session.received == 1)
+                await wait_for_async(lambda: session.received == 1, "the TTL 255 packet")
                 assert _state(a, "p") is State.Init
         finally:
             await a.close()
@@ -177,24 +169,28 @@ def test_bfd_down_tears_bgp_down_and_holds_it_until_bfd_is_up(
         try:
             await pair.start()
             assert pair.responder is not None
-            await until("BFD Up", lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up")
-            await until("Established", lambda: _established(pair.a, "b"))
+            await wait_for_async(
+                lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up", "BFD Up"
+            )
+            await wait_for_async(lambda: _established(pair.a, "b"), "Established")
             with monkeypatch.context() as m:
                 _silence(m, pair.responder, "a")
                 # Torn down by BFD (seconds before any hold timer could); how fast is measured
                 # by benchmarks/bench_bfd.py.
-                await until("BGP down", lambda: not _established(pair.a, "b"))
+                await wait_for_async(lambda: not _established(pair.a, "b"), "BGP down")
                 assert pair.a.runners["b"].session.last_reason is IdleReason.BfdDown
                 # b was told why (RFC 9384), and keeps trying to reconnect; a refuses.
-                await until("b down", lambda: not _established(pair.b, "a"))
+                await wait_for_async(lambda: not _established(pair.b, "a"), "b down")
                 assert "BFDDown" in (_status(pair.b, "a").last_error or "")
                 bfd = _status(pair.a, "b").bfd
                 assert bfd is not None and bfd.bgp_held and bfd.state == "Down"
                 assert bfd.last_diagnostic == "control-detection-time-expired" and bfd.flaps == 1
                 await asyncio.sleep(2.5)  # > 2 connect retries of b (1 s)
                 assert not _established(pair.a, "b") and not _established(pair.b, "a")
-            await until("BFD Up again", lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up")
-            await until("Established again", lambda: _established(pair.a, "b"))
+            await wait_for_async(
+                lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up", "BFD Up again"
+            )
+            await wait_for_async(lambda: _established(pair.a, "b"), "Established again")
             bfd = _status(pair.a, "b").bfd
             assert bfd is not None and not bfd.bgp_held
         finally:
@@ -209,7 +205,7 @@ def test_bgp_establishes_while_bfd_has_never_been_up() -> None:
     async def body() -> None:
         try:
             await pair.start(responder=False)
-            await until("Established", lambda: _established(pair.a, "b"))
+            await wait_for_async(lambda: _established(pair.a, "b"), "Established")
             bfd = _status(pair.a, "b").bfd
             assert bfd is not None and bfd.state == "Down" and not bfd.bgp_held
         finally:
@@ -225,20 +221,22 @@ def test_remote_admin_down_is_not_a_failure_and_timers_change_without_bgp_reset(
         try:
             await pair.start()
             assert pair.responder is not None
-            await until("BFD Up", lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up")
-            await until("Established", lambda: _established(pair.a, "b"))
+            await wait_for_async(
+                lambda: (_status(pair.a, "b").bfd or _NONE).state == "Up", "BFD Up"
+            )
+            await wait_for_async(lambda: _established(pair.a, "b"), "Established")
             runner = pair.a.runners["b"]
             # New timers: the BFD session is retuned by a Poll, the BGP session untouched.
             await pair.a.apply(pair.a_state(minTx=80))
             assert pair.a.bfd is not None
             session = pair.a.bfd.session("b")
             assert session is not None
-            await until("the Poll done", lambda: not session.polling)
+            await wait_for_async(lambda: not session.polling, "the Poll done")
             assert session.desired_min_tx == 80_000 and session.state is State.Up
             assert pair.a.runners["b"] is runner and runner.session.counters.flaps == 0
             # The peer turns BFD off: AdminDown, which is not a path failure.
             pair.responder.configure({})
-            await until("BFD Down", lambda: session.state is State.Down)
+            await wait_for_async(lambda: session.state is State.Down, "BFD Down")
             assert session.local_diag is Diagnostic.NeighborSignaledSessionDown
             await asyncio.sleep(0.5)
             assert _established(pair.a, "b") and runner.session.counters.flaps == 0

@@ -17,7 +17,8 @@ from speaker.cli.control_cmd import format_status_table
 from speaker.speaker_metrics import SpeakerMetrics
 from testing.kube.crd_schema import admit
 from testing.routers.lab import loopback_address
-from tests.speaker.bfd.test_runtime import Pair, _established, _silence, _status, run, until
+from testing.wait import wait_for_async
+from tests.speaker.bfd.test_runtime import Pair, _established, _silence, _status, run
 
 
 def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,28 +34,28 @@ def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> No
             await pair.start()
             assert pair.responder is not None
             address = pair.b_addr
-            await until("BFD Up", lambda: value("kubgp_bfd_session_up", peer="b",
-                                                address=address) == 1.0)  # fmt: skip
+            await wait_for_async(lambda: value("kubgp_bfd_session_up", peer="b",
+                                               address=address) == 1.0, "BFD Up")  # fmt: skip
             assert value("kubgp_bfd_session_state", peer="b", address=address, state="Up") == 1.0
             assert value("kubgp_bfd_session_state", peer="b", address=address, state="Init") == 0
             assert value("kubgp_bfd_bgp_held", peer="b") == 0.0
             # Both directions leave the slow (1 s) timers once each Poll has its Final.
-            await until(
-                "fast timers both ways",
+            await wait_for_async(
                 lambda: (
                     value("kubgp_bfd_tx_interval_seconds", peer="b") == 0.2
                     and value("kubgp_bfd_detection_time_seconds", peer="b") == pytest.approx(0.6)
                 ),
+                "fast timers both ways",
             )
             with monkeypatch.context() as m:
                 _silence(m, pair.responder, "a")
-                await until("held", lambda: value("kubgp_bfd_bgp_held", peer="b") == 1.0)
+                await wait_for_async(lambda: value("kubgp_bfd_bgp_held", peer="b") == 1.0, "held")
                 assert value("kubgp_bfd_session_flaps_total", peer="b") == 1.0
                 diag = "control-detection-time-expired"
                 assert value("kubgp_bfd_last_diagnostic_info", peer="b", diagnostic=diag) == 1.0
                 assert value("kubgp_bgp_session_last_error_info", peer="b",
                              reason="bfd-down") == 1.0  # fmt: skip
-            await until("Established", lambda: _established(pair.a, "b"))
+            await wait_for_async(lambda: _established(pair.a, "b"), "Established")
             assert pair.a.bfd is not None
             session = pair.a.bfd.session("b")
             assert session is not None and session.sent > 3 and session.received > 3
@@ -68,8 +69,9 @@ def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> No
             assert worst == pair.a.bfd.lateness.max and worst is not None and worst >= 0
             # A stray packet from an address with no session is counted as dropped.
             await _stray(pair.a_addr)
-            await until("dropped", lambda: (value("kubgp_bfd_packets_dropped_total",
-                                                  reason="no-session") or 0) >= 1)  # fmt: skip
+            await wait_for_async(lambda: (value("kubgp_bfd_packets_dropped_total",
+                                                reason="no-session") or 0) >= 1,
+                                 "dropped")  # fmt: skip
             assert _status(pair.a, "b").bfd is not None
         finally:
             await pair.close()

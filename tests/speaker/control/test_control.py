@@ -20,6 +20,7 @@ import pytest
 from speaker.api.ipc import AppliedState, PeerStatus, StateVersion
 from speaker.control import ControlError, ControlServer, serve_control
 from speaker.state_store import StateStore
+from testing.wait import wait_for_async
 from tests.speaker.control.helpers import (
     STATE,
     STATE_DOC,
@@ -277,8 +278,7 @@ def test_a_client_that_never_reads_is_dropped_without_blocking_others() -> None:
         assert (await agent.ask(snapshot(1, 1)))["type"] == "ack"
         assert (await agent.ask({"type": "status"}))["type"] == "status"
         assert time.monotonic() - t0 < 2.0
-        while server.dropped_clients == 0:
-            await asyncio.sleep(0.05)
+        await wait_for_async(lambda: server.dropped_clients > 0, "the stuck client dropped")
         assert server.client_count == 1
         assert server.dropped_clients == 1
         await stuck.read_to_eof()  # the speaker closed it (after the replies it did take)

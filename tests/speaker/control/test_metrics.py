@@ -4,7 +4,6 @@ with a real speaker process and real BIRD peers (one good, one that refuses our 
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from speaker.api.client import SpeakerClient, new_epoch
 from speaker.api.schema import parse_desired_state
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
 from testing.routers.model import PeerSpec
-from testing.speaker_proc import SpeakerProcess
-from tests.speaker.control.test_run_socket import _wait_socket
+from testing.wait import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -57,7 +56,7 @@ def test_metrics_after_a_known_scenario(
     url = f"http://{me}:9473/metrics"
     spk = speaker_factory()
     spk.start(None, "--socket", str(sock), "--metrics-address", f"{me}:9473")
-    _wait_socket(sock, spk)
+    spk.wait_file(sock)
     epoch = new_epoch()
     prefixes = ["10.244.1.0/24", "198.51.100.7/32", "198.51.100.8/32"]
 
@@ -80,12 +79,12 @@ def test_metrics_after_a_known_scenario(
 
     bad_as = {"peer": "bad", "code": "OPENMessageError", "subcode": "BadPeerAS"}
     refused = ("kubgp_bgp_notifications_received_total", tuple(sorted(bad_as.items())))
-    deadline = time.monotonic() + 20
-    while True:
-        m = _scrape(url)
-        if m.get(refused, 0) >= 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    m = wait_for(
+        lambda: _scrape(url),
+        "bad's NOTIFICATION counted",
+        done=lambda m: m.get(refused, 0) >= 1,
+        interval=0.2,
+    )
 
     assert _value(m, "kubgp_bgp_session_up", peer="good", address=good.address) == 1
     assert _value(m, "kubgp_bgp_session_up", peer="bad", address=bad.address) == 0

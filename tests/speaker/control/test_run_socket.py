@@ -19,9 +19,9 @@ import pytest
 
 from speaker.api.client import NackError, SpeakerClient, new_epoch
 from speaker.api.schema import DesiredState, parse_desired_state
+from testing.procs import SpeakerProcess
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec, Route
-from testing.speaker_proc import SpeakerProcess
 
 pytestmark = pytest.mark.lab
 
@@ -53,14 +53,6 @@ def _prefixes(routes: list[Route]) -> set[str]:
     return {r.prefix for r in routes}
 
 
-def _wait_socket(path: Path, proc: SpeakerProcess, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.proc is not None and proc.proc.poll() is None, proc.log()[-3000:]
-        assert time.monotonic() < deadline, f"no control socket at {path}:\n{proc.log()[-3000:]}"
-        time.sleep(0.05)
-
-
 def _raw_exchange(path: Path, payload: bytes) -> list[str]:
     """Sends raw bytes on a fresh connection; returns the lines read back (hello first)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -87,7 +79,7 @@ def test_agent_protocol_end_to_end_with_bird(
     state_dir = tmp_path / "state"
     spk = speaker_factory()
     spk.start(None, "--socket", str(sock_path), "--state-dir", str(state_dir))
-    _wait_socket(sock_path, spk)
+    spk.wait_file(sock_path)
     first = ["10.244.1.0/24", "198.51.100.7/32", "198.51.100.8/32"]
     epoch = new_epoch()
 
@@ -142,7 +134,7 @@ def test_agent_protocol_end_to_end_with_bird(
     sock_path.unlink(missing_ok=True)
     again = speaker_factory()
     again.start(None, "--socket", str(sock_path), "--state-dir", str(state_dir))
-    _wait_socket(sock_path, again)
+    again.wait_file(sock_path)
     tor.wait_established("node", timeout=30)
     tor.wait_routes("node", lambda rs: _prefixes(rs) == expected)
 

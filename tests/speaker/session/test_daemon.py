@@ -22,6 +22,7 @@ from speaker.bgp.wire.messages import Keepalive, Open
 from speaker.daemon import Speaker
 from speaker.speaker_metrics import SpeakerMetrics
 from testing.routers.lab import loopback_address
+from testing.wait import wait_for_async
 from tests.speaker.wire.hexmsg import NEXT_HOP_192_0_2_1, ORIGIN_IGP, msg, update
 
 
@@ -39,15 +40,6 @@ def peer(name: str, address: str, asn: int, **kw: object) -> dict[str, object]:
 
 def status(speaker: Speaker, name: str) -> PeerStatus:
     return next(s for s in speaker.status() if s.name == name)
-
-
-async def until(what: str, probe: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -68,17 +60,17 @@ def test_two_speakers_establish_exchange_and_apply_differences() -> None:
                                 ["10.2.0.0/24"]))  # fmt: skip
             await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
                                 ["10.1.0.0/24", "10.1.1.0/24"]))  # fmt: skip
-            await until("established", lambda: status(a, "b").state == "Established")
-            await until("a's routes at b", lambda: status(b, "a").prefixes_received == 2)
+            await wait_for_async(lambda: status(a, "b").state == "Established", "established")
+            await wait_for_async(lambda: status(b, "a").prefixes_received == 2, "a's routes at b")
             s = status(a, "b")
             assert (s.address, s.prefixes_advertised, s.last_error) == (b_addr, 2, None)
-            await until("b's route at a", lambda: status(a, "b").prefixes_received == 1)
+            await wait_for_async(lambda: status(a, "b").prefixes_received == 1, "b's route at a")
             # apply() returns with the new state in the Adj-RIB-Out, before it is on the wire.
             await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
                                 ["10.1.0.0/24", "10.1.2.0/24", "10.1.3.0/24"]))  # fmt: skip
             assert status(a, "b").prefixes_advertised == 3
             received = b.runners["a"].session.rib_in.routes
-            await until("the difference at b", lambda: len(received[(1, 1)]) == 3)
+            await wait_for_async(lambda: len(received[(1, 1)]) == 3, "the difference at b")
             assert sorted(received[(1, 1)]) == [(24, bytes((10, 1, n))) for n in (0, 2, 3)]
             assert status(a, "b").state == "Established"  # no reset
         finally:
@@ -102,9 +94,10 @@ def test_a_dead_peer_does_not_delay_a_live_one_and_strangers_are_refused() -> No
                 _clean(peer("dead", dead_addr, 65003, src=a_addr)),
                 _clean(peer("b", b_addr, 65002, src=a_addr)),
             ], ["10.1.0.0/24"]))  # fmt: skip
-            await until("b established", lambda: status(a, "b").state == "Established", 5)
+            # Well within the dead peer's OpenSent hold time: it does not hold b up.
+            await wait_for_async(lambda: status(a, "b").state == "Established", "b established")
             assert status(a, "dead").state == "OpenSent"
-            await until("route at b", lambda: status(b, "a").prefixes_received == 1)
+            await wait_for_async(lambda: status(b, "a").prefixes_received == 1, "route at b")
 
             loop = asyncio.get_running_loop()
             sock = socket.socket()
@@ -136,13 +129,13 @@ def test_max_prefixes_and_wrong_asn_show_in_status() -> None:
                                 []))  # fmt: skip
             await a.apply(state(a_addr, 65001, [_clean(peer("b", b_addr, 65002, src=a_addr))],
                                 ["10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24"]))  # fmt: skip
-            await until("b refuses", lambda: "MaximumNumberOfPrefixesReached"
-                        in (status(a, "b").last_error or ""))  # fmt: skip
+            await wait_for_async(lambda: "MaximumNumberOfPrefixesReached"
+                                 in (status(a, "b").last_error or ""), "b refuses")  # fmt: skip
             assert "over 2 prefixes" in (status(b, "a").last_error or "")
             # b now expects a different AS from a: a's status says b refused it.
             await b.apply(state(b_addr, 65002, [_clean(peer("a", a_addr, 65009))], []))
-            await until("bad peer AS", lambda: "received NOTIFICATION OPENMessageError/BadPeerAS"
-                        in (status(a, "b").last_error or ""))  # fmt: skip
+            await wait_for_async(lambda: "received NOTIFICATION OPENMessageError/BadPeerAS"
+                                 in (status(a, "b").last_error or ""), "bad peer AS")  # fmt: skip
         finally:
             await a.close()
             await b.close()
@@ -165,8 +158,8 @@ def test_tcp_md5_same_key_establishes_other_key_never() -> None:
                 _clean(peer("b", b_addr, 65002, src=a_addr, password="s3cret")),
                 _clean(peer("c", c_addr, 65003, src=a_addr, password="s3cret")),
             ], []))  # fmt: skip
-            await until("a-b Established", lambda: status(a, "b").state == "Established")
-            await until("c: connect timed out", lambda: bool(status(a, "c").last_error))
+            await wait_for_async(lambda: status(a, "b").state == "Established", "a-b Established")
+            await wait_for_async(lambda: bool(status(a, "c").last_error), "c: connect timed out")
             s = status(a, "c")
             assert s.state != "Established" and "MD5 password mismatch likely" in (
                 s.last_error or ""
@@ -230,10 +223,10 @@ def test_inbound_outcomes_are_logged_once_per_kind_counted_and_gone_with_the_pee
         try:
             await b.apply(state(b_addr, 65002, [_clean(peer("raw", raw_addr, 65001))], []))
             _reader, writer = await _raw_peer(raw_addr, b_addr, 65001)
-            await until("established", lambda: status(b, "raw").state == "Established")
+            await wait_for_async(lambda: status(b, "raw").state == "Established", "established")
             stream = [bad_origin] * 3 + [looped] * 2 + [v6] + [good]
             writer.write(b"".join(msg(UPDATE, u.hex()) for u in stream))
-            await until("the good route", lambda: status(b, "raw").prefixes_received == 1)
+            await wait_for_async(lambda: status(b, "raw").prefixes_received == 1, "the good route")
             assert sample("kubgp_bgp_update_outcomes_total", "treat-as-withdraw") == 3
             assert sample("kubgp_bgp_update_outcomes_total", "as-loop") == 2
             assert sample("kubgp_bgp_update_outcome_prefixes_total", "as-loop") == 4
@@ -248,7 +241,7 @@ def test_inbound_outcomes_are_logged_once_per_kind_counted_and_gone_with_the_pee
             assert len([line for line in lines if "family-not-negotiated" in line]) == 1
             # The session goes down: what was not shown is counted in one line per outcome.
             writer.close()
-            await until("down", lambda: status(b, "raw").state != "Established")
+            await wait_for_async(lambda: status(b, "raw").state != "Established", "down")
             lines = [r.getMessage() for r in caplog.records]
             assert [line for line in lines if "more UPDATEs" in line] == [
                 f"peer raw ({raw_addr}): 2 more UPDATEs treat-as-withdraw since the last report"
@@ -283,11 +276,13 @@ def test_route_refresh_log_names_the_family_and_what_was_resent(
                                                             families=both))],
                                 ["10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24",
                                  "2001:db8:1::/48"]))  # fmt: skip
-            await until("routes at b", lambda: status(b, "a").prefixes_received == 4)
+            await wait_for_async(lambda: status(b, "a").prefixes_received == 4, "routes at b")
             runner = b.runners["a"]
             runner._run(runner.session.request_refresh((2, 1)))
-            await until("refresh served", lambda: any(
-                "ROUTE-REFRESH" in r.getMessage() for r in caplog.records))  # fmt: skip
+            await wait_for_async(
+                lambda: any("ROUTE-REFRESH" in r.getMessage() for r in caplog.records),
+                "refresh served",
+            )
             (line,) = [r.getMessage() for r in caplog.records if "ROUTE-REFRESH" in r.getMessage()]
             assert line.endswith("ROUTE-REFRESH ipv6-unicast: re-sent 1 prefixes")
         finally:

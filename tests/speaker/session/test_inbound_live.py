@@ -4,15 +4,15 @@ logs the first one, counts them in its metrics and stays Established."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.gobgp import GoBGP
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, PeerSpec
-from testing.speaker_proc import SpeakerProcess
+from testing.wait import wait_for
 from tests.speaker.control.test_metrics import Samples, _scrape
 
 pytestmark = pytest.mark.lab
@@ -73,14 +73,15 @@ def test_routes_through_our_own_as_are_ignored_logged_once_and_counted(
         key = ("kubgp_bgp_update_outcome_prefixes_total", (("outcome", "as-loop"), ("peer", peer)))
         return m.get(key, -1)
 
-    deadline = time.monotonic() + 30
-    while True:
-        m = _scrape(url)
-        done = (loops(m, "tor"), loops(m, "tor2"), received(m, "tor"), received(m, "tor2"))
-        if done == (2.0, 1.0, 1.0, 1.0) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert done == (2.0, 1.0, 1.0, 1.0)
+    scraped: list[Samples] = []
+
+    def counts() -> tuple[float, ...]:
+        scraped[:] = [m := _scrape(url)]
+        return (loops(m, "tor"), loops(m, "tor2"), received(m, "tor"), received(m, "tor2"))
+
+    wait_for(counts, "as-loop prefixes from tor and tor2, then prefixes received",
+             done=lambda got: got == (2.0, 1.0, 1.0, 1.0), interval=0.2)  # fmt: skip
+    (m,) = scraped
     lines = [line for line in sp.log().splitlines() if "UPDATE as-loop" in line]
     assert len([line for line in lines if "peer tor (" in line]) == 1
     assert f"holds our own AS {LOCAL_ASN}" in lines[0]

@@ -22,6 +22,7 @@ from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.control import StateRefused
 from speaker.daemon import Speaker
 from testing.routers.lab import loopback_address
+from testing.wait import wait_for_async
 
 NOT_LOCAL = "192.0.2.1"  # TEST-NET-1: never an address of this host, so bind() fails
 
@@ -37,15 +38,6 @@ def state(me: str, asn: int, port: int, peers: list[dict[str, object]], advs: li
 def peer(name: str, address: str, asn: int, port: int, src: str, **kw: object) -> dict[str, object]:
     return {"name": name, "address": address, "asn": asn, "port": port, "sourceAddress": src,
             "holdTime": 9, "connectRetryTime": 1, **kw}  # fmt: skip
-
-
-async def until(what: str, probe: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -84,7 +76,7 @@ def test_failed_listen_change_keeps_the_old_listener_state_and_sessions() -> Non
         try:
             await b.apply(b_state)
             await a.apply(a_state)
-            await until("established", lambda: b.status()[0].state == "Established")
+            await wait_for_async(lambda: b.status()[0].state == "Established", "established")
 
             moved = state(b_addr, 65002, port, b_peers, ["10.2.0.0/24", "10.2.1.0/24"],
                           listen=NOT_LOCAL)  # fmt: skip
@@ -101,8 +93,9 @@ def test_failed_listen_change_keeps_the_old_listener_state_and_sessions() -> Non
             # a's session is reset by a parameter change; it connects to b's listener again.
             before = b.runners["a"].session.since
             await a.apply(state(a_addr, 65001, 179, [{**a_peer, "holdTime": 12}], []))
-            await until("re-established", lambda: b.runners["a"].session.since != before
-                        and b.status()[0].state == "Established")  # fmt: skip
+            await wait_for_async(lambda: b.runners["a"].session.since != before
+                                 and b.status()[0].state == "Established",
+                                 "re-established")  # fmt: skip
             assert a.status()[0].prefixes_received == 1
         finally:
             await a.close()

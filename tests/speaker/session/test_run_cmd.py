@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.procs import SpeakerProcess
 from testing.routers.lab import loopback_address
-from testing.speaker_proc import SpeakerProcess
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
