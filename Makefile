@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test lab lint typecheck imports unit bench debs venv clean
+.PHONY: test test-fast lab lint typecheck imports unit bench debs venv clean
 
 test: venv debs lint typecheck imports unit bench
 
@@ -40,6 +40,13 @@ imports: venv
 # pytest exits 5 when it collected no test; that is a failure here, as is any other non-zero code.
 unit: venv
 	$(VENV)/bin/pytest
+
+# The edit loop: pure tests only, no BGP daemons, namespaces, real kopf, product processes or
+# seconds of real timers (markers lab, netns, slow in pyproject.toml). 1077 tests, 45 s of CPU:
+# 67 s wall while other engineers' runs kept the 2 cores at load 2-3, 84-120 s at load 4-5 (a CPU
+# hog beside them); never measured idle. `make test` runs everything.
+test-fast: venv
+	$(VENV)/bin/pytest -q -m "not lab and not netns and not slow"
 
 bench: venv
 	$(PY) -m benchmarks --short

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from testing.kube.emulator import KubeAPI
 from testing.wait import wait_for
 from tests.cluster.harness import (
@@ -16,6 +18,8 @@ from tests.cluster.harness import (
     status_writes,
 )
 from tests.cluster.manifests import lb_service, pool
+
+pytestmark = pytest.mark.slow  # the real kopf against the emulated API server
 
 
 def test_automatic_allocation_events_pool_status_and_metrics(kube_api: KubeAPI) -> None:

@@ -11,6 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from testing.kube.emulator import KubeAPI
 from testing.wait import wait_for
 from tests.cluster.harness import ingress
@@ -26,6 +28,7 @@ def free_port() -> int:
         return port
 
 
+@pytest.mark.slow  # the cluster controller as a process
 def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/30",)))
     kube_api.apply(lb_service("web"))
@@ -71,6 +74,7 @@ def test_cluster_command_end_to_end(kube_api: KubeAPI, tmp_path: Path) -> None:
     assert lease is not None and not lease["spec"].get("holderIdentity")
 
 
+@pytest.mark.slow  # the cluster controller as a process
 def test_bad_lease_timings_are_refused(kube_api: KubeAPI) -> None:
     env = {**os.environ, "KUBECONFIG": str(kube_api.kubeconfig)}
     proc = subprocess.run(

@@ -26,6 +26,8 @@ from tests.cluster.harness import (
 )
 from tests.cluster.manifests import lb_service, pool
 
+pytestmark = pytest.mark.slow  # the real kopf against the emulated API server
+
 POOL = pool("v4", cidrs=("203.0.113.0/30",))
 
 

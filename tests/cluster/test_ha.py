@@ -47,6 +47,7 @@ def all_addresses(api: KubeAPI, names: list[str]) -> dict[str, tuple[str, ...]]:
     return {name: ingress(api, name) for name in names}
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_restart_keeps_every_address(kube_api: KubeAPI) -> None:
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/28",)))
     kube_api.apply(pool("v6", cidrs=("2001:db8::/124",)))
@@ -84,6 +85,7 @@ def test_restart_keeps_every_address(kube_api: KubeAPI) -> None:
     assert rewritten == []
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_two_controllers_started_at_once_never_double_allocate(kube_api: KubeAPI) -> None:
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/27",)))
     names = [f"s{i:02}" for i in range(16)]
@@ -128,6 +130,7 @@ def test_two_controllers_started_at_once_never_double_allocate(kube_api: KubeAPI
     assert recorder.double_holdings(sharing=no_sharing) == []
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_two_active_controllers_converge_to_one_holder_per_address(kube_api: KubeAPI) -> None:
     # No election at all: both act on every event (worse than any real dual-active window).
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/27",)))
@@ -207,6 +210,7 @@ def test_a_deposed_leader_writes_no_address(kube_api: KubeAPI) -> None:
                 c.close()  # type: ignore[no-untyped-call]
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_a_running_leader_stops_allocating_when_its_lease_is_taken(kube_api: KubeAPI) -> None:
     kube_api.apply(pool("v4", cidrs=("203.0.113.0/30",)))
     kube_api.apply(lb_service("first"))

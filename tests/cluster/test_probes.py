@@ -129,6 +129,7 @@ def _ready(controller: Controller, reason: ReadyReason) -> bool:
     return status == 200 and text.startswith(f"{reason}:")
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_leader_and_standby_are_both_ready_and_a_stopped_standby_releases_nothing(
     kube_api: KubeAPI,
 ) -> None:
@@ -153,6 +154,7 @@ def test_leader_and_standby_are_both_ready_and_a_stopped_standby_releases_nothin
     assert _holder(kube_api) is None  # the leader's SIGTERM released its Lease
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_a_stuck_kopf_fails_livez_and_its_restart_hands_over_to_the_standby(
     kube_api: KubeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from testing.kube.emulator import KubeAPI
 from testing.wait import wait_for
 from tests.cluster.harness import condition, running, status_of, status_writes
 from tests.cluster.manifests import bgp_peer, node, node_state
+
+pytestmark = pytest.mark.slow  # the real kopf against the emulated API server
 
 
 def ready(api: KubeAPI, peer: str) -> tuple[str, str]:

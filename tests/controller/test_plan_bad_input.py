@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the CLI as a process, parsing input 100,000 levels deep
+
 DEPTH = 100_000
 
 

@@ -17,6 +17,8 @@ from testing.routers.lab import loopback_address
 from testing.wait import wait_for
 from tests.packaging.rbac import assert_granted, calls, sent_by
 
+pytestmark = pytest.mark.slow  # two speakers and two node agents as processes
+
 
 def node(name: str, address: str, role: str) -> dict[str, Any]:
     return {

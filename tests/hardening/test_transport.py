@@ -39,6 +39,7 @@ async def _attempt(address: str, listener_key: str | None, key: str | None) -> b
     return True
 
 
+@pytest.mark.slow  # three 1 s connect timeouts per address
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
 def test_md5_key_on_connect_and_listen(address: str) -> None:
     assert asyncio.run(_attempt(address, "k1", "k1"))

@@ -295,6 +295,7 @@ def test_the_state_dir_can_outlive_the_pod() -> None:
     }
 
 
+@pytest.mark.slow  # the speaker as a process
 def test_speaker_probes_ask_the_speaker_on_its_socket(tmp_path: Path) -> None:
     """The probe command, as rendered, run against a live control socket: 0 while the speaker
     answers, non-zero when nothing listens (so a hung or dead speaker is restarted)."""

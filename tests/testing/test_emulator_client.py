@@ -237,6 +237,7 @@ def test_label_and_field_selectors(kube_client: ApiClient) -> None:
     assert len(core.list_namespaced_service("default").items) == 1
 
 
+@pytest.mark.slow  # watch timeouts and bookmarks: seconds of waiting
 def test_watch_resumes_after_a_resource_version(kube_client: ApiClient) -> None:
     core = core_api(kube_client)
     core.create_node(node("a"))
@@ -283,6 +284,7 @@ def test_watch_from_a_compacted_version_is_410_gone(
     assert error.value.status == 410
 
 
+@pytest.mark.slow  # watch timeouts and bookmarks: seconds of waiting
 def test_watch_with_selectors_sees_objects_enter_and_leave(kube_client: ApiClient) -> None:
     core = core_api(kube_client)
     core.create_node(node("a"))
@@ -302,6 +304,7 @@ def test_watch_with_selectors_sees_objects_enter_and_leave(kube_client: ApiClien
     assert by_name == [("MODIFIED", "b")]
 
 
+@pytest.mark.slow  # watch timeouts and bookmarks: seconds of waiting
 def test_watch_bookmarks_and_server_timeout(kube_client: ApiClient) -> None:
     core = core_api(kube_client)
     core.create_node(node("a"))

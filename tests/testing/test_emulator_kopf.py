@@ -1,12 +1,17 @@
-"""The real kopf against the emulator: what the node agent (issue 8) will rely on."""
+"""The real kopf against the emulator: watches with a field selector, indexes, change handlers
+with finalizers, and watches resumed or relisted after a 410, as the controllers use them."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import pytest
+
 from testing.kube import kopf_operator
 from testing.kube.emulator import KubeAPI
+
+pytestmark = pytest.mark.slow  # the real kopf against the emulated API server
 
 
 def peer(name: str, asn: int) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def _silence(monkeypatch: pytest.MonkeyPatch, service: BfdService, name: str) ->
     monkeypatch.setattr(sender, "send", lambda data: False)
 
 
+@pytest.mark.slow  # real sockets and BFD timers: seconds of waiting
 def test_service_pair_comes_up_and_detects_one_way_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     a_addr, b_addr = loopback_address(), loopback_address()
     seen: list[tuple[str, StateChanged, float]] = []
@@ -160,6 +161,7 @@ class Pair:
             await self.responder.close()
 
 
+@pytest.mark.slow  # real sockets and BFD timers: seconds of waiting
 def test_bfd_down_tears_bgp_down_and_holds_it_until_bfd_is_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -21,6 +21,7 @@ from testing.wait import wait_for_async
 from tests.speaker.bfd.test_runtime import Pair, _established, _silence, _status, run
 
 
+@pytest.mark.slow  # real sockets and BFD timers: seconds of waiting
 def test_metrics_follow_a_bfd_down_and_up(monkeypatch: pytest.MonkeyPatch) -> None:
     pair = Pair(loopback_address(), loopback_address())
 

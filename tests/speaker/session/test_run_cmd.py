@@ -116,6 +116,7 @@ def test_options_without_effect_are_refused_at_start(
     assert not (tmp_path / "d").exists() and not (tmp_path / "s.sock").exists()
 
 
+@pytest.mark.slow  # the speaker as a process
 def test_standalone_sighup_survives_bad_files_and_the_socket_serves_status(
     speaker_factory: Callable[..., SpeakerProcess], tmp_path: Path
 ) -> None:
