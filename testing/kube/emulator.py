@@ -18,17 +18,19 @@ import contextlib
 import math
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import attrs
 import kmock
 import kmock._internal.parsing as kmock_parsing
 import kubernetes
 import yaml
-from kmock._internal.rendering import Response
+from kmock import ReactionMismatchError, Response  # type: ignore[attr-defined]  # not in __all__
 
 from testing.kube.resources import BUILTIN, VERBS, ResourceType, from_crd, load_crds
 from testing.kube.selectors import FieldSelector, LabelSelector, SelectorError
@@ -107,7 +109,7 @@ def _selectors(params: dict[str, str]) -> Predicate:
 @attrs.define(kw_only=True)
 class Handler(kmock.KubernetesScaffold):
     """The HTTP side: routes resource URLs to the store; everything else (discovery, the
-    kmock DSL reactions a test adds, 404s) to kmock."""
+    kmock DSL reactions a test adds, 404s) to kmock's reactions."""
 
     store: Store
     bookmark_interval: float = 60.0
@@ -115,6 +117,50 @@ class Handler(kmock.KubernetesScaffold):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.fallback[self._is_resource_request] << self._serve
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """kmock's routing (the first reaction, by priority, whose view selects the request),
+        at a cost that does not grow with the request log; see `_selects`."""
+        for reaction in self._by_priority():
+            if reaction._disabled.is_set() or not self._selects(reaction._source, request):
+                continue
+            try:
+                response: aiohttp.web.StreamResponse = await reaction(request)
+            except ReactionMismatchError:  # it does not take this request, nor any later
+                reaction._disabled.set()
+            except NotImplementedError:  # it selects the request but has nothing to answer
+                pass
+            else:
+                return response
+        raise NotImplementedError(f"no reaction answers {request.method} {request.url.path}")
+
+    def _by_priority(self) -> list[kmock.Reaction]:
+        """The reactions in kmock's order: `override` ones, plain ones, `fallback` ones (a
+        priority is a tuple, e.g. `fallback.fallback`); the first added first among equals."""
+        reactions: list[kmock.Reaction] = list(self._payloads)
+        width = max((len(r.priorities) for r in reactions), default=0)
+
+        def rank(reaction: kmock.Reaction) -> tuple[float, ...]:
+            descending = tuple(-p for p in reaction.priorities)
+            return descending + (0.0,) * (width - len(descending))
+
+        return sorted(reactions, key=rank)
+
+    def _selects(self, view: kmock.View, request: kmock.Request) -> bool:
+        """kmock's `request in view`. kmock answers it by replaying the whole request log
+        through the view; for a chain of filters and priorities on this handler (our reactions,
+        most faults), the request alone answers it. A view that counts earlier requests (a
+        slice such as `[:4]`), a group, an exclusion or a stream is asked kmock's way, once
+        the request has passed its source's filters."""
+        if view is self:
+            return True  # the request being served is the newest in this handler's log
+        if type(view) is kmock.Filter:
+            return bool(view.criteria(request)) and self._selects(view._source, request)
+        if type(view) is kmock.Priority:
+            return self._selects(view._source, request)
+        if isinstance(view, kmock.Chained) and not self._selects(view._source, request):
+            return False  # a slice, exclusion or stream only ever selects from its source
+        return request in view
 
     def declare(self, resource: ResourceType) -> None:
         """Serve `resource` and show it in discovery."""
@@ -312,6 +358,7 @@ class KubeAPI:
     handler: Handler
     url: str = ""
     kubeconfig: Path = Path()
+    thread: threading.Thread | None = None  # the thread serving it, under `running()`
 
     @classmethod
     def create(
@@ -389,6 +436,7 @@ class KubeAPI:
                 ready.set()
 
         thread = threading.Thread(target=run, name="kube-emulator", daemon=True)
+        api.thread = thread
         thread.start()
         ready.wait(timeout=10)
         if failure or not stop:
@@ -400,6 +448,13 @@ class KubeAPI:
             thread.join(timeout=10)
             if thread.is_alive():
                 raise RuntimeError("the emulator did not stop within 10 s")
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the thread serving the emulator (under `running()`): the
+        cost of its own work, whatever else runs on the machine."""
+        if self.thread is None or not self.thread.is_alive() or self.thread.ident is None:
+            raise RuntimeError("cpu_seconds() needs an emulator serving under running()")
+        return time.clock_gettime(time.pthread_getcpuclockid(self.thread.ident))
 
     # --- for tests: seed and inspect ---------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The kinds the emulator serves: the built-in ones kubgp watches or writes, and CRDs registered
 from their manifests (ours in crds/*.yaml), with the CRD's schema applied on admission.
 
-Admission reuses the schema checks of tests/controller/test_crds.py (`default` and `validate`,
-which also evaluate the CEL rules with cel-python); this module adds only what an API server does
-around them: pruning unknown fields (or rejecting them with `fieldValidation=Strict`).
+Admission uses the schema checks of crd_schema.py (`default` and `validate`, which also
+evaluate the CEL rules with cel-python); this module adds only what an API server does around
+them: pruning unknown fields (or rejecting them with `fieldValidation=Strict`).
 """
 
 from __future__ import annotations
