@@ -2,11 +2,18 @@
 
 `parse_object(raw)` returns a view or raises `InvalidObjectError` naming the object and the
 field; the planner turns that into an `InvalidObject` reason, it never crashes a plan. Only the
-fields the planner uses are kept. Addresses are stored in canonical `ipaddress` spelling.
+fields the planner uses are kept (of the annotations, only `kubgp.io/` ones), in compact form:
+an EndpointSlice keeps only which nodes have a ready or a serving-but-terminating endpoint.
+Addresses are stored in canonical `ipaddress` spelling; namespaces, node names, label keys and
+values are interned (`sys.intern`), so that 10,000 Services in 50 namespaces hold 50 namespace
+strings, not 10,000.
 
 Fields are read with speaker.api.fields (the desired state's and the control protocol's reader
 too), the Kubernetes way: a null field is an absent one, and fields we do not read are not ours
-to refuse.
+to refuse. Parsing is the bulk of building a snapshot, so the hot fields take the common case
+first (a canonical IPv4 address or network recognised by a regular expression instead of
+`ipaddress`, conditions and names checked inline) and fall back to those readers, which name
+the bad field, only when the common case does not hold: the messages are theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -108,21 +117,70 @@ class LabelSelector:
 
 T = TypeVar("T")
 
+_EMPTY: Final[Mapping[str, object]] = {}
+# A dotted quad as `ipaddress` prints it (no leading zeros, each part 0..255): already canonical.
+_CANONICAL_IPV4 = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}",
+    re.ASCII,
+).fullmatch
+_CANONICAL_LENGTH = re.compile(r"[1-9]?[0-9]", re.ASCII).fullmatch
+_intern = sys.intern
+
 
 def _map(value: object, path: str) -> Mapping[str, object]:
-    return {} if value is None else mapping(value, path)
+    if type(value) is dict:
+        return value
+    return _EMPTY if value is None else mapping(value, path)
 
 
 def _seq(value: object, path: str) -> Sequence[object]:
+    if type(value) is list:
+        return value
     return () if value is None else sequence(value, path)
 
 
 def _strings(value: object, path: str) -> tuple[str, ...]:
-    return tuple(string(v, f"{path}[{i}]") for i, v in enumerate(_seq(value, path)))
+    items = _seq(value, path)
+    for i, v in enumerate(items):
+        if type(v) is not str or not v:
+            string(v, f"{path}[{i}]")  # raises, naming the item
+    return tuple(items)  # type: ignore[arg-type]  # every item was checked above
 
 
-def _str_map(value: object, path: str) -> dict[str, str]:
-    return {k: any_string(v, f"{path}.{k}") for k, v in _map(value, path).items()}
+def _str_map(value: object, path: str, keep: str | None = None) -> dict[str, str]:
+    """The mapping's entries (every value a string), keys and values interned; with `keep`,
+    only the keys starting with it."""
+    out: dict[str, str] = {}
+    for k, v in _map(value, path).items():
+        text = v if type(v) is str else any_string(v, f"{path}.{k}")
+        if keep is None or k.startswith(keep):
+            out[_intern(k)] = _intern(text)
+    return out
+
+
+def _ip(value: object, path: str) -> str:
+    """`ip_address`, a canonical dotted quad recognised without `ipaddress`."""
+    if type(value) is str and _CANONICAL_IPV4(value) is not None:
+        return value
+    return ip_address(value, path)
+
+
+def _ips(value: object, path: str) -> tuple[str, ...]:
+    return tuple(_ip(v, f"{path}[{i}]") for i, v in enumerate(_seq(value, path)))
+
+
+def _prefix(value: object, path: str) -> str:
+    """`prefix`, a canonical IPv4 network (no host bits) recognised without `ipaddress`."""
+    if type(value) is str:
+        address, slash, length = value.partition("/")
+        if slash and _CANONICAL_IPV4(address) and _CANONICAL_LENGTH(length):
+            a, b, c, d = address.split(".")
+            number = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+            bits = int(length)
+            if bits <= 32 and not number & ((1 << (32 - bits)) - 1):
+                return value
+    return prefix(value, path)
 
 
 def _int(value: object, path: str, lo: int, hi: int, default: int) -> int:
@@ -142,7 +200,7 @@ def _opt_string(value: object, path: str) -> str | None:
 
 
 def _opt_ip(value: object, path: str) -> str | None:
-    return None if value is None else ip_address(value, path)
+    return None if value is None else _ip(value, path)
 
 
 def _selector(value: object, path: str) -> LabelSelector:
@@ -166,14 +224,19 @@ def _selector(value: object, path: str) -> LabelSelector:
 
 def _ref(raw: Mapping[str, object], kind: str, namespaced: bool) -> ObjectRef:
     meta = raw.get("metadata")
-    name = meta.get("name") if isinstance(meta, Mapping) else None
-    namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
+    if type(meta) is not dict and not isinstance(meta, Mapping):
+        meta = _EMPTY
+    name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidObjectError(ObjectRef(kind, "", "?"), "metadata.name: missing")
     ns = ""
     if namespaced:
-        ns = namespace if isinstance(namespace, str) and namespace else "default"
+        namespace = meta.get("namespace")
+        ns = _intern(namespace) if isinstance(namespace, str) and namespace else "default"
     return ObjectRef(kind, ns, name)
+
+
+KUBGP_ANNOTATIONS: Final = f"{GROUP}/"  # the only annotations views keep
 
 
 def _view(
@@ -198,7 +261,7 @@ def _view(
 class Node:
     ref: ObjectRef
     labels: Mapping[str, str]
-    annotations: Mapping[str, str]
+    annotations: Mapping[str, str]  # kubgp.io/ ones only
     pod_cidrs: tuple[str, ...]
     internal_ips: tuple[str, ...]
 
@@ -218,16 +281,18 @@ def _read_node(ref: ObjectRef, raw: Mapping[str, object]) -> Node:
     cidrs = _strings(spec.get("podCIDRs"), "spec.podCIDRs")
     if not cidrs and spec.get("podCIDR") is not None:
         cidrs = (string(spec.get("podCIDR"), "spec.podCIDR"),)
-    pod_cidrs = tuple(prefix(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
+    pod_cidrs = tuple(_prefix(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
     internal: list[str] = []
     for i, a in enumerate(_seq(status.get("addresses"), "status.addresses")):
         addr = _map(a, f"status.addresses[{i}]")
         if addr.get("type") == "InternalIP":
-            internal.append(ip_address(addr.get("address"), f"status.addresses[{i}].address"))
+            internal.append(_ip(addr.get("address"), f"status.addresses[{i}].address"))
     return Node(
         ref=ref,
         labels=_str_map(meta.get("labels"), "metadata.labels"),
-        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        annotations=_str_map(
+            meta.get("annotations"), "metadata.annotations", keep=KUBGP_ANNOTATIONS
+        ),
         pod_cidrs=pod_cidrs,
         internal_ips=tuple(internal),
     )
@@ -237,7 +302,7 @@ def _read_node(ref: ObjectRef, raw: Mapping[str, object]) -> Node:
 class Service:
     ref: ObjectRef
     labels: Mapping[str, str]
-    annotations: Mapping[str, str]
+    annotations: Mapping[str, str]  # kubgp.io/ ones only
     type: str
     cluster_ips: tuple[str, ...]  # empty when headless
     headless: bool
@@ -252,6 +317,10 @@ class Service:
         return (self.ref.namespace, self.ref.name)
 
 
+_SERVICE_TYPES: Final = frozenset({"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"})
+_TRAFFIC_POLICIES: Final = frozenset({"Cluster", "Local"})
+
+
 def parse_service(raw: Mapping[str, object]) -> Service:
     return _view(raw, "Service", _read_service, namespaced=True)
 
@@ -261,36 +330,32 @@ def _read_service(ref: ObjectRef, raw: Mapping[str, object]) -> Service:
     spec = _map(raw.get("spec"), "spec")
     status = _map(raw.get("status"), "status")
     svc_type = spec.get("type") or "ClusterIP"
-    if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+    if svc_type not in _SERVICE_TYPES:
         raise FieldError("spec.type", f"unknown type {svc_type!r}")
     raw_cluster = _strings(spec.get("clusterIPs"), "spec.clusterIPs")
     if not raw_cluster and spec.get("clusterIP") is not None:
         raw_cluster = (string(spec.get("clusterIP"), "spec.clusterIP"),)
     headless = "None" in raw_cluster
-    cluster_ips = (
-        ()
-        if headless
-        else tuple(ip_address(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(raw_cluster))
-    )
-    external = tuple(
-        ip_address(ip, f"spec.externalIPs[{i}]")
-        for i, ip in enumerate(_seq(spec.get("externalIPs"), "spec.externalIPs"))
-    )
+    cluster_ips = () if headless else _ips(raw_cluster, "spec.clusterIPs")
+    external = _ips(spec.get("externalIPs"), "spec.externalIPs")
     lb = _map(status.get("loadBalancer"), "status.loadBalancer")
     lb_ips: list[str] = []
     for i, ing in enumerate(_seq(lb.get("ingress"), "status.loadBalancer.ingress")):
         ingress = _map(ing, f"status.loadBalancer.ingress[{i}]")
         if ingress.get("ip") is not None:
-            lb_ips.append(ip_address(ingress.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
+            lb_ips.append(_ip(ingress.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
     etp = spec.get("externalTrafficPolicy") or "Cluster"
     itp = spec.get("internalTrafficPolicy") or "Cluster"
-    for path, value in (("externalTrafficPolicy", etp), ("internalTrafficPolicy", itp)):
-        if value not in ("Cluster", "Local"):
-            raise FieldError(f"spec.{path}", f"must be Cluster or Local, not {value!r}")
+    if etp not in _TRAFFIC_POLICIES or itp not in _TRAFFIC_POLICIES:
+        for path, value in (("externalTrafficPolicy", etp), ("internalTrafficPolicy", itp)):
+            if value not in _TRAFFIC_POLICIES:
+                raise FieldError(f"spec.{path}", f"must be Cluster or Local, not {value!r}")
     return Service(
         ref=ref,
         labels=_str_map(meta.get("labels"), "metadata.labels"),
-        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        annotations=_str_map(
+            meta.get("annotations"), "metadata.annotations", keep=KUBGP_ANNOTATIONS
+        ),
         type=str(svc_type),
         cluster_ips=cluster_ips,
         headless=headless,
@@ -303,18 +368,15 @@ def _read_service(ref: ObjectRef, raw: Mapping[str, object]) -> Service:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    node_name: str | None
-    ready: bool
-    serving: bool
-    terminating: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointSlice:
+    """Only what locality needs: which nodes have a ready endpoint of the Service, and which a
+    serving but terminating one (each sorted, each name once). Endpoints without a nodeName
+    are on no node."""
+
     ref: ObjectRef
     service_name: str
-    endpoints: tuple[Endpoint, ...]
+    ready_nodes: tuple[str, ...]
+    terminating_nodes: tuple[str, ...]  # serving and terminating (ready or not)
 
     @property
     def service_key(self) -> tuple[str, str]:
@@ -330,27 +392,35 @@ def _read_endpoint_slice(ref: ObjectRef, raw: Mapping[str, object]) -> EndpointS
     labels = _str_map(meta.get("labels"), "metadata.labels")
     if SERVICE_NAME_LABEL not in labels:
         raise FieldError(f"metadata.labels.{SERVICE_NAME_LABEL}", "missing")
-    endpoints: list[Endpoint] = []
+    ready: set[str] = set()
+    terminating: set[str] = set()
     for i, e in enumerate(_seq(raw.get("endpoints"), "endpoints")):
         ep = _map(e, f"endpoints[{i}]")
         cond = _map(ep.get("conditions"), f"endpoints[{i}].conditions")
         # discovery/v1: nil ready and nil serving mean true; nil terminating means false.
-        ready = _bool(cond.get("ready"), f"endpoints[{i}].conditions.ready", True)
-        serving = _bool(cond.get("serving"), f"endpoints[{i}].conditions.serving", ready)
-        terminating = _bool(
-            cond.get("terminating"), f"endpoints[{i}].conditions.terminating", False
-        )
+        is_ready = cond.get("ready")
+        if type(is_ready) is not bool:
+            is_ready = _bool(is_ready, f"endpoints[{i}].conditions.ready", True)
+        serving = cond.get("serving")
+        if type(serving) is not bool:
+            serving = _bool(serving, f"endpoints[{i}].conditions.serving", is_ready)
+        is_terminating = cond.get("terminating")
+        if type(is_terminating) is not bool:
+            is_terminating = _bool(is_terminating, f"endpoints[{i}].conditions.terminating", False)
         node = ep.get("nodeName")
-        endpoints.append(
-            Endpoint(
-                node_name=_opt_string(node, f"endpoints[{i}].nodeName"),
-                ready=ready,
-                serving=serving,
-                terminating=terminating,
-            )
-        )
+        if node is None:
+            continue
+        if type(node) is not str or not node:
+            node = string(node, f"endpoints[{i}].nodeName")
+        if is_ready:
+            ready.add(node)
+        if serving and is_terminating:
+            terminating.add(node)
     return EndpointSlice(
-        ref=ref, service_name=labels[SERVICE_NAME_LABEL], endpoints=tuple(endpoints)
+        ref=ref,
+        service_name=labels[SERVICE_NAME_LABEL],
+        ready_nodes=tuple(sorted(map(_intern, ready))),
+        terminating_nodes=tuple(sorted(map(_intern, terminating))),
     )
 
 
@@ -424,7 +494,7 @@ def parse_bgp_peer(raw: Mapping[str, object]) -> BGPPeer:
 def _read_bgp_peer(ref: ObjectRef, raw: Mapping[str, object]) -> BGPPeer:
     meta = _map(raw.get("metadata"), "metadata")
     spec = _map(raw.get("spec"), "spec")
-    address = ip_address(spec.get("peerAddress"), "spec.peerAddress")
+    address = _ip(spec.get("peerAddress"), "spec.peerAddress")
     hold = _int(spec.get("holdTimeSeconds"), "spec.holdTimeSeconds", 0, 65535, 90)
     if 0 < hold < 3:
         raise FieldError("spec.holdTimeSeconds", "must be 0 or at least 3")

@@ -22,36 +22,40 @@ in the order they apply (docs/planner.md has the full table):
   communities union, highest localPreference, lowest MED, smallest AS-path prepend.
 
 `NodePlanner` is the same function with memory: it caches each Service's contribution by the
-identity of its (immutable) views, so replanning after one Service change costs a pass over
-cached entries, not a recomputation.
+identity of its (immutable) facts, so replanning after one Service change costs a pass over the
+Services that changed, not a recomputation. How a Service is planned on this node depends only
+on its node-independent *shape* (`controller.domain.snapshot.ServiceFacts.shape`: the
+advertisements selecting it, which address kinds it has and their families, its traffic
+policies) and on whether the node has a ready or a terminating endpoint of it; the planner
+compiles each shape once into a `_Program` for its node and runs that per Service.
 """
 
 from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from functools import lru_cache
 from typing import Final, NamedTuple
 
 from controller.domain.objects import (
-    ADDRESS_EXTERNAL,
-    ADDRESS_LOAD_BALANCER,
-    ANNOTATION_ADVERTISE,
     ANNOTATION_ASN,
     ANNOTATION_ROUTER_ID,
-    LOAD_BALANCER_CLASS,
-    SERVICE_ADDRESS_KINDS,
     BGPAdvertisement,
     BGPPeer,
-    EndpointSlice,
     Node,
-    Service,
 )
 from controller.domain.reasons import ObjectRef, Reason, ReasonCode
-from controller.domain.snapshot import Key, Snapshot
+from controller.domain.snapshot import (
+    KINDS,
+    NOT_SELECTED_DETAIL,
+    Key,
+    KindShape,
+    ServiceFacts,
+    Shape,
+    Snapshot,
+)
 from speaker.api.schema import (
     DEFAULT_PORT,
     FAMILY_IPV4,
@@ -87,45 +91,68 @@ def plan(snapshot: Snapshot, node_name: str, *, default_asn: int = DEFAULT_ASN) 
 @dataclass(frozen=True, slots=True)
 class _AdContext:
     """An advertisement as it applies to this node: the speaker peers it goes to (None = all)
-    and the families those peers carry."""
+    and the families those peers carry. `index`: its place among the node's contexts (they
+    are in advertisement-name order), so that sets of contexts have one canonical order."""
 
     ad: BGPAdvertisement
     peers: tuple[str, ...] | None
     families: frozenset[str]
+    index: int
 
 
-class _Local(Enum):
-    READY = 1
-    DRAINING = 2
-    NONE = 3
+_Contexts = tuple[_AdContext, ...]  # interned per planner: equal sets are the same tuple
+
+# Locality of a Service on this node, as indexes into `_Program.variants`.
+_READY: Final = 0
+_DRAINING: Final = 1
+_NO_LOCAL: Final = 2
+
+# One step of a program: the Service's address (kind index, address index) announced as its
+# host prefix (`suffix` "/32" or "/128") or aggregated to `length`, to `contexts`, with
+# `prepend`.
+_Step = tuple[int, int, str | None, int, _Contexts, int]
+
+# Reasons a program yields, resolved per Service: (what, kind index, address index, length,
+# context). What: the kind is unavailable, no local endpoint, draining, no peer carries the
+# family, opted out, not selected.
+_KIND, _NOLOCAL, _DRAIN, _FAMILY, _OPTOUT, _NOTSELECTED = range(6)
+_ReasonSlot = tuple[int, int, int, int, _AdContext | None]
+_Variant = tuple[tuple[_Step, ...], tuple[_ReasonSlot, ...]]
+
+
+class _Program(NamedTuple):
+    """How this node plans every Service of one shape: one variant, or three by locality
+    (ready / draining / no local endpoint) when a wanted kind has traffic policy Local."""
+
+    shape: Shape  # keeps the shape alive while it is a key by id
+    local: bool
+    variants: tuple[_Variant, ...]
 
 
 # What one Service contributes to one prefix: the prefix, the advertisements (as they apply to
 # this node) that announce it, and the AS-path prepend. The Advertisement value is built once
 # per prefix, from the union of every contributing Service's contexts (`_remerge`), not once
 # per Service.
-_Contribution = tuple[str, tuple[_AdContext, ...], int]
+_Contribution = tuple[str, _Contexts, int]
 _NOTHING: Final[tuple[_Contribution, ...]] = ()
+# A prefix's contributors: (key, contribution) when one Service announces it (the usual
+# case), else a dict by Service key.
+_Owners = tuple[Key, _Contribution] | dict[Key, _Contribution]
 
 
-class _ServiceEntry(NamedTuple):
-    """One Service's contribution, valid while its inputs are the very same objects."""
-
-    service: Service
-    slices: tuple[EndpointSlice, ...]
-    ad_names: tuple[str, ...]
-    contributions: Sequence[_Contribution]  # never changed once the entry is made
-    reasons: tuple[Reason, ...]
+# One Service's contribution and reasons, valid while its facts are the very same object. A
+# plain tuple: 10,000 of them are made by a first plan, and a NamedTuple costs 10x as much.
+_Entry = tuple[ServiceFacts, tuple[_Contribution, ...], tuple[Reason, ...]]
 
 
 class NodePlanner:
     """`plan()` for one node, remembering per-Service results between calls.
 
-    A Service's cached contribution is reused while its view, its EndpointSlice tuple and the
-    names of the advertisements selecting it are the very same objects as last time (snapshots
-    share unchanged views) and the node's advertisement context is equal; the merged prefix
-    table and its sorted order are updated only where a contribution changed. Results are
-    always those of a fresh `plan()` (a property test checks this).
+    A Service's cached contribution is reused while its facts are the very same object
+    (snapshots share unchanged facts) and the node's advertisement contexts are equal; the
+    merged prefix table, its sorted order and the Services' reasons are updated only where a
+    contribution changed. Results are always those of a fresh `plan()` (a property test checks
+    this).
     """
 
     def __init__(self, node_name: str, *, default_asn: int = DEFAULT_ASN) -> None:
@@ -133,20 +160,21 @@ class NodePlanner:
         self.default_asn = default_asn
         self._reset(None)
 
-    def _reset(self, context: tuple[_AdContext, ...] | None) -> None:
+    def _reset(self, context: _Contexts | None) -> None:
         self._context = context
-        self._entries: dict[Key, _ServiceEntry] = {}
-        self._contributions: dict[str, dict[Key, _Contribution]] = {}
-        # Tuples of contexts are interned, so that equal ones are identical and their merged
-        # attributes are computed once: (ctx,) per context, `_with(contexts, ctx)` for the rest,
-        # all keyed by id (every interned tuple stays alive in these dicts).
-        self._alone: dict[int, tuple[_AdContext, ...]] = {id(c): (c,) for c in context or ()}
-        self._with_memo: dict[tuple[int, int], tuple[_AdContext, ...]] = {}
-        self._attributes: dict[int, _Attributes] = {}
+        self._by_name: dict[str, _AdContext] = {c.ad.name: c for c in context or ()}
+        self._programs: dict[int, _Program] = {}  # by id(shape)
+        self._interned: dict[tuple[int, ...], _Contexts] = {}  # by context indexes
+        self._unions: dict[tuple[int, int], _Contexts] = {}  # by ids of the two
+        self._attributes: dict[int, _Attributes] = {}  # by id of an interned _Contexts
+        self._entries: dict[Key, _Entry] = {}
+        self._owners: dict[str, _Owners] = {}
         self._merged: dict[str, Advertisement] = {}
         self._order: list[str] = []  # keys of _merged, in prefix order
-        self._reasons: tuple[Reason, ...] = ()
-        self._kinds_memo: dict[tuple[str, ...], _ByKind | None] = {}
+        self._advertisements: list[Advertisement] = []  # _merged's values in that order
+        self._reason_keys: list[Key] = []  # Services with reasons, in key order
+        self._reason_lists: list[tuple[Reason, ...]] = []  # their reasons, the same order
+        self._reasons: tuple[Reason, ...] = ()  # all of them, flat
         self._token: object = None  # the snapshot the caches describe
 
     def plan(self, snapshot: Snapshot) -> Plan:
@@ -175,18 +203,18 @@ class NodePlanner:
         self._update_services(snapshot)
         reasons.extend(self._reasons)
 
-        merged = self._merged
-        order = self._order
+        advertisements: Sequence[Advertisement] = self._advertisements
         if pod_advertisements:
-            merged = dict(merged)
-            order = list(order)
+            order = list(self._order)
+            advertisements = list(advertisements)
             for prefix, adv in pod_advertisements.items():
-                old = merged.get(prefix)
-                if old is None:
-                    bisect.insort(order, prefix, key=prefix_sort_key)
-                    merged[prefix] = adv
+                key = prefix_sort_key(prefix)
+                i = bisect.bisect_left(order, key, key=prefix_sort_key)
+                if i < len(order) and order[i] == prefix:
+                    advertisements[i] = _merge(advertisements[i], adv)
                 else:
-                    merged[prefix] = _merge(old, adv)
+                    order.insert(i, prefix)
+                    advertisements.insert(i, adv)
 
         speaker_peers = tuple(p for _, p in peers.values())
         listen = None
@@ -197,123 +225,334 @@ class NodePlanner:
             asn=asn,
             listen=listen,
             peers=speaker_peers,
-            advertisements=tuple([merged[p] for p in order]),
+            advertisements=tuple(advertisements),
         )
         return Plan(state, tuple(reasons))
 
+    # --- services: which changed, their contributions -------------------------------------
+
     def _update_services(self, snapshot: Snapshot) -> None:
-        entries = self._entries
-        contexts = {c.ad.name: c for c in self._context or ()}
-        kinds_memo = self._kinds_memo
-        dirty: set[str] = set()
-        reasons_changed = False
-        slices_by_service = snapshot.slices_by_service
-        ads_for_service = snapshot.ads_for_service
-        services = snapshot.services
-        all_contributions = self._contributions
-        candidates: Iterable[tuple[Key, Service | None]] = services.items()
-        if snapshot.previous_token is self._token and snapshot.changed_services is not None:
-            # only these can differ from last time
-            candidates = [(k, services.get(k)) for k in snapshot.changed_services]
+        facts = snapshot.service_facts
+        incremental = (
+            snapshot.previous_token is self._token
+            and snapshot.changed_services is not None
+            and self._token is not None
+        )
         self._token = snapshot.token
-        for key, service in candidates:
-            if service is None:
-                continue  # removed: handled below
-            slices = slices_by_service.get(key, ())
-            ad_names = ads_for_service.get(key, ())
-            old = entries.get(key) if entries else None
-            if (
-                old is not None
-                and old.service is service
-                and old.slices is slices
-                and old.ad_names is ad_names
-            ):
+        if not self._entries:
+            self._first_pass(facts)
+            return
+        candidates: Iterable[Key] = snapshot.changed_services if incremental else facts  # type: ignore[assignment]
+        dirty: set[str] = set()
+        changed_reasons: dict[Key, tuple[Reason, ...]] = {}
+        entries = self._entries
+        for key in candidates:
+            f = facts.get(key)
+            old = entries.get(key)
+            if f is None:
+                if old is not None:
+                    del entries[key]
+                    self._withdraw(key, old[1], dirty)
+                    if old[2]:
+                        changed_reasons[key] = ()
                 continue
-            by_kind = kinds_memo.get(ad_names)
-            if by_kind is None:
-                by_kind = kinds_memo[ad_names] = _by_kind(
-                    [contexts[n] for n in ad_names if n in contexts]
-                )
-            found, service_reasons = self._service(service, slices, by_kind, bool(contexts))
-            entry = _ServiceEntry(service, slices, ad_names, found, service_reasons)
+            if old is not None and old[0] is f:
+                continue
+            found, service_reasons = self._evaluate(f)
             if old is not None:
-                self._withdraw(key, old, dirty)
-                reasons_changed = reasons_changed or old.reasons != service_reasons
-            else:
-                reasons_changed = reasons_changed or bool(service_reasons)
+                self._withdraw(key, old[1], dirty)
+                if old[2] != service_reasons:
+                    changed_reasons[key] = service_reasons
+            elif service_reasons:
+                changed_reasons[key] = service_reasons
+            self._register(key, found, dirty)
+            entries[key] = (f, found, service_reasons)
+        if not incremental and len(entries) > len(facts):
+            for key in [k for k in entries if k not in facts]:
+                old = entries.pop(key)
+                self._withdraw(key, old[1], dirty)
+                if old[2]:
+                    changed_reasons[key] = ()
+        for prefix in dirty:
+            self._remerge(prefix)
+        if changed_reasons:
+            self._update_reasons(changed_reasons)
+
+    def _first_pass(self, facts: Mapping[Key, ServiceFacts]) -> None:
+        """Every Service, with nothing cached: register, then merge and sort once."""
+        entries = self._entries
+        owners = self._owners
+        reason_keys = self._reason_keys
+        reason_lists = self._reason_lists
+        evaluate = self._evaluate
+        for key, f in facts.items():  # in key order, so reasons come sorted
+            found, service_reasons = evaluate(f)
+            entries[key] = (f, found, service_reasons)
+            if service_reasons:
+                reason_keys.append(key)
+                reason_lists.append(service_reasons)
             for contribution in found:
                 prefix = contribution[0]
-                contributors = all_contributions.get(prefix)
-                if contributors is None:
-                    all_contributions[prefix] = {key: contribution}
+                had = owners.get(prefix)
+                if had is None:
+                    owners[prefix] = (key, contribution)
+                elif isinstance(had, tuple):
+                    owners[prefix] = {had[0]: had[1], key: contribution}
                 else:
-                    contributors[key] = contribution
-                dirty.add(prefix)
-            entries[key] = entry
-        if len(entries) > len(snapshot.services):
-            for key in [k for k in entries if k not in snapshot.services]:
-                old = entries.pop(key)
-                self._withdraw(key, old, dirty)
-                reasons_changed = reasons_changed or bool(old.reasons)
-        if len(dirty) > len(self._order) // 8:
-            # Many changes (a first plan): merge, then sort once instead of inserting each.
-            merged = self._merged
-            attributes = self._attributes
-            for prefix in dirty:
-                contributors = all_contributions.get(prefix)
-                if contributors is not None and len(contributors) == 1:
-                    # the common case, inlined: one Service announces the prefix
-                    for _, announcing, prepend in contributors.values():
-                        attrs = attributes.get(id(announcing))
-                        if attrs is None:
-                            attrs = attributes[id(announcing)] = _merged_attributes(announcing)
-                        merged[prefix] = _make_advertisement(prefix, attrs, prepend)
-                else:
-                    self._remerge(prefix, insert=False)
-            self._order = sorted(merged, key=prefix_sort_key)
-        else:
-            for prefix in dirty:
-                self._remerge(prefix, insert=True)
-        if reasons_changed:
-            self._reasons = tuple(r for k in snapshot.services for r in entries[k].reasons)
+                    had[key] = contribution
+        merged = self._merged
+        attributes = self._attributes
+        for prefix, had in owners.items():
+            if isinstance(had, tuple):
+                _, contexts, prepend = had[1]
+                attrs = attributes.get(id(contexts))
+                if attrs is None:
+                    attrs = attributes[id(contexts)] = _merged_attributes(contexts)
+                merged[prefix] = _make_advertisement(prefix, attrs, prepend)
+            else:
+                merged[prefix] = self._advertisement_of(prefix, had.values())
+        self._order = sorted(merged, key=prefix_sort_key)
+        self._advertisements = [merged[p] for p in self._order]
+        self._reasons = tuple(itertools.chain.from_iterable(reason_lists))
 
-    def _withdraw(self, key: Key, entry: _ServiceEntry, dirty: set[str]) -> None:
-        for prefix, _, _ in entry.contributions:
-            del self._contributions[prefix][key]
+    def _register(self, key: Key, found: tuple[_Contribution, ...], dirty: set[str]) -> None:
+        owners = self._owners
+        for contribution in found:
+            prefix = contribution[0]
+            had = owners.get(prefix)
+            if had is None:
+                owners[prefix] = (key, contribution)
+            elif isinstance(had, tuple):
+                owners[prefix] = {had[0]: had[1], key: contribution}
+            else:
+                had[key] = contribution
             dirty.add(prefix)
 
-    def _remerge(self, prefix: str, *, insert: bool) -> None:
-        contributors = self._contributions.get(prefix)
-        had = prefix in self._merged
-        if not contributors:
-            self._contributions.pop(prefix, None)
-            if had:
+    def _withdraw(self, key: Key, found: tuple[_Contribution, ...], dirty: set[str]) -> None:
+        owners = self._owners
+        for contribution in found:
+            prefix = contribution[0]
+            had = owners[prefix]
+            if isinstance(had, tuple):
+                del owners[prefix]
+            else:
+                del had[key]
+                if len(had) == 1:
+                    owners[prefix] = next(iter(had.items()))
+            dirty.add(prefix)
+
+    def _remerge(self, prefix: str) -> None:
+        """Rebuild one prefix's Advertisement from its contributors, keeping the order."""
+        had = self._owners.get(prefix)
+        order = self._order
+        i = bisect.bisect_left(order, prefix_sort_key(prefix), key=prefix_sort_key)
+        present = i < len(order) and order[i] == prefix
+        if had is None:
+            if present:
                 del self._merged[prefix]
-                if insert:
-                    key = prefix_sort_key(prefix)
-                    del self._order[bisect.bisect_left(self._order, key, key=prefix_sort_key)]
+                del order[i]
+                del self._advertisements[i]
             return
-        it = iter(contributors.values())
+        if isinstance(had, tuple):
+            adv = self._advertisement_of(prefix, (had[1],))
+        else:
+            adv = self._advertisement_of(prefix, had.values())
+        self._merged[prefix] = adv
+        if present:
+            self._advertisements[i] = adv
+        else:
+            order.insert(i, prefix)
+            self._advertisements.insert(i, adv)
+
+    def _advertisement_of(self, prefix: str, found: Iterable[_Contribution]) -> Advertisement:
+        it = iter(found)
         _, contexts, prepend = next(it)
         for _, other, other_prepend in it:
-            if other is not contexts:
-                for ctx in other:
-                    contexts = self._with(contexts, ctx)
+            contexts = self._union(contexts, other)
             prepend = min(prepend, other_prepend)
-        attributes = self._attributes.get(id(contexts))
-        if attributes is None:
-            attributes = self._attributes[id(contexts)] = _merged_attributes(contexts)
-        self._merged[prefix] = _make_advertisement(prefix, attributes, prepend)
-        if insert and not had:
-            bisect.insort(self._order, prefix, key=prefix_sort_key)
+        attrs = self._attributes.get(id(contexts))
+        if attrs is None:
+            attrs = self._attributes[id(contexts)] = _merged_attributes(contexts)
+        return _make_advertisement(prefix, attrs, prepend)
 
-    def _with(self, contexts: tuple[_AdContext, ...], ctx: _AdContext) -> tuple[_AdContext, ...]:
-        """The interned tuple of `contexts` (interned) and `ctx`."""
-        key = (id(contexts), id(ctx))
-        out = self._with_memo.get(key)
+    def _update_reasons(self, changed: Mapping[Key, tuple[Reason, ...]]) -> None:
+        keys = self._reason_keys
+        lists = self._reason_lists
+        for key, service_reasons in changed.items():
+            i = bisect.bisect_left(keys, key)
+            present = i < len(keys) and keys[i] == key
+            if service_reasons:
+                if present:
+                    lists[i] = service_reasons
+                else:
+                    keys.insert(i, key)
+                    lists.insert(i, service_reasons)
+            elif present:
+                del keys[i]
+                del lists[i]
+        self._reasons = tuple(itertools.chain.from_iterable(lists))
+
+    # --- one Service --------------------------------------------------------------------------
+
+    def _evaluate(self, f: ServiceFacts) -> tuple[tuple[_Contribution, ...], tuple[Reason, ...]]:
+        """One Service on this node: its contributions and reasons."""
+        shape = f.shape
+        program = self._programs.get(id(shape))
+        if program is None:
+            program = self._programs[id(shape)] = self._compile(shape)
+        if program.local:
+            node = self.node_name
+            if node in f.ready_nodes:
+                steps, slots = program.variants[_READY]
+            elif node in f.terminating_nodes:
+                steps, slots = program.variants[_DRAINING]
+            else:
+                steps, slots = program.variants[_NO_LOCAL]
+        else:
+            steps, slots = program.variants[0]
+        reasons: tuple[Reason, ...] = ()
+        if slots:
+            reasons = self._resolve(f, slots)
+        if not steps:
+            return _NOTHING, reasons
+        kinds = f.kinds
+        if len(steps) == 1:
+            k, a, suffix, length, contexts, prepend = steps[0]
+            address = kinds[k].addresses[a]
+            prefix = address + suffix if suffix is not None else f.aggregated[(address, length)]
+            return ((prefix, contexts, prepend),), reasons
+        # A handful of prefixes: a list searched linearly beats a dict here.
+        found: list[_Contribution] = []
+        for k, a, suffix, length, contexts, prepend in steps:
+            address = kinds[k].addresses[a]
+            prefix = address + suffix if suffix is not None else f.aggregated[(address, length)]
+            for i, (seen, seen_contexts, seen_prepend) in enumerate(found):
+                if seen == prefix:
+                    found[i] = (
+                        prefix,
+                        self._union(seen_contexts, contexts),
+                        min(seen_prepend, prepend),
+                    )
+                    break
+            else:
+                found.append((prefix, contexts, prepend))
+        return tuple(found), reasons
+
+    def _resolve(self, f: ServiceFacts, slots: tuple[_ReasonSlot, ...]) -> tuple[Reason, ...]:
+        out: list[Reason] = []
+        ref = f.service.ref
+        for what, k, a, length, ctx in slots:
+            reason: Reason | None
+            if what == _NOLOCAL:
+                reason = f.no_local[k]
+            elif what == _KIND:
+                reason = f.kinds[k].unavailable
+            elif what == _OPTOUT:
+                reason = f.opted_out
+            elif what == _NOTSELECTED:
+                reason = f.not_selected or Reason(
+                    ReasonCode.ServiceNotSelected, ref, NOT_SELECTED_DETAIL
+                )
+            elif what == _DRAIN:
+                reason = Reason(ReasonCode.DrainingTerminatingEndpoint, ref, _DRAIN_DETAIL[k])
+            else:
+                assert ctx is not None
+                address = f.kinds[k].addresses[a]
+                host = 128 if ":" in address else 32
+                prefix = f"{address}/{host}" if length == host else f.aggregated[(address, length)]
+                reason = _no_family(ref, prefix, ctx)
+            assert reason is not None
+            out.append(reason)
+        if len(out) > 1:
+            return tuple(dict.fromkeys(out))
+        return tuple(out)
+
+    def _compile(self, shape: Shape) -> _Program:
+        """What a shape means on this node (see `controller.domain.snapshot.ServiceFacts`):
+        the same walk as planning one Service, over address positions instead of addresses."""
+        ad_names, opted_out, k0, k1, k2 = shape
+        kinds = (k0, k1, k2)
+        if opted_out:
+            return _Program(shape, False, (((), ((_OPTOUT, 0, 0, 0, None),)),))
+        selecting = [self._by_name[n] for n in ad_names if n in self._by_name]
+        if not selecting:
+            if not self._by_name:
+                return _Program(shape, False, (((), ()),))
+            return _Program(shape, False, (((), ((_NOTSELECTED, 0, 0, 0, None),)),))
+        by_kind: list[tuple[int, list[_AdContext]]] = []
+        for k, kind in enumerate(KINDS):
+            wanting = [c for c in selecting if kind in c.ad.service_addresses]
+            if wanting:
+                by_kind.append((k, wanting))
+        local = False
+        for k, _ in by_kind:
+            unavailable, traffic_local, families = kinds[k]
+            local = local or (not unavailable and traffic_local and bool(families))
+        localities = (_READY, _DRAINING, _NO_LOCAL) if local else (_READY,)
+        variants = tuple(self._walk(by_kind, kinds, locality) for locality in localities)
+        return _Program(shape, local, variants)
+
+    def _walk(
+        self,
+        by_kind: list[tuple[int, list[_AdContext]]],
+        kinds: tuple[KindShape, KindShape, KindShape],
+        locality: int,
+    ) -> _Variant:
+        groups: dict[tuple[int, int, int], tuple[list[_AdContext], int]] = {}
+        slots: list[_ReasonSlot] = []
+        for k, wanting in by_kind:
+            unavailable, traffic_local, families = kinds[k]
+            if unavailable:
+                slots.append((_KIND, k, 0, 0, None))
+                continue
+            if not families:
+                continue
+            prepend = 0
+            if traffic_local:
+                if locality == _NO_LOCAL:
+                    slots.append((_NOLOCAL, k, 0, 0, None))
+                    continue
+                if locality == _DRAINING:
+                    prepend = DRAIN_AS_PATH_PREPEND
+                    slots.append((_DRAIN, k, 0, 0, None))
+            for ctx in wanting:
+                ad = ctx.ad
+                for a, is_ipv6 in enumerate(families):
+                    if is_ipv6:
+                        length, family = ad.aggregation_length_ipv6, FAMILY_IPV6
+                    else:
+                        length, family = ad.aggregation_length_ipv4, FAMILY_IPV4
+                    if family not in ctx.families:
+                        slots.append((_FAMILY, k, a, length, ctx))
+                        continue
+                    group = groups.get((k, a, length))
+                    if group is None:
+                        groups[(k, a, length)] = ([ctx], prepend)
+                    else:
+                        group[0].append(ctx)
+        steps = []
+        for (k, a, length), (contexts, prepend) in groups.items():
+            host = length == (128 if kinds[k][2][a] else 32)
+            suffix = f"/{length}" if host else None
+            steps.append((k, a, suffix, length, self._intern(contexts), prepend))
+        return tuple(steps), tuple(slots)
+
+    def _intern(self, contexts: Iterable[_AdContext]) -> _Contexts:
+        """The one tuple of these contexts (in context order)."""
+        key = tuple(sorted({c.index for c in contexts}))
+        out = self._interned.get(key)
         if out is None:
-            out = contexts if any(c is ctx for c in contexts) else (*contexts, ctx)
-            self._with_memo[key] = out
+            assert self._context is not None
+            out = self._interned[key] = tuple(self._context[i] for i in key)
+        return out
+
+    def _union(self, a: _Contexts, b: _Contexts) -> _Contexts:
+        if a is b:
+            return a
+        key = (id(a), id(b))
+        out = self._unions.get(key)
+        if out is None:
+            out = self._unions[key] = self._intern((*a, *b))
         return out
 
     # --- peers and advertisements ----------------------------------------------------------
@@ -331,12 +570,13 @@ class NodePlanner:
             password: str | None = None
             ref = bgp_peer.password_secret_ref
             if ref is not None:
-                secret = snapshot.secrets.get((ref.namespace, ref.name))
+                key = (ref.namespace, ref.name)
+                secret = snapshot.secrets.get(key)
                 where = f"Secret {ref.namespace}/{ref.name}"
                 if secret is None:
-                    reasons.append(
-                        Reason(ReasonCode.PeerSecretMissing, bgp_peer.ref, f"{where} not found")
-                    )
+                    unreadable = snapshot.unreadable_secrets.get(key)
+                    detail = f"{where} not found" if unreadable is None else unreadable
+                    reasons.append(Reason(ReasonCode.PeerSecretMissing, bgp_peer.ref, detail))
                     continue
                 password = secret.data.get(ref.key)
                 if password is None:
@@ -409,7 +649,13 @@ class NodePlanner:
                 continue
             families = frozenset(f for _, p in chosen for f in p.families)
             names = None if ad.peer_selector.is_empty else tuple(sorted(n for n, _ in chosen))
-            out.append(_AdContext(ad, names, families))
+            out.append(_AdContext(ad, names, families, 0))
+        # Only the ones announcing Services are indexed (the planner's service contexts).
+        index = 0
+        for i, ctx in enumerate(out):
+            if ctx.ad.service_addresses:
+                out[i] = _AdContext(ctx.ad, ctx.peers, ctx.families, index)
+                index += 1
         return tuple(out)
 
     def _pod_cidrs(
@@ -431,102 +677,11 @@ class NodePlanner:
                 old = merged.get(cidr)
                 merged[cidr] = adv if old is None else _merge(old, adv)
 
-    # --- services ------------------------------------------------------------------------------
 
-    def _service(
-        self,
-        service: Service,
-        slices: tuple[EndpointSlice, ...],
-        by_kind: _ByKind | None,
-        any_context: bool,
-    ) -> tuple[Sequence[_Contribution], tuple[Reason, ...]]:
-        ref = service.ref
-        if service.annotations.get(ANNOTATION_ADVERTISE) == "false":
-            opted_out = Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}")
-            return _NOTHING, (opted_out,)
-        if by_kind is None:
-            if not any_context:
-                return _NOTHING, ()
-            detail = "no BGPAdvertisement for this node selects it"
-            return _NOTHING, (Reason(ReasonCode.ServiceNotSelected, ref, detail),)
-        reasons: list[Reason] | None = None
-        alone = self._alone
-        # A Service yields a handful of prefixes: a list searched linearly beats a dict here.
-        found: list[_Contribution] = []
-        local: _Local | None = None
-        for kind, wanting in by_kind:
-            addresses, traffic_local, why = _addresses(service, kind)
-            if why is not None:
-                reasons = [why] if reasons is None else [*reasons, why]
-                continue
-            if not addresses:
-                continue
-            prepend = 0
-            if traffic_local:
-                if local is None:
-                    local = _local_state(slices, self.node_name)
-                if local is _Local.NONE:
-                    why = Reason(ReasonCode.NoLocalReadyEndpoint, ref, _NO_LOCAL[kind])
-                    reasons = [why] if reasons is None else [*reasons, why]
-                    continue
-                if local is _Local.DRAINING:
-                    prepend = DRAIN_AS_PATH_PREPEND
-                    why = Reason(ReasonCode.DrainingTerminatingEndpoint, ref, _DRAINING[kind])
-                    reasons = [why] if reasons is None else [*reasons, why]
-            for ctx in wanting:
-                ad = ctx.ad
-                for address in addresses:
-                    if ":" in address:
-                        prefix = _prefix_of(address, ad.aggregation_length_ipv6)
-                        family = FAMILY_IPV6
-                    else:
-                        prefix = _prefix_of(address, ad.aggregation_length_ipv4)
-                        family = FAMILY_IPV4
-                    if family not in ctx.families:
-                        why = _no_family(ref, prefix, ctx)
-                        reasons = [why] if reasons is None else [*reasons, why]
-                        continue
-                    for i, (seen, contexts, seen_prepend) in enumerate(found):
-                        if seen == prefix:
-                            found[i] = (
-                                prefix,
-                                self._with(contexts, ctx),
-                                min(seen_prepend, prepend),
-                            )
-                            break
-                    else:
-                        found.append((prefix, alone[id(ctx)], prepend))
-        if reasons is None:
-            return found or _NOTHING, ()
-        if len(reasons) > 1:
-            return found or _NOTHING, tuple(dict.fromkeys(reasons))
-        return found or _NOTHING, tuple(reasons)
-
-
-_ByKind = tuple[tuple[str, tuple[_AdContext, ...]], ...]
-
-
-def _by_kind(selecting: list[_AdContext]) -> _ByKind | None:
-    """For each Service address kind, the advertisements (of those selecting a Service) that
-    want it; None when no advertisement selects the Service."""
-    if not selecting:
-        return None
-    out = []
-    for kind in SERVICE_ADDRESS_KINDS:
-        wanting = tuple(c for c in selecting if kind in c.ad.service_addresses)
-        if wanting:
-            out.append((kind, wanting))
-    return tuple(out)
-
-
-_NO_LOCAL: Final = {
-    kind: f"{kind}: traffic policy Local and no ready endpoint on this node"
-    for kind in SERVICE_ADDRESS_KINDS
-}
-_DRAINING: Final = {
-    kind: f"{kind}: only terminating endpoints here; AS path prepended {DRAIN_AS_PATH_PREPEND}x"
-    for kind in SERVICE_ADDRESS_KINDS
-}
+_DRAIN_DETAIL: Final = tuple(
+    f"{kind}: only terminating endpoints here; AS path prepended {DRAIN_AS_PATH_PREPEND}x"
+    for kind in KINDS
+)
 
 
 def _node_ref(name: str) -> ObjectRef:
@@ -647,41 +802,3 @@ def _merge(a: Advertisement, b: Advertisement) -> Advertisement:
         med=_pick(a.med, b.med, min),
         as_path_prepend=min(a.as_path_prepend, b.as_path_prepend),
     )
-
-
-def _addresses(service: Service, kind: str) -> tuple[tuple[str, ...], bool, Reason | None]:
-    """(addresses, traffic policy is Local, reason they are unavailable) for one address kind."""
-    ref = service.ref
-    if kind == ADDRESS_LOAD_BALANCER:
-        if service.type != "LoadBalancer":
-            return (), False, None
-        lb_class = service.load_balancer_class
-        if lb_class is not None and lb_class != LOAD_BALANCER_CLASS:
-            detail = f"loadBalancerClass {lb_class!r} is not {LOAD_BALANCER_CLASS!r}"
-            return (), False, Reason(ReasonCode.ForeignLoadBalancerClass, ref, detail)
-        if not service.load_balancer_ips:
-            detail = "status.loadBalancer.ingress has no IP yet"
-            return (), False, Reason(ReasonCode.NoAddressAssigned, ref, detail)
-        return service.load_balancer_ips, service.external_traffic_local, None
-    if kind == ADDRESS_EXTERNAL:
-        return service.external_ips, service.external_traffic_local, None
-    if service.headless:
-        return (), False, Reason(ReasonCode.HeadlessService, ref, "clusterIP is None")
-    return service.cluster_ips, service.internal_traffic_local, None
-
-
-def _local_state(slices: tuple[EndpointSlice, ...], node_name: str) -> _Local:
-    draining = False
-    for s in slices:
-        for ep in s.endpoints:
-            if ep.node_name == node_name:
-                if ep.ready:
-                    return _Local.READY
-                if ep.serving and ep.terminating:
-                    draining = True
-    return _Local.DRAINING if draining else _Local.NONE
-
-
-@lru_cache(maxsize=1 << 16)
-def _prefix_of(address: str, length: int) -> str:
-    return str(ipaddress.ip_network(f"{address}/{length}", strict=False))

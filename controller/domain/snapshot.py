@@ -2,17 +2,34 @@
 
 `Snapshot.build(raws)` parses raw objects (invalid ones become `InvalidObject` reasons);
 `snapshot.apply(upserts=..., deletes=...)` returns a new snapshot that shares every unchanged view
-with the old one, so a planner that caches by identity recomputes only what changed. Indexes:
-services by (namespace, name) in sorted order, EndpointSlices grouped by their Service, Secrets by
-(namespace, name), BGPPeers and BGPAdvertisements sorted by name.
+with the old one, so a planner that caches by identity recomputes only what changed. `parse(raw)`
+gives the view (or the reason) alone, so a caller can parse where the object arrives and hand
+the snapshot views (`apply(views=...)`), keeping one copy of each object.
+
+Indexes: services by (namespace, name) in sorted order, EndpointSlices grouped by their
+Service, Secrets by (namespace, name), BGPPeers and BGPAdvertisements sorted by name, and per
+Service its `ServiceFacts`: the node-independent half of planning it (which advertisements
+select it, its addresses by kind and why some are unavailable, the nodes with a ready or a
+terminating endpoint, aggregated prefixes), computed once per change of the Service, its
+EndpointSlices or the advertisements instead of once per node and plan.
+
+Copy-on-write: `apply` copies an index only when the change touches it, so one Service change
+on a 10,000-Service snapshot copies the two Service-keyed dicts and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ipaddress
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Final, NamedTuple, TypeVar
 
 from controller.domain.objects import (
+    ADDRESS_CLUSTER,
+    ADDRESS_EXTERNAL,
+    ADDRESS_LOAD_BALANCER,
+    ANNOTATION_ADVERTISE,
+    LOAD_BALANCER_CLASS,
     BGPAdvertisement,
     BGPPeer,
     EndpointSlice,
@@ -27,6 +44,81 @@ from controller.domain.objects import (
 from controller.domain.reasons import ObjectRef, Reason, ReasonCode
 
 Key = tuple[str, str]
+Parsed = KubeObject | Reason  # a view, or why the object has none (InvalidObject)
+# Per address kind: (unavailable, traffic policy Local, per address: is it IPv6).
+KindShape = tuple[bool, bool, tuple[bool, ...]]
+# (advertisements selecting the Service, opted out, the three kinds in KINDS order)
+Shape = tuple[tuple[str, ...], bool, KindShape, KindShape, KindShape]
+
+# Address kinds in plan order; `ServiceFacts.kinds` and `.addresses` follow it.
+KINDS: Final = (ADDRESS_LOAD_BALANCER, ADDRESS_EXTERNAL, ADDRESS_CLUSTER)
+# A set of node names this large is a frozenset; smaller ones stay tuples (a scan of a few
+# names is as fast as a hash lookup and a tuple is a tenth of the memory).
+_SET_FROM: Final = 16
+
+NO_LOCAL_DETAIL: Final = {
+    kind: f"{kind}: traffic policy Local and no ready endpoint on this node" for kind in KINDS
+}
+NOT_SELECTED_DETAIL: Final = "no BGPAdvertisement for this node selects it"
+
+
+def parse(raw: Mapping[str, object]) -> Parsed:
+    """The view of a raw object, or an `InvalidObject` reason naming the bad field."""
+    try:
+        return parse_object(raw)
+    except InvalidObjectError as err:
+        return Reason(ReasonCode.InvalidObject, err.ref, err.detail)
+
+
+class KindFacts(NamedTuple):
+    """One address kind of a Service, node-independent: its addresses (empty: nothing, and no
+    reason), whether its traffic policy is Local, and why the kind is unavailable (a reason
+    code; the planner reports it on nodes where an advertisement wants the kind)."""
+
+    addresses: tuple[str, ...]
+    traffic_local: bool
+    unavailable: Reason | None
+
+
+class ServiceFacts(NamedTuple):
+    """What every node's plan needs to know about one Service, computed once per change of
+    the Service, its EndpointSlices or the BGPAdvertisements. A new `ServiceFacts` object
+    means something changed; the same object means nothing did (planners cache by identity).
+
+    `shape` is everything about the Service that decides *how* a node plans it (the
+    advertisements selecting it, per kind: available or why not, traffic policy, each
+    address's family), interned so that equal shapes are the same object: a planner works out
+    what a shape means for its node once, and then applies that to each Service of the shape.
+    """
+
+    service: Service
+    slices: tuple[EndpointSlice, ...]
+    ad_names: tuple[str, ...]  # the BGPAdvertisements that select it, sorted
+    kinds: tuple[KindFacts, KindFacts, KindFacts]  # in KINDS order
+    ready_nodes: Collection[str]  # with a ready endpoint (only when a kind is traffic-local)
+    terminating_nodes: Collection[str]  # with a serving, terminating endpoint (same)
+    aggregated: Mapping[tuple[str, int], str]  # (address, length) -> prefix, lengths < host
+    shape: Shape
+    opted_out: Reason | None
+    not_selected: Reason | None  # only when no advertisement at all selects it
+    no_local: tuple[Reason | None, Reason | None, Reason | None]  # per kind, when Local
+
+
+class _AdsForService(Mapping[Key, tuple[str, ...]]):
+    """`snapshot.ads_for_service`: the names of the advertisements selecting each Service,
+    read from its facts (no index of its own to copy)."""
+
+    def __init__(self, facts: Mapping[Key, ServiceFacts]) -> None:
+        self._facts = facts
+
+    def __getitem__(self, key: Key) -> tuple[str, ...]:
+        return self._facts[key].ad_names
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._facts)
+
+    def __len__(self) -> int:
+        return len(self._facts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,46 +128,54 @@ class Snapshot:
     endpoint_slices: Mapping[Key, EndpointSlice] = field(default_factory=dict)
     slices_by_service: Mapping[Key, tuple[EndpointSlice, ...]] = field(default_factory=dict)
     secrets: Mapping[Key, Secret] = field(default_factory=dict)
+    # Secrets a caller could not read (say, 403: not granted); the detail tells why. The
+    # planner drops a peer needing one, like a missing Secret, with that detail.
+    unreadable_secrets: Mapping[Key, str] = field(default_factory=dict)
     peers: tuple[BGPPeer, ...] = ()
     advertisements: tuple[BGPAdvertisement, ...] = ()
     pools: tuple[LoadBalancerIPPool, ...] = ()
     invalid: Mapping[ObjectRef, Reason] = field(default_factory=dict)  # in sorted ref order
-    # Names of the BGPAdvertisements (sorted) whose namespaces and serviceSelector select each
-    # Service: node-independent, so kept here rather than recomputed by every node's plan.
-    ads_for_service: Mapping[Key, tuple[str, ...]] = field(default_factory=dict)
+    service_facts: Mapping[Key, ServiceFacts] = field(default_factory=dict)  # services' order
     # Change tracking for incremental planners: this snapshot's token, the token of the one it
-    # was derived from, and the Services whose view, slices or selection changed in between
-    # (None: unknown, look at everything).
+    # was derived from, and the Services whose facts changed in between (None: unknown, look
+    # at everything).
     token: object = field(default_factory=object, compare=False)
     previous_token: object = field(default=None, compare=False)
     changed_services: frozenset[Key] | None = field(default=None, compare=False)
+    # Interned shapes and advertisement-name tuples, shared along a line of snapshots.
+    interned: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, raws: Iterable[Mapping[str, object]]) -> Snapshot:
         return cls().apply(upserts=raws)
+
+    @property
+    def ads_for_service(self) -> Mapping[Key, tuple[str, ...]]:
+        """Names of the BGPAdvertisements (sorted) whose namespaces and serviceSelector select
+        each Service."""
+        return _AdsForService(self.service_facts)
 
     def apply(
         self,
         *,
         upserts: Iterable[Mapping[str, object]] = (),
         deletes: Iterable[ObjectRef] = (),
+        views: Iterable[Parsed] = (),
+        unreadable_secrets: Mapping[Key, str] | None = None,
     ) -> Snapshot:
-        """A new snapshot with raw objects added or replaced and objects removed by reference.
-        A raw object that does not parse replaces any previous view of it with a reason."""
+        """A new snapshot with objects added or replaced (raw `upserts`, or already parsed
+        `views`) and objects removed by reference; deletes first. A raw object that does not
+        parse (or a `Reason` among `views`) replaces any previous view of it with the reason.
+        `unreadable_secrets`, when given, replaces the set of unreadable Secrets."""
         b = _Builder(self)
         for ref in deletes:
             b.delete(ref)
         for raw in upserts:
-            try:
-                view = parse_object(raw)
-            except InvalidObjectError as err:
-                b.delete(err.ref)
-                b.invalid[err.ref] = Reason(ReasonCode.InvalidObject, err.ref, err.detail)
-            else:
-                b.invalid.pop(view.ref, None)
-                if isinstance(view, EndpointSlice):
-                    b.delete(view.ref)  # its Service may have changed
-                b.put(view)  # replaces in place, so Services keep their sorted order
+            b.put(parse(raw))
+        for view in views:
+            b.put(view)
+        if unreadable_secrets is not None and unreadable_secrets != self.unreadable_secrets:
+            b.unreadable_secrets = dict(unreadable_secrets)
         return b.finish()
 
     def objects(self) -> Iterable[KubeObject]:
@@ -89,46 +189,103 @@ class Snapshot:
 
 
 class _Builder:
-    """Copy-on-write: each index is copied at most once per `apply`."""
+    """Copy-on-write: each index is copied at most once per `apply`, and only if touched."""
 
     def __init__(self, base: Snapshot) -> None:
         self.base = base
-        self.nodes = dict(base.nodes)
-        self.services = dict(base.services)
+        self._nodes: dict[str, Node] | None = None
+        self._services: dict[Key, Service] | None = None
         self.services_added = False
         self.services_touched: set[Key] = set()
         self.ads_changed = False
-        self.endpoint_slices = dict(base.endpoint_slices)
-        self.slices_by_service = dict(base.slices_by_service)
+        self._endpoint_slices: dict[Key, EndpointSlice] | None = None
         self.slice_groups: dict[Key, dict[str, EndpointSlice]] = {}
-        self.secrets = dict(base.secrets)
-        self.peers = {p.name: p for p in base.peers}
-        self.advertisements = {a.name: a for a in base.advertisements}
-        self.pools = {p.ref.name: p for p in base.pools}
-        self.invalid = dict(base.invalid)
+        self._secrets: dict[Key, Secret] | None = None
+        self.unreadable_secrets: dict[Key, str] | None = None
+        self._peers: dict[str, BGPPeer] | None = None
+        self._advertisements: dict[str, BGPAdvertisement] | None = None
+        self._pools: dict[str, LoadBalancerIPPool] | None = None
+        self._invalid: dict[ObjectRef, Reason] | None = None
+
+    # -- lazily copied indexes --------------------------------------------------------------
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        if self._nodes is None:
+            self._nodes = dict(self.base.nodes)
+        return self._nodes
+
+    @property
+    def services(self) -> dict[Key, Service]:
+        if self._services is None:
+            self._services = dict(self.base.services)
+        return self._services
+
+    @property
+    def endpoint_slices(self) -> dict[Key, EndpointSlice]:
+        if self._endpoint_slices is None:
+            self._endpoint_slices = dict(self.base.endpoint_slices)
+        return self._endpoint_slices
+
+    @property
+    def secrets(self) -> dict[Key, Secret]:
+        if self._secrets is None:
+            self._secrets = dict(self.base.secrets)
+        return self._secrets
+
+    @property
+    def peers(self) -> dict[str, BGPPeer]:
+        if self._peers is None:
+            self._peers = {p.name: p for p in self.base.peers}
+        return self._peers
+
+    @property
+    def advertisements(self) -> dict[str, BGPAdvertisement]:
+        if self._advertisements is None:
+            self._advertisements = {a.name: a for a in self.base.advertisements}
+        return self._advertisements
+
+    @property
+    def pools(self) -> dict[str, LoadBalancerIPPool]:
+        if self._pools is None:
+            self._pools = {p.ref.name: p for p in self.base.pools}
+        return self._pools
+
+    @property
+    def invalid(self) -> dict[ObjectRef, Reason]:
+        if self._invalid is None:
+            self._invalid = dict(self.base.invalid)
+        return self._invalid
 
     def slice_group(self, service: Key) -> dict[str, EndpointSlice]:
         group = self.slice_groups.get(service)
         if group is None:
-            old = self.slices_by_service.get(service, ())
+            old = self.base.slices_by_service.get(service, ())
             group = self.slice_groups[service] = {s.ref.name: s for s in old}
         return group
 
+    # -- changes ------------------------------------------------------------------------------
+
     def delete(self, ref: ObjectRef) -> None:
-        self.invalid.pop(ref, None)
+        if ref in (self.base.invalid if self._invalid is None else self._invalid):
+            del self.invalid[ref]
         key = (ref.namespace, ref.name)
         match ref.kind:
             case "Node":
-                self.nodes.pop(ref.name, None)
+                if ref.name in self.base.nodes or self._nodes is not None:
+                    self.nodes.pop(ref.name, None)
             case "Service":
-                self.services.pop(key, None)
+                if key in self.base.services or self._services is not None:
+                    self.services.pop(key, None)
                 self.services_touched.add(key)
             case "EndpointSlice":
-                old = self.endpoint_slices.pop(key, None)
-                if old is not None:
-                    self.slice_group(old.service_key).pop(old.ref.name, None)
+                if key in self.base.endpoint_slices or self._endpoint_slices is not None:
+                    old = self.endpoint_slices.pop(key, None)
+                    if old is not None:
+                        self.slice_group(old.service_key).pop(old.ref.name, None)
             case "Secret":
-                self.secrets.pop(key, None)
+                if key in self.base.secrets or self._secrets is not None:
+                    self.secrets.pop(key, None)
             case "BGPPeer":
                 self.peers.pop(ref.name, None)
             case "BGPAdvertisement":
@@ -139,67 +296,251 @@ class _Builder:
             case _:
                 pass
 
-    def put(self, view: KubeObject) -> None:
-        key = (view.ref.namespace, view.ref.name)
+    def put(self, view: Parsed) -> None:
+        if isinstance(view, Reason):
+            self.delete(view.ref)
+            self.invalid[view.ref] = view
+            return
+        ref = view.ref
+        if ref in (self.base.invalid if self._invalid is None else self._invalid):
+            del self.invalid[ref]
+        key = (ref.namespace, ref.name)
         match view:
-            case Node():
-                self.nodes[view.ref.name] = view
             case Service():
-                if key not in self.services:
+                services = self.services
+                if key not in services:
                     self.services_added = True
-                self.services[key] = view
+                services[key] = view  # replaces in place, so Services keep their sorted order
                 self.services_touched.add(key)
             case EndpointSlice():
-                self.endpoint_slices[key] = view
-                self.slice_group(view.service_key)[view.ref.name] = view
+                slices = self.endpoint_slices
+                old = slices.get(key)
+                if old is not None:  # its Service may have changed
+                    self.slice_group(old.service_key).pop(old.ref.name, None)
+                slices[key] = view
+                self.slice_group(view.service_key)[ref.name] = view
+            case Node():
+                self.nodes[ref.name] = view
             case Secret():
                 self.secrets[key] = view
             case BGPPeer():
-                self.peers[view.ref.name] = view
+                self.peers[ref.name] = view
             case BGPAdvertisement():
-                self.advertisements[view.ref.name] = view
+                self.advertisements[ref.name] = view
                 self.ads_changed = True
             case LoadBalancerIPPool():
-                self.pools[view.ref.name] = view
+                self.pools[ref.name] = view
+
+    # -- the new snapshot -------------------------------------------------------------------------
 
     def finish(self) -> Snapshot:
-        services = self.services
+        base = self.base
+        services = base.services if self._services is None else self._services
         if self.services_added:
             services = dict(sorted(services.items()))
-        by_service = self.slices_by_service
-        for k, group in self.slice_groups.items():
-            if group:
-                by_service[k] = tuple(group[name] for name in sorted(group))
-            else:
-                by_service.pop(k, None)
-        advertisements = tuple(self.advertisements[k] for k in sorted(self.advertisements))
-        if self.ads_changed:
-            ads_for_service: dict[Key, tuple[str, ...]] = {}
-            touched: Iterable[Key] = services
-        else:
-            ads_for_service = dict(self.base.ads_for_service)
-            touched = self.services_touched
-        for key in touched:
-            service = services.get(key)
-            if service is None:
-                ads_for_service.pop(key, None)
-                continue
-            ads_for_service[key] = tuple(
-                a.name for a in advertisements if a.selects_service(service)
-            )
-        return Snapshot(
-            nodes=self.nodes,
-            services=services,
-            endpoint_slices=self.endpoint_slices,
-            slices_by_service=by_service,
-            secrets=self.secrets,
-            peers=tuple(self.peers[k] for k in sorted(self.peers)),
-            advertisements=advertisements,
-            pools=tuple(self.pools[k] for k in sorted(self.pools)),
-            invalid=dict(sorted(self.invalid.items())),
-            ads_for_service=ads_for_service,
-            previous_token=self.base.token,
-            changed_services=None
-            if self.ads_changed
-            else frozenset(self.services_touched | self.slice_groups.keys()),
+        by_service = base.slices_by_service
+        if self.slice_groups:
+            by_service = dict(by_service)
+            for k, group in self.slice_groups.items():
+                if group:
+                    by_service[k] = tuple(group[name] for name in sorted(group))
+                else:
+                    by_service.pop(k, None)
+        advertisements = base.advertisements
+        if self._advertisements is not None:
+            advertisements = tuple(self._advertisements[k] for k in sorted(self._advertisements))
+        # The Services whose facts may differ: all of them when the advertisements changed.
+        touched: Iterable[Key] = (
+            services if self.ads_changed else self.services_touched | self.slice_groups.keys()
         )
+        facts: Mapping[Key, ServiceFacts] = base.service_facts
+        changed: set[Key] = set()
+        if touched:
+            computer = _FactsComputer(advertisements, base.interned)
+            old_facts = base.service_facts
+            new_facts = dict(old_facts) if not self.ads_changed else {}
+            for key in touched:
+                service = services.get(key)
+                if service is None:
+                    if new_facts.pop(key, None) is not None:
+                        changed.add(key)
+                    continue
+                old = old_facts.get(key)
+                slices = by_service.get(key, ())
+                if (
+                    old is not None
+                    and not self.ads_changed
+                    and old.service is service
+                    and old.slices is slices
+                ):
+                    new_facts[key] = old
+                    continue
+                new_facts[key] = computer.facts(service, slices)
+                changed.add(key)
+            if self.services_added and not self.ads_changed:
+                new_facts = {k: new_facts[k] for k in services}  # the Services' order
+            facts = new_facts
+        invalid = base.invalid
+        if self._invalid is not None:
+            invalid = dict(sorted(self._invalid.items()))
+        return Snapshot(
+            nodes=base.nodes if self._nodes is None else self._nodes,
+            services=services,
+            endpoint_slices=(
+                base.endpoint_slices if self._endpoint_slices is None else self._endpoint_slices
+            ),
+            slices_by_service=by_service,
+            secrets=base.secrets if self._secrets is None else self._secrets,
+            unreadable_secrets=(
+                base.unreadable_secrets
+                if self.unreadable_secrets is None
+                else self.unreadable_secrets
+            ),
+            peers=(
+                base.peers
+                if self._peers is None
+                else tuple(self._peers[k] for k in sorted(self._peers))
+            ),
+            advertisements=advertisements,
+            pools=(
+                base.pools
+                if self._pools is None
+                else tuple(self._pools[k] for k in sorted(self._pools))
+            ),
+            invalid=invalid,
+            service_facts=facts,
+            previous_token=base.token,
+            changed_services=None if self.ads_changed else frozenset(changed),
+            interned=base.interned,
+        )
+
+
+class _FactsComputer:
+    """Computes `ServiceFacts` against one set of advertisements."""
+
+    def __init__(
+        self, advertisements: tuple[BGPAdvertisement, ...], interned: dict[object, object]
+    ) -> None:
+        self.interned = interned
+        # (name, namespaces or None, selector or None, kinds wanted, IPv4 and IPv6 lengths)
+        self.ads = [
+            (
+                a.name,
+                a.namespaces or None,
+                None if a.service_selector.is_empty else a.service_selector,
+                a.service_addresses,
+                a.aggregation_length_ipv4,
+                a.aggregation_length_ipv6,
+            )
+            for a in advertisements
+        ]
+
+    def intern(self, value: _T) -> _T:
+        return self.interned.setdefault(value, value)  # type: ignore[return-value]
+
+    def facts(self, service: Service, slices: tuple[EndpointSlice, ...]) -> ServiceFacts:
+        ref = service.ref
+        namespace = ref.namespace
+        labels = service.labels
+        selecting = [
+            ad
+            for ad in self.ads
+            if (ad[1] is None or namespace in ad[1]) and (ad[2] is None or ad[2].matches(labels))
+        ]
+        ad_names = self.intern(tuple(ad[0] for ad in selecting))
+        kinds = (
+            _load_balancer_facts(service),
+            KindFacts(service.external_ips, service.external_traffic_local, None),
+            _cluster_facts(service),
+        )
+        local = any(k.traffic_local and k.addresses for k in kinds)
+        ready: Collection[str] = ()
+        terminating: Collection[str] = ()
+        if local:
+            ready = _nodes_of(s.ready_nodes for s in slices)
+            terminating = _nodes_of(s.terminating_nodes for s in slices)
+        aggregated: dict[tuple[str, int], str] | None = None
+        for i, kind in enumerate(KINDS):
+            addresses = kinds[i].addresses
+            if not addresses:
+                continue
+            for ad in selecting:
+                if kind not in ad[3]:
+                    continue
+                for address in addresses:
+                    length = ad[5] if ":" in address else ad[4]
+                    if length == (128 if ":" in address else 32):
+                        continue
+                    if aggregated is None:
+                        aggregated = {}
+                    if (address, length) not in aggregated:
+                        net = ipaddress.ip_network(f"{address}/{length}", strict=False)
+                        aggregated[(address, length)] = str(net)
+        opted_out_flag = service.annotations.get(ANNOTATION_ADVERTISE) == "false"
+        k0, k1, k2 = (
+            (k.unavailable is not None, k.traffic_local, tuple(":" in a for a in k.addresses))
+            for k in kinds
+        )
+        shape: Shape = self.intern((ad_names, opted_out_flag, k0, k1, k2))
+        opted_out = None
+        if opted_out_flag:
+            detail = f"annotation {ANNOTATION_ADVERTISE}"
+            opted_out = Reason(ReasonCode.OptedOut, ref, detail)
+        not_selected = None
+        if not ad_names and opted_out is None:
+            not_selected = Reason(ReasonCode.ServiceNotSelected, ref, NOT_SELECTED_DETAIL)
+        no_local: list[Reason | None] = [None, None, None]
+        if local and opted_out is None:
+            for i, k in enumerate(kinds):
+                if k.traffic_local and k.addresses:
+                    no_local[i] = Reason(
+                        ReasonCode.NoLocalReadyEndpoint, ref, NO_LOCAL_DETAIL[KINDS[i]]
+                    )
+        return ServiceFacts(
+            service,
+            slices,
+            ad_names,
+            kinds,
+            ready,
+            terminating,
+            aggregated or _NO_AGGREGATES,
+            shape,
+            opted_out,
+            not_selected,
+            (no_local[0], no_local[1], no_local[2]),
+        )
+
+
+_T = TypeVar("_T")
+_NO_AGGREGATES: Final[Mapping[tuple[str, int], str]] = {}
+
+
+def _nodes_of(groups: Iterable[tuple[str, ...]]) -> Collection[str]:
+    """The union of the slices' node names: a tuple when small, a frozenset when large."""
+    names: tuple[str, ...] = ()
+    for group in groups:
+        names = group if not names else names + group
+    if len(names) >= _SET_FROM:
+        return frozenset(names)
+    return names
+
+
+def _load_balancer_facts(service: Service) -> KindFacts:
+    if service.type != "LoadBalancer":
+        return KindFacts((), False, None)
+    lb_class = service.load_balancer_class
+    if lb_class is not None and lb_class != LOAD_BALANCER_CLASS:
+        detail = f"loadBalancerClass {lb_class!r} is not {LOAD_BALANCER_CLASS!r}"
+        why = Reason(ReasonCode.ForeignLoadBalancerClass, service.ref, detail)
+        return KindFacts((), False, why)
+    if not service.load_balancer_ips:
+        detail = "status.loadBalancer.ingress has no IP yet"
+        return KindFacts((), False, Reason(ReasonCode.NoAddressAssigned, service.ref, detail))
+    return KindFacts(service.load_balancer_ips, service.external_traffic_local, None)
+
+
+def _cluster_facts(service: Service) -> KindFacts:
+    if service.headless:
+        why = Reason(ReasonCode.HeadlessService, service.ref, "clusterIP is None")
+        return KindFacts((), False, why)
+    return KindFacts(service.cluster_ips, service.internal_traffic_local, None)

@@ -172,9 +172,7 @@ def test_snapshot_indexes_slices_by_service_and_updates_share_unchanged_views() 
         upserts=[endpoint_slice("a", "default", endpoint("n9"), name="a-2")],
         deletes=[ObjectRef("EndpointSlice", "default", "b-1")],
     )
-    assert [
-        e.node_name for s in after.slices_by_service[("default", "a")] for e in s.endpoints
-    ] == [
+    assert [n for s in after.slices_by_service[("default", "a")] for n in s.ready_nodes] == [
         "n1",
         "n9",
     ]
