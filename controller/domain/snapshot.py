@@ -304,32 +304,32 @@ class _Builder:
         ref = view.ref
         if ref in (self.base.invalid if self._invalid is None else self._invalid):
             del self.invalid[ref]
-        key = (ref.namespace, ref.name)
-        match view:
-            case Service():
-                services = self.services
-                if key not in services:
-                    self.services_added = True
-                services[key] = view  # replaces in place, so Services keep their sorted order
-                self.services_touched.add(key)
-            case EndpointSlice():
-                slices = self.endpoint_slices
-                old = slices.get(key)
-                if old is not None:  # its Service may have changed
-                    self.slice_group(old.service_key).pop(old.ref.name, None)
-                slices[key] = view
-                self.slice_group(view.service_key)[ref.name] = view
-            case Node():
-                self.nodes[ref.name] = view
-            case Secret():
-                self.secrets[key] = view
-            case BGPPeer():
-                self.peers[ref.name] = view
-            case BGPAdvertisement():
-                self.advertisements[ref.name] = view
-                self.ads_changed = True
-            case LoadBalancerIPPool():
-                self.pools[ref.name] = view
+        if isinstance(view, Service):
+            key = (ref.namespace, ref.name)
+            services = self.services
+            if key not in services:
+                self.services_added = True
+            services[key] = view  # replaces in place, so Services keep their sorted order
+            self.services_touched.add(key)
+        elif isinstance(view, EndpointSlice):
+            key = (ref.namespace, ref.name)
+            slices = self.endpoint_slices
+            old = slices.get(key)
+            if old is not None:  # its Service may have changed
+                self.slice_group(old.service_key).pop(old.ref.name, None)
+            slices[key] = view
+            self.slice_group(view.service_key)[ref.name] = view
+        elif isinstance(view, Node):
+            self.nodes[ref.name] = view
+        elif isinstance(view, Secret):
+            self.secrets[(ref.namespace, ref.name)] = view
+        elif isinstance(view, BGPPeer):
+            self.peers[ref.name] = view
+        elif isinstance(view, BGPAdvertisement):
+            self.advertisements[ref.name] = view
+            self.ads_changed = True
+        else:
+            self.pools[ref.name] = view
 
     # -- the new snapshot -------------------------------------------------------------------------
 
@@ -342,8 +342,10 @@ class _Builder:
         if self.slice_groups:
             by_service = dict(by_service)
             for k, group in self.slice_groups.items():
-                if group:
-                    by_service[k] = tuple(group[name] for name in sorted(group))
+                if len(group) == 1:
+                    by_service[k] = tuple(group.values())
+                elif group:
+                    by_service[k] = tuple([group[name] for name in sorted(group)])
                 else:
                     by_service.pop(k, None)
         advertisements = base.advertisements
@@ -422,18 +424,17 @@ class _FactsComputer:
         self, advertisements: tuple[BGPAdvertisement, ...], interned: dict[object, object]
     ) -> None:
         self.interned = interned
-        # (name, namespaces or None, selector or None, kinds wanted, IPv4 and IPv6 lengths)
+        # (name, namespaces or None, selector or None, aggregates to a shorter prefix)
         self.ads = [
             (
                 a.name,
                 a.namespaces or None,
                 None if a.service_selector.is_empty else a.service_selector,
-                a.service_addresses,
-                a.aggregation_length_ipv4,
-                a.aggregation_length_ipv6,
+                a.aggregation_length_ipv4 < 32 or a.aggregation_length_ipv6 < 128,
             )
             for a in advertisements
         ]
+        self.by_name = {a.name: a for a in advertisements}
 
     def intern(self, value: _T) -> _T:
         return self.interned.setdefault(value, value)  # type: ignore[return-value]
@@ -447,55 +448,49 @@ class _FactsComputer:
             for ad in self.ads
             if (ad[1] is None or namespace in ad[1]) and (ad[2] is None or ad[2].matches(labels))
         ]
-        ad_names = self.intern(tuple(ad[0] for ad in selecting))
-        kinds = (
-            _load_balancer_facts(service),
-            KindFacts(service.external_ips, service.external_traffic_local, None),
-            _cluster_facts(service),
+        ad_names = self.intern(tuple([ad[0] for ad in selecting]))
+        lb = _load_balancer_facts(service)
+        external = (
+            KindFacts(service.external_ips, service.external_traffic_local, None)
+            if service.external_ips
+            else _NO_ADDRESSES
         )
-        local = any(k.traffic_local and k.addresses for k in kinds)
+        cluster = _cluster_facts(service)
+        kinds = (lb, external, cluster)
+        local = (
+            (lb.traffic_local and bool(lb.addresses))
+            or (external.traffic_local and bool(external.addresses))
+            or (cluster.traffic_local and bool(cluster.addresses))
+        )
         ready: Collection[str] = ()
         terminating: Collection[str] = ()
         if local:
-            ready = _nodes_of(s.ready_nodes for s in slices)
-            terminating = _nodes_of(s.terminating_nodes for s in slices)
-        aggregated: dict[tuple[str, int], str] | None = None
-        for i, kind in enumerate(KINDS):
-            addresses = kinds[i].addresses
-            if not addresses:
-                continue
-            for ad in selecting:
-                if kind not in ad[3]:
-                    continue
-                for address in addresses:
-                    length = ad[5] if ":" in address else ad[4]
-                    if length == (128 if ":" in address else 32):
-                        continue
-                    if aggregated is None:
-                        aggregated = {}
-                    if (address, length) not in aggregated:
-                        net = ipaddress.ip_network(f"{address}/{length}", strict=False)
-                        aggregated[(address, length)] = str(net)
+            if len(slices) == 1:
+                ready = _nodes_of(slices[0].ready_nodes)
+                terminating = _nodes_of(slices[0].terminating_nodes)
+            else:
+                ready = _nodes_of(tuple(n for s in slices for n in s.ready_nodes))
+                terminating = _nodes_of(tuple(n for s in slices for n in s.terminating_nodes))
+        aggregated: Mapping[tuple[str, int], str] = _NO_AGGREGATES
+        if any(ad[3] for ad in selecting):
+            aggregated = self.aggregated(kinds, [self.by_name[ad[0]] for ad in selecting if ad[3]])
         opted_out_flag = service.annotations.get(ANNOTATION_ADVERTISE) == "false"
-        k0, k1, k2 = (
-            (k.unavailable is not None, k.traffic_local, tuple(":" in a for a in k.addresses))
-            for k in kinds
+        shape: Shape = self.intern(
+            (ad_names, opted_out_flag, _kind_shape(lb), _kind_shape(external), _kind_shape(cluster))
         )
-        shape: Shape = self.intern((ad_names, opted_out_flag, k0, k1, k2))
-        opted_out = None
+        opted_out = not_selected = None
+        no_local: tuple[Reason | None, Reason | None, Reason | None] = _NO_REASONS
         if opted_out_flag:
-            detail = f"annotation {ANNOTATION_ADVERTISE}"
-            opted_out = Reason(ReasonCode.OptedOut, ref, detail)
-        not_selected = None
-        if not ad_names and opted_out is None:
-            not_selected = Reason(ReasonCode.ServiceNotSelected, ref, NOT_SELECTED_DETAIL)
-        no_local: list[Reason | None] = [None, None, None]
-        if local and opted_out is None:
-            for i, k in enumerate(kinds):
-                if k.traffic_local and k.addresses:
-                    no_local[i] = Reason(
-                        ReasonCode.NoLocalReadyEndpoint, ref, NO_LOCAL_DETAIL[KINDS[i]]
-                    )
+            opted_out = Reason(ReasonCode.OptedOut, ref, f"annotation {ANNOTATION_ADVERTISE}")
+        else:
+            if not ad_names:
+                not_selected = Reason(ReasonCode.ServiceNotSelected, ref, NOT_SELECTED_DETAIL)
+            if local:
+                no_local = (
+                    _no_local(lb, ref, 0),
+                    _no_local(external, ref, 1),
+                    _no_local(cluster, ref, 2),
+                )
         return ServiceFacts(
             service,
             slices,
@@ -503,23 +498,70 @@ class _FactsComputer:
             kinds,
             ready,
             terminating,
-            aggregated or _NO_AGGREGATES,
+            aggregated,
             shape,
             opted_out,
             not_selected,
-            (no_local[0], no_local[1], no_local[2]),
+            no_local,
         )
+
+    @staticmethod
+    def aggregated(
+        kinds: tuple[KindFacts, ...], aggregating: list[BGPAdvertisement]
+    ) -> dict[tuple[str, int], str]:
+        """The prefixes of the Service's addresses cut to the aggregating advertisements'
+        lengths (host lengths are the address itself plus /32 or /128: not kept)."""
+        out: dict[tuple[str, int], str] = {}
+        for kind, facts in zip(KINDS, kinds, strict=True):
+            for ad in aggregating:
+                if kind not in ad.service_addresses:
+                    continue
+                for address in facts.addresses:
+                    if ":" in address:
+                        length = ad.aggregation_length_ipv6
+                        if length < 128 and (address, length) not in out:
+                            net = ipaddress.ip_network(f"{address}/{length}", strict=False)
+                            out[(address, length)] = str(net)
+                    else:
+                        length = ad.aggregation_length_ipv4
+                        if length < 32:
+                            out[(address, length)] = _ipv4_network(address, length)
+        return out
+
+
+def _ipv4_network(address: str, length: int) -> str:
+    """`str(ipaddress.ip_network(f"{address}/{length}", strict=False))` for a canonical
+    dotted quad, without `ipaddress`."""
+    a, b, c, d = address.split(".")
+    value = (int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)) & (0xFFFFFFFF << (32 - length))
+    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}/{length}"
+
+
+def _kind_shape(kind: KindFacts) -> KindShape:
+    addresses = kind.addresses
+    if len(addresses) == 1:
+        families: tuple[bool, ...] = _IPV6 if ":" in addresses[0] else _IPV4
+    else:
+        families = tuple([":" in a for a in addresses])
+    return (kind.unavailable is not None, kind.traffic_local, families)
+
+
+def _no_local(kind: KindFacts, ref: ObjectRef, k: int) -> Reason | None:
+    if kind.traffic_local and kind.addresses:
+        return Reason(ReasonCode.NoLocalReadyEndpoint, ref, NO_LOCAL_DETAIL[KINDS[k]])
+    return None
 
 
 _T = TypeVar("_T")
 _NO_AGGREGATES: Final[Mapping[tuple[str, int], str]] = {}
+_NO_ADDRESSES: Final = KindFacts((), False, None)
+_NO_REASONS: Final = (None, None, None)
+_IPV4: Final = (False,)
+_IPV6: Final = (True,)
 
 
-def _nodes_of(groups: Iterable[tuple[str, ...]]) -> Collection[str]:
-    """The union of the slices' node names: a tuple when small, a frozenset when large."""
-    names: tuple[str, ...] = ()
-    for group in groups:
-        names = group if not names else names + group
+def _nodes_of(names: tuple[str, ...]) -> Collection[str]:
+    """Node names to test membership in: a tuple when few, a frozenset when many."""
     if len(names) >= _SET_FROM:
         return frozenset(names)
     return names
@@ -527,7 +569,7 @@ def _nodes_of(groups: Iterable[tuple[str, ...]]) -> Collection[str]:
 
 def _load_balancer_facts(service: Service) -> KindFacts:
     if service.type != "LoadBalancer":
-        return KindFacts((), False, None)
+        return _NO_ADDRESSES
     lb_class = service.load_balancer_class
     if lb_class is not None and lb_class != LOAD_BALANCER_CLASS:
         detail = f"loadBalancerClass {lb_class!r} is not {LOAD_BALANCER_CLASS!r}"
