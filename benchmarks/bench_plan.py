@@ -1,6 +1,19 @@
-"""Planner on a synthetic cluster (issue 4): 5,000 nodes, 10,000 Services (half eTP Local),
-50,000 endpoints, 20 peers, 10 advertisements. Times one node's plan from scratch and after one
-Service changes. Aims: < 100 ms from scratch, < 10 ms incremental. Prints, never asserts.
+"""Planner on a synthetic cluster (issues 4 and 18): 5,000 nodes, 10,000 Services (half eTP
+Local), 50,000 endpoints, 20 peers, 10 advertisements. Times the snapshot build, one node's
+plan from scratch and one Service change (snapshot.apply + the node's incremental replan).
+Aims (issue 18): build <= 0.5 s, from scratch <= 50 ms with no GC outliers, a change <= 2 ms.
+Prints, never asserts.
+
+Every series prints min / median / max of the wall time over its runs (quote the median), the
+median CPU time of the thread (steadier when other processes share the cores), how many runs
+ran a full (generation 2) collection and what those collections cost, and how many runs were
+outliers (over 1.5x the series' median). Two heap policies:
+
+- "agent": what the node agent does (controller.agent.heap): the bulk build and the first
+  plan with the collector paused, then one collection and `gc.freeze()`, so later full
+  collections walk only what changed since;
+- "default": CPython's collector as it is, nothing frozen (what issue 18 measured: a full
+  collection of the ~400k-object heap landing on every second or third plan).
 """
 
 from __future__ import annotations
@@ -9,13 +22,28 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from controller.agent.heap import collector_paused, settle
 from controller.domain.planner import NodePlanner, plan
 from controller.domain.snapshot import Snapshot
+from speaker.api.schema import prefix_sort_key
 
 Raw = dict[str, Any]
 RACKS = 10
+OUTLIER = 1.5  # a run over this many times the series' median
+
+# Measured on this machine with this benchmark at 53dff45 (before issue 18's planner work),
+# in the same session as the "after" figures in docs/planner.md; wall ms, median of the runs
+# (the calibration loop then took ~30 ms).
+BEFORE = {
+    "snapshot build, default collector": 990.0,
+    "snapshot build, agent's policy": 575.0,
+    "plan from scratch, agent's policy": 89.0,
+    "plan from scratch, default collector": 101.0,
+    "one Service change (apply + replan)": 6.3,
+}
 
 
 def _node(i: int) -> Raw:
@@ -137,110 +165,166 @@ def _advertisements() -> list[Raw]:
     ]
 
 
+def cluster(nodes: int, services: int, per_service: int, peers: int) -> list[Raw]:
+    raws: list[Raw] = [_node(i) for i in range(nodes)]
+    raws += [_service(i) for i in range(services)]
+    raws += [_slice(i, nodes, per_service) for i in range(services)]
+    return raws + _peers(peers) + _advertisements()
+
+
 class _FullCollections:
-    """Counts the collector's full (generation 2) passes while it is installed."""
+    """Counts the collector's full (generation 2) passes and their time while installed."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.seconds = 0.0
+        self._start = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "stop" and info["generation"] == 2:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
             self.count += 1
+            self.seconds += time.perf_counter() - self._start
 
 
-def _time_ms(
-    fn: Callable[[], object], repeat: int, *, collect_first: bool = False
-) -> tuple[float, object, list[float], int]:
-    """Median ms, the last result, every run's ms, and how many runs paid for a full
-    collection. `collect_first`: gc.collect() before each run (outside the timing), so that no
-    run pays for a full collection owed to the garbage of the runs before it."""
-    times = []
-    result: object = None
-    full = _FullCollections()
-    gc.callbacks.append(full)
-    paid = 0
-    try:
-        for _ in range(repeat):
-            if collect_first:
-                gc.collect()
-            before = full.count
-            start = time.perf_counter()
+@dataclass
+class Series:
+    """One timed operation, run after run: wall and thread CPU ms, full collections."""
+
+    name: str
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    full_runs: int = 0  # runs during which a full collection ran
+    full_ms: float = 0.0  # what those collections took, in all
+
+    def run(self, fn: Callable[[], object]) -> object:
+        full = _FullCollections()
+        gc.callbacks.append(full)
+        try:
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
             result = fn()
-            times.append((time.perf_counter() - start) * 1000)
-            paid += full.count > before
-    finally:
-        gc.callbacks.remove(full)
-    return statistics.median(times), result, times, paid
+            wall1, cpu1 = time.perf_counter(), time.thread_time()
+        finally:
+            gc.callbacks.remove(full)
+        self.wall.append((wall1 - wall0) * 1000)
+        self.cpu.append((cpu1 - cpu0) * 1000)
+        self.full_runs += full.count > 0
+        self.full_ms += full.seconds * 1000
+        return result
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def outliers(self) -> int:
+        return sum(1 for t in self.wall if t > OUTLIER * self.median)
+
+    def print(self) -> None:
+        digits = 2 if self.median < 10 else 1
+        print(
+            f"{self.name:<48} {min(self.wall):8.{digits}f} {self.median:8.{digits}f} "
+            f"{max(self.wall):8.{digits}f}  cpu {statistics.median(self.cpu):7.{digits}f}"
+            f"  | {len(self.wall)} runs, {self.outliers} outliers, "
+            f"{self.full_runs} with a full GC ({self.full_ms:.0f} ms)"
+        )
 
 
 def run(short: bool) -> None:
     nodes, services, per_service, peers = (50, 100, 5, 20) if short else (5000, 10000, 5, 20)
-    raws: list[Raw] = [_node(i) for i in range(nodes)]
-    raws += [_service(i) for i in range(services)]
-    raws += [_slice(i, nodes, per_service) for i in range(services)]
-    raws += _peers(peers) + _advertisements()
+    repeat = 3 if short else 9
+    raws = cluster(nodes, services, per_service, peers)
     start = time.perf_counter()
     total = 0
     for i in range(1_000_000):
         total += i
     print(
         f"calibration: 1M-iteration Python loop takes {(time.perf_counter() - start) * 1000:.1f} ms"
+        " (~27-30 ms on a quiet machine)"
     )
     print(
         f"cluster: {nodes} nodes, {services} Services (half eTP Local), "
         f"{services * per_service} endpoints, {peers} peers, 10 advertisements"
     )
-    build_ms, snap, _, _ = _time_ms(lambda: Snapshot.build(raws), 1)
-    assert isinstance(snap, Snapshot)
-    print(f"snapshot build (parse + index all objects): {build_ms:8.1f} ms")
-
+    print(f"{'ms (wall: min median max)':<48} {'min':>8} {'median':>8} {'max':>8}")
     target = "node-0"  # rack r0: two peers, the aggregating advertisement applies too
-    repeat = 3 if short else 7
-    plan(snap, target)  # warm the planner's module-level caches (prefix parsing and order)
-    scratch_ms, result, _, _ = _time_ms(lambda: plan(snap, target), repeat, collect_first=True)
+
+    # The first plan in a process also fills module-level caches (the speaker schema's
+    # prefix order): what an agent's first plan pays, once.
+    prefix_sort_key.cache_clear()
+    with collector_paused():
+        snap = Snapshot.build(raws)
+        first = Series("first plan in the process (cold caches)")
+        result = first.run(lambda: plan(snap, target))
+    first.print()
     state = result.state  # type: ignore[attr-defined]
     print(
-        f"plan {target} from scratch:                  {scratch_ms:8.2f} ms "
-        f"({len(state.advertisements)} prefixes, {len(state.peers)} peers, "
-        f"{len(result.reasons)} reasons)"  # type: ignore[attr-defined]
+        f"  {target}: {len(state.advertisements)} prefixes, {len(state.peers)} peers, "
+        f"{len(result.reasons)} reasons"  # type: ignore[attr-defined]
     )
+    del snap
 
-    # Without a collection before each run, a full collection of the long-lived heap (the
-    # snapshot and the raw objects, ~100 ms here) falls on whichever run crosses the
-    # collector's threshold: every second or third run. An agent can gc.freeze() after its
-    # initial sync so that full collections no longer walk the snapshot.
-    _, _, times, paid = _time_ms(lambda: plan(snap, target), repeat)
-    print(
-        f"plan {target} from scratch, GC as it falls:  "
-        f"{' '.join(f'{t:.0f}' for t in times)} ms ({paid} of {repeat} ran a full collection)"
-    )
-    gc.collect()
-    gc.freeze()
-    frozen_ms, _, _, _ = _time_ms(lambda: plan(snap, target), repeat)
-    print(f"plan {target} from scratch, after gc.freeze(): {frozen_ms:8.2f} ms")
-    gc.unfreeze()
+    builds = {"default": Series("snapshot build, default collector")}
+    builds["agent"] = Series("snapshot build, agent's policy (collector paused)")
+    for _ in range(max(3, repeat // 2)):
+        for policy, series in builds.items():
+            gc.collect()
+            if policy == "agent":
+                with collector_paused():
+                    series.run(lambda: Snapshot.build(raws))
+            else:
+                series.run(lambda: Snapshot.build(raws))
+    for series in builds.values():
+        series.print()
 
+    # The agent's heap: built with the collector paused, then settled (collected, frozen).
+    with collector_paused():
+        snap = Snapshot.build(raws)
+    settle()
+    scratch = Series("plan from scratch, agent's policy")
+    for _ in range(repeat):
+        scratch.run(lambda: plan(snap, target))
+    scratch.print()
+
+    change = Series("one Service change: apply + replan, agent's")
+    apply = Series("  of which snapshot.apply")
     planner = NodePlanner(target)
     planner.plan(snap)
-    apply_times, plan_times = [], []
     current = snap
-    for gen in range(1, 21):
+    for gen in range(1, 21 if short else 41):
         changed = _service(2 * gen, generation=gen)  # an eTP Local Service changes
         changed["spec"]["externalTrafficPolicy"] = "Cluster" if gen % 2 else "Local"
-        start = time.perf_counter()
-        current = current.apply(upserts=[changed])
-        mid = time.perf_counter()
-        planner.plan(current)
-        end = time.perf_counter()
-        apply_times.append((mid - start) * 1000)
-        plan_times.append((end - mid) * 1000)
-    print(
-        f"one Service changes: snapshot.apply            {statistics.median(apply_times):8.2f} ms"
-    )
-    print(
-        f"one Service changes: replan {target} (cached)   {statistics.median(plan_times):8.2f} ms"
-    )
-    print(
-        "one Service changes: total                    "
-        f"{statistics.median(a + p for a, p in zip(apply_times, plan_times, strict=True)):8.2f} ms"
-    )
+
+        def one_change(changed: Raw = changed) -> None:
+            nonlocal current
+            current = apply.run(lambda: current.apply(upserts=[changed]))  # type: ignore[assignment]
+            planner.plan(current)
+
+        change.run(one_change)
+    change.print()
+    apply.print()
+    gc.unfreeze()
+    del snap, current, planner
+
+    # CPython's collector as it is: nothing frozen, the build's garbage collected first.
+    snap = Snapshot.build(raws)
+    gc.collect()
+    default = Series("plan from scratch, default collector")
+    for _ in range(repeat):
+        default.run(lambda: plan(snap, target))
+    default.print()
+
+    if not short:
+        print("before (53dff45, same machine and benchmark; medians, ms) -> after (medians):")
+        after = {
+            "snapshot build, default collector": builds["default"].median,
+            "snapshot build, agent's policy": builds["agent"].median,
+            "plan from scratch, agent's policy": scratch.median,
+            "plan from scratch, default collector": default.median,
+            "one Service change (apply + replan)": change.median,
+        }
+        for name, before in BEFORE.items():
+            print(f"  {name:<46} {before:8.1f} -> {after[name]:8.1f}")

@@ -284,9 +284,36 @@ class NodePlanner:
         owners = self._owners
         reason_keys = self._reason_keys
         reason_lists = self._reason_lists
+        programs = self._programs
+        node = self.node_name
         evaluate = self._evaluate
         for key, f in facts.items():  # in key order, so reasons come sorted
-            found, service_reasons = evaluate(f)
+            # `_evaluate`, inlined for the usual case: at most one step.
+            program = programs.get(id(f.shape))
+            if program is None:
+                program = programs[id(f.shape)] = self._compile(f.shape)
+            if program.local:
+                if node in f.ready_nodes:
+                    steps, slots = program.variants[_READY]
+                elif node in f.terminating_nodes:
+                    steps, slots = program.variants[_DRAINING]
+                else:
+                    steps, slots = program.variants[_NO_LOCAL]
+            else:
+                steps, slots = program.variants[0]
+            if len(steps) > 1:
+                found, service_reasons = evaluate(f)
+            else:
+                if steps:
+                    k, a, suffix, length, contexts, prepend = steps[0]
+                    address = f.kinds[k].addresses[a]
+                    prefix = (
+                        address + suffix if suffix is not None else f.aggregated[(address, length)]
+                    )
+                    found = ((prefix, contexts, prepend),)
+                else:
+                    found = _NOTHING
+                service_reasons = self._resolve(f, slots) if slots else ()
             entries[key] = (f, found, service_reasons)
             if service_reasons:
                 reason_keys.append(key)
