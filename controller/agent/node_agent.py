@@ -3,9 +3,13 @@ or by a test), keeps the cluster snapshot, re-plans after a burst of changes and
 plan to the push loop; the status reporter writes what the speaker runs back.
 
     agent = NodeAgent(node_name="n1", push=PushLoop(path, ...), reporter=..., metrics=...)
-    agent.resync(every_raw_object)      # once everything is listed (kopf: indexes are ready)
-    agent.upsert(raw); agent.delete(raw)  # per watch event; never raise, never block
+    agent.resync(every_object)          # once everything is listed (kopf: indexes are ready)
+    agent.upsert(obj); agent.delete(obj)  # per watch event; never raise, never block
     await agent.run()                   # the planning loop, the push loop and the reporter
+
+Objects are fed as raw mappings or already parsed (`controller.domain.snapshot.parse`: a view,
+or the reason it has none); the agent keeps only the parsed views, never the raw bodies, and a
+view fed again (the same object, or an equal one) is no change at all.
 
 Coalescing: a change is planned once no other change came for `quiet` seconds, and at the
 latest `max_delay` seconds after the first change of the burst. Every feed method is cheap
@@ -14,27 +18,35 @@ latest `max_delay` seconds after the first change of the burst. Every feed metho
 Secrets are not watched (the node agent may read only the Secrets BGPPeers point at, by name,
 in their namespaces): a `SecretSource` GETs each referenced Secret before the plan that first
 needs it, and again every `secret_refresh` seconds for rotations. A Secret that does not exist
-is planned as missing (no session); one that cannot be read (API error) holds the plan back
-until it can, so an agent restart never drops a peer for want of its password.
+is planned as missing (no session); one the agent is not allowed to read (`SecretUnreadable`:
+401/403, the chart's RBAC does not list it) likewise, for the peers needing it only, with the
+reason saying so and a Warning Event on each such BGPPeer; one that cannot be read for any
+other reason (5xx, a timeout) holds the plan back until it can, so an agent restart never drops
+a peer for want of its password over an API hiccup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from controller.agent.health import LiveReason, readiness
-from controller.agent.node_status import NodeStatusReporter
+from controller.agent.heap import collector_paused, settle
+from controller.agent.node_status import (
+    EventType,
+    NodeStatusReporter,
+    SessionEvent,
+    SessionReason,
+)
 from controller.agent.push import PushLoop
 from controller.controller_metrics import AgentMetrics
 from controller.domain.planner import DEFAULT_ASN, NodePlanner
 from controller.domain.reasons import ObjectRef, Reason
-from controller.domain.snapshot import Snapshot
+from controller.domain.snapshot import Parsed, Snapshot, parse
 from controller.health_endpoint import Health
 from speaker.api.schema import DesiredState
 
@@ -47,12 +59,28 @@ SECRET_RETRY_MAX: Final = 5.0
 
 Raw = Mapping[str, Any]
 SecretKey = tuple[str, str]  # namespace, name
+Fed = Raw | Parsed  # what the feed methods take: a raw object, or its view (or reason)
+
+
+class SecretUnreadable(Exception):
+    """The API refused to give the agent this Secret (401, 403): it will not change by asking
+    again until someone changes the RBAC, so the peers needing it are planned without it."""
 
 
 class SecretSource(Protocol):
     async def get_secret(self, namespace: str, name: str) -> Raw | None:
-        """The Secret, or None when it does not exist. Raises when it cannot tell."""
+        """The Secret, or None when it does not exist. Raises `SecretUnreadable` when the
+        agent may not read it, anything else when it cannot tell (retried)."""
         ...
+
+
+def unreadable_detail(namespace: str, name: str) -> str:
+    return (
+        f"Secret {namespace}/{name} is not readable by the node agent: list it in rbac.peerSecrets"
+    )
+
+
+_UNREADABLE: Final = object()  # in the Secret cache: refused, not missing
 
 
 def referenced_secrets(snapshot: Snapshot) -> set[SecretKey]:
@@ -67,6 +95,35 @@ def object_ref(raw: Raw) -> ObjectRef:
     meta = raw.get("metadata") or {}
     return ObjectRef(str(raw.get("kind", "")), str(meta.get("namespace") or ""),
                      str(meta.get("name", "")))  # fmt: skip
+
+
+def _parsed(obj: Fed) -> Parsed:
+    return parse(obj) if isinstance(obj, Mapping) else obj
+
+
+def _current(snapshot: Snapshot, ref: ObjectRef) -> Parsed | None:
+    """What the snapshot holds for `ref`: its view, the reason it has none, or None."""
+    invalid = snapshot.invalid.get(ref)
+    if invalid is not None:
+        return invalid
+    key = (ref.namespace, ref.name)
+    view: Parsed | None
+    match ref.kind:
+        case "Service":
+            view = snapshot.services.get(key)
+        case "EndpointSlice":
+            view = snapshot.endpoint_slices.get(key)
+        case "Node":
+            view = snapshot.nodes.get(ref.name)
+        case "Secret":
+            view = snapshot.secrets.get(key)
+        case "BGPPeer":
+            view = next((p for p in snapshot.peers if p.name == ref.name), None)
+        case "BGPAdvertisement":
+            view = next((a for a in snapshot.advertisements if a.name == ref.name), None)
+        case _:
+            view = next((p for p in snapshot.pools if p.ref.name == ref.name), None)
+    return view
 
 
 def coalesce_deadline(first: float, last: float, *, quiet: float, max_delay: float) -> float:
@@ -103,8 +160,8 @@ class NodeAgent:
         self._clock = clock
         self.snapshot = Snapshot()
         self.synced = False
-        self._full: dict[ObjectRef, Raw] | None = None  # a resync not yet planned
-        self._changes: dict[ObjectRef, Raw | None] = {}  # None: deleted
+        self._full: dict[ObjectRef, Parsed] | None = None  # a resync not yet planned
+        self._changes: dict[ObjectRef, Parsed | None] = {}  # None: deleted
         self._event_times: list[float] = []
         self._first: float | None = None
         self._last = 0.0
@@ -116,33 +173,58 @@ class NodeAgent:
         self._running = False
         self._secrets = secrets
         self._secret_refresh = secret_refresh
-        self._secret_cache: dict[SecretKey, Raw | None] = {}  # None: does not exist
+        # None: does not exist; _UNREADABLE: the API refused it
+        self._secret_cache: dict[SecretKey, Raw | object | None] = {}
         self._fed_at: dict[ObjectRef, float] = {}  # when each object was last fed
         if reporter is not None:
             reporter.configured = self._peer_configured
 
     # -- feeding: called from kopf's handlers; cheap, never raise ---------------------------
 
-    def resync(self, raws: Iterable[Raw]) -> None:
+    def resync(self, objects: Iterable[Fed]) -> None:
         """The whole cluster as it is now (replaces the snapshot at the next plan)."""
-        self._full = {object_ref(raw): raw for raw in raws}
+        full: dict[ObjectRef, Parsed] = {}
+        for obj in objects:
+            view = _parsed(obj)
+            full[view.ref] = view
+        self._full = full
         self._changes.clear()
         self.synced = True
         self._touch(live=False)
 
-    def upsert(self, raw: Raw, *, live: bool = True) -> None:
+    def listed(self) -> None:
+        """Every watched kind is complete in what was fed so far (the caller knows how): plan
+        it as the whole cluster."""
+        if self.synced:
+            return
+        self._full = {ref: view for ref, view in self._changes.items() if view is not None}
+        self._changes.clear()
+        self._event_times.clear()  # the listing is no event to measure latency from
+        self.synced = True
+        self._touch(live=False)
+
+    def was_listed(self, ref: ObjectRef) -> bool:
+        """Whether the object was fed at all (upserted, or deleted) since the agent started."""
+        return self.synced or ref in self._changes
+
+    def upsert(self, obj: Fed, *, live: bool = True) -> None:
         """An object was added or changed. `live`: a watch event, not an initial listing (only
-        those count for the event -> ack latency)."""
-        ref = object_ref(raw)
+        those count for the event -> ack latency). The very view the agent holds already (or
+        an equal one) is no change."""
+        view = _parsed(obj)
+        ref = view.ref
         self._fed_at[ref] = self._clock()
         if self._full is not None:
-            self._full[ref] = raw
+            self._full[ref] = view
         else:
-            self._changes[ref] = raw
+            held = self._changes[ref] if ref in self._changes else _current(self.snapshot, ref)
+            if held is view or held == view:
+                return
+            self._changes[ref] = view
         self._touch(live=live)
 
-    def delete(self, raw: Raw, *, live: bool = True) -> None:
-        ref = object_ref(raw)
+    def delete(self, obj: Raw | ObjectRef, *, live: bool = True) -> None:
+        ref = obj if isinstance(obj, ObjectRef) else object_ref(obj)
         self._fed_at.pop(ref, None)
         if self._full is not None:
             self._full.pop(ref, None)
@@ -150,9 +232,9 @@ class NodeAgent:
             self._changes[ref] = None
         self._touch(live=live)
 
-    def was_fed(self, raw: Raw) -> bool:
+    def was_fed(self, obj: Raw | ObjectRef) -> bool:
         """Whether this object came through `upsert` before (and was not deleted since)."""
-        return object_ref(raw) in self._fed_at
+        return (obj if isinstance(obj, ObjectRef) else object_ref(obj)) in self._fed_at
 
     def now(self) -> float:
         return self._clock()
@@ -182,9 +264,7 @@ class NodeAgent:
         ]
         for ref in gone:
             log.info("%s vanished while unwatched: forgetting it", ref)
-            self.delete({"kind": ref.kind,
-                         "metadata": {"namespace": ref.namespace, "name": ref.name}},
-                        live=False)  # fmt: skip
+            self.delete(ref, live=False)
         return len(gone)
 
     def _touch(self, *, live: bool) -> None:
@@ -262,21 +342,26 @@ class NodeAgent:
         self._first = None
         first_plan = self.plans == 0
         if full is not None:
-            self.snapshot = Snapshot.build(full.values())
+            # A bulk load: nothing it allocates is garbage (controller.agent.heap).
+            with collector_paused():
+                self.snapshot = Snapshot().apply(views=full.values())
         else:
             self.snapshot = self.snapshot.apply(
-                upserts=[raw for raw in changes.values() if raw is not None],
-                deletes=[ref for ref, raw in changes.items() if raw is None],
+                views=[view for view in changes.values() if view is not None],
+                deletes=[ref for ref, view in changes.items() if view is None],
             )
         if self._secrets is not None:
             await self._add_secrets()
         started = time.perf_counter()
-        plan = self._planner.plan(self.snapshot)
+        if full is not None:
+            with collector_paused():
+                plan = self._planner.plan(self.snapshot)
+        else:
+            plan = self._planner.plan(self.snapshot)
         self._metrics.plan_duration.observe(time.perf_counter() - started)
         self.plans += 1
         if first_plan and self._freeze:
-            gc.collect()
-            gc.freeze()  # the snapshot is long-lived: keep it out of the collector's scans
+            settle()  # the snapshot is long-lived: keep it out of the collector's scans
         if plan.reasons != self._reasons:
             self._reasons = plan.reasons
             for reason in plan.reasons:
@@ -291,27 +376,62 @@ class NodeAgent:
         self.push.offer(plan.state, times)
 
     async def _add_secrets(self) -> None:
-        """Put every referenced Secret into the snapshot, fetching the ones never fetched."""
+        """Put every referenced Secret into the snapshot, fetching the ones never fetched,
+        and tell the planner which ones the agent may not read."""
         wanted = referenced_secrets(self.snapshot)
         for key in sorted(wanted - self._secret_cache.keys()):
-            self._secret_cache[key] = await self._fetch_secret(key)
+            self._set_secret(key, await self._fetch_secret(key))
         present = self.snapshot.secrets.keys()
         found = [
             raw
             for key in sorted(wanted)
-            if key not in present and (raw := self._secret_cache.get(key)) is not None
+            if key not in present and isinstance(raw := self._secret_cache.get(key), Mapping)
         ]
-        if found:
-            self.snapshot = self.snapshot.apply(upserts=found)
+        unreadable = {
+            key: unreadable_detail(*key)
+            for key in sorted(wanted)
+            if self._secret_cache.get(key) is _UNREADABLE
+        }
+        if found or unreadable != self.snapshot.unreadable_secrets:
+            self.snapshot = self.snapshot.apply(upserts=found, unreadable_secrets=unreadable)
 
-    async def _fetch_secret(self, key: SecretKey) -> Raw | None:
-        """GET until the answer is known: the Secret, or None when it does not exist."""
+    def _set_secret(self, key: SecretKey, answer: Raw | object | None) -> None:
+        """Remember what the API said about a Secret; a newly refused one is announced on the
+        BGPPeers needing it (an Event each) and in the log."""
+        was = self._secret_cache.get(key)
+        self._secret_cache[key] = answer
+        if answer is not _UNREADABLE or was is _UNREADABLE:
+            return
+        detail = unreadable_detail(*key)
+        peers = sorted(
+            p.name
+            for p in self.snapshot.peers
+            if p.password_secret_ref is not None
+            and (p.password_secret_ref.namespace, p.password_secret_ref.name) == key
+        )
+        log.warning("%s; BGPPeer(s) %s get no session on this node", detail, ", ".join(peers))
+        if self.reporter is not None:
+            for peer in peers:
+                self.reporter.announce(
+                    SessionEvent(
+                        peer=peer,
+                        type=EventType.Warning,
+                        reason=SessionReason.PeerSecretUnreadable,
+                        message=f"{detail}; no BGP session from node {self.node_name}",
+                    )
+                )
+
+    async def _fetch_secret(self, key: SecretKey) -> Raw | object | None:
+        """GET until the answer is known: the Secret, None when it does not exist,
+        _UNREADABLE when the agent may not read it."""
         assert self._secrets is not None
         delay = 0.1
         while True:
             try:
                 raw = await self._secrets.get_secret(*key)
-            except Exception as err:  # noqa: BLE001 - any API failure: unknown, retry
+            except SecretUnreadable:
+                return _UNREADABLE
+            except Exception as err:  # noqa: BLE001 - any other API failure: unknown, retry
                 log.warning("cannot read Secret %s/%s (retrying): %s", *key, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SECRET_RETRY_MAX)
@@ -321,28 +441,29 @@ class NodeAgent:
             return raw
 
     async def _refresh_secrets(self) -> None:
-        """Re-read the referenced Secrets now and then: rotations and deletions reach the
-        plan through the same feed as watch events."""
+        """Re-read the referenced Secrets now and then: rotations, deletions and RBAC changes
+        reach the plan through the same feed as watch events."""
         while True:
             await asyncio.sleep(self._secret_refresh)
             if not self.synced:
                 continue
             for key in sorted(referenced_secrets(self.snapshot)):
-                raw = await self._fetch_secret(key)
+                answer = await self._fetch_secret(key)
                 old = self._secret_cache.get(key)
-                if _secret_content(raw) == _secret_content(old) and key in self._secret_cache:
+                if key in self._secret_cache and _secret_content(answer) == _secret_content(old):
                     continue
-                self._secret_cache[key] = raw
-                ref = {"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"namespace": key[0], "name": key[1]}}  # fmt: skip
-                if raw is None:
+                self._set_secret(key, answer)
+                ref = ObjectRef("Secret", key[0], key[1])
+                if isinstance(answer, Mapping):
+                    self.upsert(answer, live=False)
+                else:  # gone, or no longer readable: either way not in the snapshot
                     self.delete(ref, live=False)
-                else:
-                    self.upsert(raw, live=False)
 
     def _peer_configured(self, name: str) -> bool:
         return any(p.name == name for p in self.snapshot.peers)
 
 
-def _secret_content(raw: Raw | None) -> object:
-    return None if raw is None else (raw.get("data"), raw.get("stringData"))
+def _secret_content(answer: Raw | object | None) -> object:
+    if isinstance(answer, Mapping):
+        return (answer.get("data"), answer.get("stringData"))
+    return answer

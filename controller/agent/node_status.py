@@ -48,6 +48,8 @@ class SessionReason(StrEnum):
     SessionDown = "SessionDown"
     BfdUp = "BfdUp"
     BfdDown = "BfdDown"
+    # No session at all: the peer's password Secret is not readable by the node agent (RBAC)
+    PeerSecretUnreadable = "PeerSecretUnreadable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,6 +304,12 @@ class NodeStatusReporter:
             self._wake.set()
         else:
             self._wanted = None
+
+    def announce(self, event: SessionEvent) -> None:
+        """An Event that is not about a status read (say, a peer left out of the plan): posted
+        by the writer task like the others. Never raises."""
+        self._events.append((event, 0))
+        self._wake.set()
 
     async def load(self) -> None:
         """Read the stored status once, so that an agent restart neither rewrites an unchanged

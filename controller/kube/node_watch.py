@@ -2,16 +2,29 @@
 `kubernetes` client writes this node's BGPNodeState and the session Events.
 
 Safe as one of N identical replicas (one per node, DaemonSet): kopf runs `standalone` (no
-peering objects), with indexes and event handlers only — no change handlers, so no finalizers,
-no progress annotations, nothing written to any watched object — and kopf's own Event posting
-is off. Nodes are watched through a server-side field selector for this node only. Each agent
-writes one object, the BGPNodeState named after its node, and Events about its own sessions.
+peering objects), with event handlers only — no change handlers, so no finalizers, no progress
+annotations, nothing written to any watched object — and kopf's own Event posting is off.
+Nodes are watched through a server-side field selector for this node only. Each agent writes
+one object, the BGPNodeState named after its node, and Events about its own sessions.
 
-Why indexes: kopf calls no handler before every index is populated from the initial listings,
-so the first handler call sees the whole cluster in the indexes: that is when the agent plans
-for the first time. Planning any earlier would push a partial state (say, Services not listed
-yet) and withdraw routes the speaker kept across an agent restart. Every event after that is
-fed to the agent as it comes; the handlers never raise (kopf does not retry event handlers).
+Every event is parsed once, in its handler, into the planner's view and fed to the agent, which
+keeps nothing else (no raw body); the handlers never raise (kopf does not retry event
+handlers).
+
+When to plan the first time: not before every watched kind is complete, or the agent would
+push a partial state (say, Services not listed yet) and withdraw routes the speaker kept across
+an agent restart. kopf's own way to know — indexes: it calls no handler before every index is
+populated from the initial listings — does not scale: until the last object is indexed, every
+object's worker waits with its body, and each indexed object wakes every waiting worker. With
+10,000 Services and their EndpointSlices that is ~20,000 bodies held at once (the process
+keeps that peak as resident memory for good) and ~2*10^8 wake-ups (measured: 2 minutes for
+4,000 objects, a quadratic climb). So the agent uses no index. Instead `InitialListing` LISTs
+every kind itself (names only, page by page) once kopf is running, and marks the agent listed
+when kopf's handlers have fed every object that LIST returned (an upsert, or a delete if it
+went since). Whatever existed when the LIST ran is then in the agent, with the content kopf
+delivered, which is as current as kopf's own: the same guarantee as before. An object the LIST
+saw but kopf never will (deleted after that LIST, before kopf's own) would keep it waiting, so
+when kopf delivers nothing for `stall` seconds it LISTs again.
 
 kopf re-lists after a 410 Gone but never reports objects that vanished in the gap (they would
 stay planned: a deleted Service's address announced until the agent restarts). So a re-list
@@ -36,10 +49,11 @@ from typing import Any, Final
 import kopf
 import kubernetes
 
-from controller.agent.node_agent import NodeAgent
+from controller.agent.node_agent import NodeAgent, SecretUnreadable
 from controller.agent.node_status import SessionEvent
 from controller.domain.reasons import ObjectRef
-from controller.kube.client import list_pages, log_in_with, path_for
+from controller.domain.snapshot import parse
+from controller.kube.client import PAGE, list_pages, log_in_with, path_for
 
 log = logging.getLogger("kubgp.agent")
 
@@ -60,10 +74,6 @@ class Watched:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def index_id(self) -> str:
-        return f"kubgp_{self.plural}"
 
 
 NODES: Final = Watched("", "v1", "nodes", "Node")
@@ -96,6 +106,48 @@ class PeerUids:
         self.uids: dict[str, str] = {}
 
 
+class InitialListing:
+    """Marks the agent listed once kopf has fed it every object of a LIST of every watched
+    kind (see the module docstring)."""
+
+    def __init__(self, client: Any, agent: NodeAgent, *, stall: float = 10.0) -> None:
+        self._client = client
+        self._agent = agent
+        self._stall = stall
+        self.lists = 0
+
+    async def run(self) -> None:
+        delay = 0.5
+        while not self._agent.synced:
+            try:
+                refs = [ref for w in WATCHED for ref in await self._list(w)]
+            except Exception as err:  # noqa: BLE001 - any API failure: list again
+                log.warning("cannot list to complete the initial listing (retrying): %s", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.lists += 1
+            missing = [ref for ref in refs if not self._agent.was_listed(ref)]
+            progress = self._agent.now()
+            while missing:
+                await asyncio.sleep(0.05)
+                left = [ref for ref in missing if not self._agent.was_listed(ref)]
+                if len(left) < len(missing):
+                    progress = self._agent.now()
+                missing = left
+                if missing and self._agent.now() - progress > self._stall:
+                    log.info("%d listed objects not delivered by the watches in %.0f s "
+                             "(gone since?): listing again", len(missing), self._stall)  # fmt: skip
+                    break
+            if not missing:
+                log.info("initial listing complete: %d objects", len(refs))
+                self._agent.listed()
+
+    async def _list(self, watched: Watched) -> list[ObjectRef]:
+        selector = f"metadata.name={self._agent.node_name}" if watched is NODES else None
+        return await asyncio.to_thread(list_refs, self._client, watched, selector)
+
+
 class Sweeper:
     """LISTs a kind when kopf re-listed it (and every kind now and then) so that the agent
     forgets objects deleted while no watch was open."""
@@ -110,6 +162,10 @@ class Sweeper:
         self._pending: set[Watched] = set()
         self._wake = asyncio.Event()
         self.sweeps = 0
+
+    @property
+    def client(self) -> Any:
+        return self._client
 
     def relisted(self, watched: Watched) -> None:
         self._pending.add(watched)
@@ -173,37 +229,24 @@ def _register(
     sweeper: Sweeper | None,
     watched: Watched,
 ) -> None:
-    def index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {_key(body): _raw(body, watched)}
-
-    async def on_event(event: kopf.RawEvent, **kwargs: Any) -> None:
+    async def on_event(event: kopf.RawEvent, **_: Any) -> None:
         try:
-            raw_ref = _raw(event["object"], watched)
-            if event["type"] is None and sweeper is not None and agent.was_fed(raw_ref):
-                sweeper.relisted(watched)  # a listing of what was seen already: a re-list
-            if not agent.synced:
-                raws = [
-                    raw for w in WATCHED for store in kwargs[w.index_id].values() for raw in store
-                ]
-                log.info("initial listing complete: %d objects", len(raws))
-                for raw in raws:
-                    if raw.get("kind") == PEERS.kind:
-                        _remember_uid(peer_uids, raw)
-                agent.resync(raws)
             raw = _raw(event["object"], watched)
+            namespace, name = _key(raw)
+            ref = ObjectRef(watched.kind, namespace, name)
+            if event["type"] is None and sweeper is not None and agent.was_fed(ref):
+                sweeper.relisted(watched)  # a listing of what was seen already: a re-list
             live = event["type"] is not None
             if watched is PEERS:
                 _remember_uid(peer_uids, raw)
             if event["type"] == "DELETED":
-                agent.delete(raw, live=live)
+                agent.delete(ref, live=live)
             else:
-                agent.upsert(raw, live=live)
+                agent.upsert(parse(raw), live=live)
         except Exception:  # kopf never retries event handlers: log, never raise
             log.exception("cannot take %s event for %s", watched.kind, _key(event["object"]))
 
-    group_version = watched.api_version
-    kopf.index(group_version, watched.plural, id=watched.index_id, registry=registry)(index)
-    kopf.on.event(group_version, watched.plural, id=f"feed_{watched.plural}",
+    kopf.on.event(watched.api_version, watched.plural, id=f"feed_{watched.plural}",
                   registry=registry)(on_event)  # fmt: skip
 
 
@@ -218,6 +261,10 @@ def build_settings(node_name: str) -> kopf.OperatorSettings:
     settings.watching.field_selectors[NODES.plural] = f"metadata.name={node_name}"
     settings.posting.enabled = False  # N replicas must not post each handler's log lines
     settings.watching.server_timeout = 300  # reconnects resume from the resourceVersion
+    # Memory at start-up: kopf lists a page at a time, and an object's worker (with the last
+    # body it handled) ends half a second after its last event instead of five.
+    settings.watching.chunk_size = PAGE
+    settings.queueing.idle_timeout = 0.5
     return settings
 
 
@@ -235,6 +282,8 @@ class KubeSecretSource:
             except kubernetes.client.ApiException as err:
                 if err.status == 404:
                     return None
+                if err.status in (401, 403):  # not for us to read: asking again will not help
+                    raise SecretUnreadable(f"{err.status} {err.reason}") from None
                 raise
             raw: dict[str, Any] = self._client.sanitize_for_serialization(obj)
             raw.setdefault("apiVersion", "v1")
@@ -336,11 +385,16 @@ async def run_operator(
     *,
     login: Callable[[], kopf.ConnectionInfo],
     sweeper: Sweeper | None = None,
+    listing: InitialListing | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """kopf and the agent side by side in this event loop, until SIGTERM/SIGINT (kopf's own
     handlers) or `stop`. If the agent's tasks end (they should not), kopf is stopped too.
-    `login` gives kopf the credentials of the agent's own client (controller.kube.client)."""
+    `login` gives kopf the credentials of the agent's own client (controller.kube.client).
+    `listing` tells the agent when it is listed (default: one through the sweeper's client;
+    without either, the agent would never plan)."""
+    if listing is None and sweeper is not None:
+        listing = InitialListing(sweeper.client, agent)
     registry = build_registry(agent, peer_uids, login, sweeper)
     settings = build_settings(agent.node_name)
     stop = stop or asyncio.Event()
@@ -353,6 +407,8 @@ async def run_operator(
     async def agent_and_sweeper() -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(agent.run(), name="agent")
+            if listing is not None:
+                tasks.create_task(listing.run(), name="initial-listing")
             if sweeper is not None:
                 tasks.create_task(sweeper.run(), name="sweeper")
 
