@@ -14,8 +14,8 @@ from controller.domain.objects import (
     Service,
     parse_object,
 )
-from controller.domain.reasons import ObjectRef, ReasonCode
-from controller.domain.snapshot import Snapshot
+from controller.domain.reasons import ObjectRef, Reason, ReasonCode
+from controller.domain.snapshot import Snapshot, parse
 from tests.controller.manifests import (
     Raw,
     advertisement,
@@ -230,3 +230,14 @@ def test_snapshot_indexes_which_advertisements_select_each_service() -> None:
     assert snap.ads_for_service[("prod", "b")] == ("prod-only",)
     snap = snap.apply(deletes=[ObjectRef("Service", "prod", "b")])
     assert ("prod", "b") not in snap.ads_for_service
+
+
+def test_parsed_views_and_reasons_go_into_a_snapshot_as_raw_objects_do() -> None:
+    raws = [service("a"), endpoint_slice("a", "default", endpoint("n1")), peer(peerASN=0)]
+    from_raws = Snapshot.build(raws)
+    from_views = Snapshot().apply(views=[parse(r) for r in raws])
+    assert from_views.services == from_raws.services
+    assert from_views.slices_by_service == from_raws.slices_by_service
+    assert from_views.invalid == from_raws.invalid
+    assert isinstance(parse(peer(peerASN=0)), Reason)
+    assert from_views.ads_for_service == from_raws.ads_for_service

@@ -626,3 +626,25 @@ def test_node_planner_follows_a_removed_service_and_a_changed_advertisement() ->
     assert planner.plan(snap).state.advertisements[0].communities == ("1:1",)  # type: ignore[union-attr]
     snap = snap.apply(deletes=[ObjectRef("Service", "default", "web")])
     assert prefixes(planner.plan(snap).state) == set()
+
+
+def test_a_secret_the_caller_could_not_read_drops_only_the_peers_needing_it() -> None:
+    detail = "Secret kubgp/bgp-auth is not readable by the node agent: list it in rbac.peerSecrets"
+    snap = Snapshot.build(
+        [
+            node(),
+            peer(),
+            peer("tor-b", peerAddress="192.0.2.2", passwordSecretRef=REF),
+            advertisement(podCIDRs=True),
+        ]
+    ).apply(unreadable_secrets={("kubgp", "bgp-auth"): detail})
+    state, reasons = plan(snap, "n1")
+    assert state is not None
+    assert [p.name for p in state.peers] == ["tor-a"]
+    assert prefixes(state) == {"10.244.1.0/24"}
+    assert Reason(R.PeerSecretMissing, ObjectRef("BGPPeer", "", "tor-b"), detail) in reasons
+    # Readable again: the peer is back with its password; nothing else says unreadable.
+    snap = snap.apply(upserts=[secret(password="s3cret")], unreadable_secrets={})
+    state, reasons = plan(snap, "n1")
+    assert state is not None and [p.password for p in state.peers] == [None, "s3cret"]
+    assert not [r for r in reasons if r.code is R.PeerSecretMissing]
