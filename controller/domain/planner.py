@@ -313,7 +313,16 @@ class NodePlanner:
                     found = ((prefix, contexts, prepend),)
                 else:
                     found = _NOTHING
-                service_reasons = self._resolve(f, slots) if slots else ()
+                if not slots:
+                    service_reasons = ()
+                elif (
+                    len(slots) == 1
+                    and slots[0][0] == _NOLOCAL
+                    and (no_local := f.no_local[slots[0][1]])
+                ):  # the usual reason, straight from the facts
+                    service_reasons = (no_local,)
+                else:
+                    service_reasons = self._resolve(f, slots)
             entries[key] = (f, found, service_reasons)
             if service_reasons:
                 reason_keys.append(key)
