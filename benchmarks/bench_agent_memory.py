@@ -7,7 +7,10 @@ socket). Printed, never asserted:
 - the agent's RSS (/proc/PID/status VmRSS) and peak (VmHWM) once it has planned and its
   memory stopped growing, for that cluster and for an empty one (the interpreter and the
   libraries); their difference is what the cluster costs the agent;
-- how long the initial listing took until the first plan;
+- how long the initial listing took until the first plan (at full size this is mostly the
+  emulator: it renders every object of a kind for each page of a paged LIST, so paging through
+  10,000 objects costs it quadratic time; a real API server serves a page at the cost of a
+  page);
 - in this process, with tracemalloc: what the watched objects take as the API serves them
   (decoded JSON, as kopf hands them to handlers and indexes) and as the planner's snapshot.
 
