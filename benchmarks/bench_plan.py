@@ -37,15 +37,15 @@ RACKS = 10
 OUTLIER = 1.5  # a run over this many times the series' median
 
 # Measured with this benchmark on 53dff45 (before issue 18's planner work), on this machine,
-# alternating with the "after" runs (docs/planner.md): CPU ms, medians, the mean of two runs
-# (the calibration loop took 56-87 ms then: the machine was shared).
+# alternating with runs of the new code (docs/planner.md): CPU ms, the mean of four runs'
+# medians (the calibration loop took 56-87 ms then: the machine was shared).
 BEFORE = {
-    "first plan in the process (cold caches)": 200.0,
-    "snapshot build, default collector": 1020.0,
-    "snapshot build, agent's policy": 750.0,
-    "plan from scratch, agent's policy": 115.0,
-    "plan from scratch, default collector": 128.0,
-    "one Service change (apply + replan)": 7.2,
+    "first plan in the process (cold caches)": 190.0,
+    "snapshot build, default collector": 925.0,
+    "snapshot build, agent's policy": 680.0,
+    "plan from scratch, agent's policy": 113.0,
+    "plan from scratch, default collector": 143.0,
+    "one Service change (apply + replan)": 6.9,
 }
 
 
