@@ -74,7 +74,7 @@ async def running_agent(
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=30)
             await server.close()
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
