@@ -1,12 +1,13 @@
 """The node agent's health: `/readyz` (it has synced) and `/livez` (its loops are alive), served
 by controller.health_endpoint on the agent's own event loop (`--health-address`).
 
-Ready means the agent has something true to tell: every watched kind was listed (kopf's
-indexes are populated), the first plan ran, and the speaker acknowledged the state it produced
-— or that plan had no state to send (no valid state for this node: nothing to wait for). Once
-ready, the agent stays ready: later push failures are the speaker's (its own probes) or the
-`kubgp_agent_push_failures_total` alert's business, and a pod that flaps unready in the middle
-of a rolling update only stalls the update.
+Ready means the agent has something true to tell: every watched kind was listed (kopf fed it
+everything a LIST of every kind returned: controller.kube.node_watch), the first plan ran, and
+the speaker acknowledged the state it produced — or that plan had no state to send (no valid
+state for this node: nothing to wait for). Once ready, the agent stays ready: later push
+failures are the speaker's (its own probes) or the `kubgp_agent_push_failures_total` alert's
+business, and a pod that flaps unready in the middle of a rolling update only stalls the
+update.
 
 Live means the agent's event loop answers (the server runs on it, so a wedged loop fails the
 probe by timing out) and its tasks have not ended.

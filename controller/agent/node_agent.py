@@ -3,8 +3,9 @@ or by a test), keeps the cluster snapshot, re-plans after a burst of changes and
 plan to the push loop; the status reporter writes what the speaker runs back.
 
     agent = NodeAgent(node_name="n1", push=PushLoop(path, ...), reporter=..., metrics=...)
-    agent.resync(every_object)          # once everything is listed (kopf: indexes are ready)
     agent.upsert(obj); agent.delete(obj)  # per watch event; never raise, never block
+    agent.listed()                      # once what was fed is the whole cluster
+    agent.resync(every_object)          # or: here is the whole cluster
     await agent.run()                   # the planning loop, the push loop and the reporter
 
 Objects are fed as raw mappings or already parsed (`controller.domain.snapshot.parse`: a view,
