@@ -215,7 +215,7 @@ def test_what_was_fed_before_the_listing_completed_is_planned_once_it_has() -> N
             await asyncio.sleep(0.2)
             assert agent.plans == 0 and sink.applied == []
             agent.listed()
-            await until(lambda: sink.current is not None)
+            await wait_for_async(lambda: sink.current is not None)
             assert prefixes(sink) == ["10.244.1.0/24", "203.0.113.2/32"]
             # Events fed while it was listing are no latency to measure.
             assert metrics.value("kubgp_agent_event_to_ack_seconds_count") == 0
@@ -228,7 +228,7 @@ def test_an_object_fed_again_unchanged_is_no_change() -> None:
         async with agent_with_speaker() as (agent, sink, _):
             ad = m.advertisement(podCIDRs=True, serviceAddresses=["LoadBalancerIP"])
             agent.resync([m.node(), m.peer(), ad, m.service("a")])
-            await until(lambda: sink.current is not None and agent.plans == 1)
+            await wait_for_async(lambda: sink.current is not None and agent.plans == 1)
             # kopf delivers the listing again (after a 410, or its own initial listing after
             # the agent's): equal objects wake nothing.
             for obj in (m.node(), m.peer(), ad, m.service("a")):
@@ -236,6 +236,6 @@ def test_an_object_fed_again_unchanged_is_no_change() -> None:
             await asyncio.sleep(0.3)
             assert agent.plans == 1
             agent.upsert(m.service("a", lb_ips=("203.0.113.9",)))
-            await until(lambda: prefixes(sink) == ["10.244.1.0/24", "203.0.113.9/32"])
+            await wait_for_async(lambda: prefixes(sink) == ["10.244.1.0/24", "203.0.113.9/32"])
 
     asyncio.run(main())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,12 @@ from controller.kube.client import api_client, kopf_login
 from controller.kube.user_agent import NODE_AGENT
 from speaker.control import serve_control
 from testing.kube.emulator import KubeAPI
+from testing.wait import wait_for_async
 from tests.controller import manifests as m
 from tests.speaker.control.helpers import RecordingSink, socket_dir
 
 SECRETS = "kubgp"
 REF = {"namespace": SECRETS, "key": "password"}
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Sized for a loaded 2-core machine: kopf's start-up alone takes a few seconds there."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
 @contextlib.asynccontextmanager
@@ -107,14 +98,14 @@ def test_the_first_state_pushed_is_the_whole_cluster(kube_api: KubeAPI, kubeconf
 
     async def main() -> None:
         async with running_agent(kube_api) as (agent, sink):
-            await until(lambda: sink.applied, "the first push")
+            await wait_for_async(lambda: sink.applied, "the first push", timeout=60)
             # Never a partial state: the first state is the whole cluster, not what kopf had
             # delivered by the time some handler ran.
             assert prefixes(sink, 0) == expected
             assert agent.plans >= 1
             # A change after that is planned and pushed as usual.
             kube_api.apply(m.service("late", lb_ips=("198.51.100.7",)))
-            await until(lambda: "198.51.100.7/32" in prefixes(sink), "the late Service")
+            await wait_for_async(lambda: "198.51.100.7/32" in prefixes(sink), "the late Service")
 
     asyncio.run(main())
     # The agent listed every kind itself (names only) to know when kopf had delivered them.
@@ -149,7 +140,7 @@ def test_an_unreadable_peer_secret_costs_that_peer_its_session_not_the_node_its_
 
     async def main() -> None:
         async with running_agent(kube_api, secret_refresh=0.3) as (agent, sink):
-            await until(lambda: sink.applied, "the first push")
+            await wait_for_async(lambda: sink.applied, "the first push", timeout=60)
             first = sink.applied[0]
             # tor-a and tor-c (with its password, after the 500s) got sessions; tor-b none.
             assert [(p.name, p.password) for p in first.peers] == [
@@ -165,7 +156,7 @@ def test_an_unreadable_peer_secret_costs_that_peer_its_session_not_the_node_its_
             ), agent._reasons
             # Once the Secret is readable (the RBAC was fixed), the next refresh brings the
             # peer in, with its password.
-            await until(
+            await wait_for_async(
                 lambda: [p.name for p in sink.applied[-1].peers] == ["tor-a", "tor-b", "tor-c"],
                 "tor-b's session once its Secret is readable",
             )
@@ -211,7 +202,7 @@ def test_the_agent_is_listed_once_the_watches_delivered_everything_a_list_saw() 
             await asyncio.sleep(0.1)
             assert not agent.synced  # b is still to come
             agent.upsert(m.service("b"))
-            await until(lambda: agent.synced, "the agent listed", timeout=10)
+            await wait_for_async(lambda: agent.synced, "the agent listed", timeout=10)
             assert listing.lists == 2
             await task
 
