@@ -84,6 +84,7 @@ def prefixes(sink: RecordingSink, index: int = -1) -> set[str]:
     return {a.prefix for a in sink.applied[index].advertisements}
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_the_first_state_pushed_is_the_whole_cluster(kube_api: KubeAPI, kubeconfig: Path) -> None:
     kube_api.apply(m.node())
     kube_api.apply(m.peer())
@@ -119,6 +120,7 @@ def test_the_first_state_pushed_is_the_whole_cluster(kube_api: KubeAPI, kubeconf
     assert "/api/v1/services" in listed and "/apis/kubgp.io/v1alpha1/bgppeers" in listed
 
 
+@pytest.mark.slow  # the real kopf against the emulated API server
 def test_an_unreadable_peer_secret_costs_that_peer_its_session_not_the_node_its_plan(
     kube_api: KubeAPI, kubeconfig: Path
 ) -> None:
