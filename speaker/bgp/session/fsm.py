@@ -9,7 +9,10 @@ wired back to back in memory.
 
 A session holds up to two TCP connections at once (ours and the peer's) while they race through
 OpenSent/OpenConfirm; collision detection (§6.8, with the RFC 6286 tie-break on equal
-identifiers) closes one of them with Cease/Connection Collision Resolution. Timers are
+identifiers) closes one of them with Cease/Connection Collision Resolution. Our KEEPALIVE (what
+makes the peer Established) waits until every connection has the peer's OPEN (`_park`), and a
+connection we sent it on never loses a collision: a peer Established on one connection must
+never see the other one arrive late, or get a NOTIFICATION on it (docs/hardening.md). Timers are
 deadlines: ConnectRetry (jittered, doubling per consecutive failure), Hold (240 s in OpenSent,
 then the negotiated minimum; 0 = none) and Keepalive. Every transition to Idle carries an
 `IdleReason`; a received NOTIFICATION is never answered.
@@ -76,6 +79,7 @@ from speaker.bgp.wire.messages import (
 from speaker.bgp.wire.nlri import Prefix
 
 OPEN_SENT_HOLD_TIME = 240  # RFC 4271 §8.2.2: "a large value", 4 minutes suggested
+OPEN_CONFIRM_WAIT = 10.0  # see `_park`: the bound when the hold time is 0
 MAX_BACKOFF_FACTOR = 8
 _COLLISION = Notification(code=ErrorCode.Cease, subcode=CeaseSubcode.ConnectionCollisionResolution)
 
@@ -183,6 +187,9 @@ class _Conn:
     keepalive_at: float | None = None
     hold_time: int = 0
     keepalive_time: int = 0
+    # Parked (see `_park`): the peer's OPEN is in, our KEEPALIVE waits until this time at most.
+    parked_until: float | None = None
+    peer_keepalive: bool = False  # the peer's KEEPALIVE arrived while parked
 
 
 class Session:
@@ -292,6 +299,8 @@ class Session:
         for conn in self._conns.values():
             if conn.hold_at is not None:
                 times.append(conn.hold_at)
+            if conn.parked_until is not None:
+                times.append(conn.parked_until)
             if conn.keepalive_at is not None:
                 times.append(conn.keepalive_at)
         return min(times) if times else None
@@ -513,6 +522,7 @@ class Session:
             if detail:
                 self.last_error = f"connect: {detail}"
         self._transition(out, now)
+        self._release_parked(out, now)
         return out
 
     def accept(self, now: float, *, local_address: bytes) -> tuple[int | None, list[Event]]:
@@ -549,6 +559,7 @@ class Session:
             "connection closed by peer",
             notification=None,
         )
+        self._release_parked(out, now)
         return out
 
     # ---- timers ----------------------------------------------------------------------------
@@ -572,6 +583,12 @@ class Session:
             if conn.keepalive_at is not None and now >= conn.keepalive_at:
                 self._send(out, conn, Keepalive())
                 conn.keepalive_at = now + conn.keepalive_time
+            if conn.parked_until is not None and now >= conn.parked_until:
+                # The peer never answered on the others: give them up, confirm this one.
+                for other in list(self._conns.values()):
+                    if other is not conn and other.remote_open is None:
+                        self._drop(out, other, _COLLISION)
+        self._release_parked(out, now)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             self._on_retry(out, now)
@@ -585,6 +602,10 @@ class Session:
             self._begin(out, now)  # automatic restart after the idle hold
             return
         if self.config.passive or self.established is not None:
+            return
+        if any(c.state >= State.OpenSent for c in self._conns.values()):
+            # RFC 4271: ConnectRetry stops once a connection is open. Ours would reach a peer
+            # Established on its own one, which may take it for a restart (see `_park`).
             return
         # ConnectRetry expired: abandon a pending attempt and start another.
         for conn in list(self._conns.values()):
@@ -619,6 +640,7 @@ class Session:
             except BGPError as exc:
                 self._protocol_error(out, conn, now, exc)
                 break
+        self._release_parked(out, now)
         return out
 
     def _protocol_error(self, out: list[Event], conn: _Conn, now: float, exc: BGPError) -> None:
@@ -666,7 +688,10 @@ class Session:
         if conn.hold_at is not None and conn.hold_time:
             conn.hold_at = now + conn.hold_time
         if conn.state is State.OpenSent:
-            if msg_type != OPEN:
+            if conn.parked_until is not None and msg_type == KEEPALIVE:
+                conn.peer_keepalive = True  # Established once we confirm (`_confirm`)
+                return
+            if msg_type != OPEN or conn.remote_open is not None:
                 raise self._fsm_error(conn, msg_type)
             opened = decode_message(msg_type, body)
             assert isinstance(opened, Open)
@@ -688,20 +713,24 @@ class Session:
     def _on_open(self, out: list[Event], conn: _Conn, now: float, opened: Open) -> None:
         check_open(self.config, opened)
         conn.remote_open = opened
-        # §6.8 collision detection against a connection already in OpenConfirm or Established.
+        # §6.8 collision detection against every connection that has the peer's OPEN.
         for other in list(self._conns.values()):
-            if other is conn or other.state < State.OpenConfirm:
+            if other is conn or other.remote_open is None:
                 continue
-            if other.state is State.Established:
-                if (
-                    not conn.outgoing
-                    and self._gr_helper(other)
-                    and graceful_restart_of(opened) is not None
-                ):
-                    self._peer_restarted(out, now, other)
-                    continue
+            if (
+                other.state is State.Established
+                and not conn.outgoing
+                and self._gr_helper(other)
+                and graceful_restart_of(opened) is not None
+            ):
+                # The peer restarted (RFC 4724 §4.2), or it collides: its answer to our OPEN
+                # on `conn` tells (KEEPALIVE: `_on_established`; a colliding peer closes it).
+                continue
+            if other.state >= State.OpenConfirm:
+                # We sent our KEEPALIVE on `other`: the peer may be Established there, and a
+                # NOTIFICATION would end its graceful restart. The newer connection loses.
                 loser = conn
-            else:
+            else:  # both parked or new: neither has our KEEPALIVE
                 keep_out = collision_keeps_outgoing(
                     local_id=self.config.router_id,
                     remote_id=opened.bgp_id,
@@ -723,17 +752,53 @@ class Session:
             if neg.hold_time
             else 0
         )
+        conn.hold_at = now + conn.hold_time if conn.hold_time else None
+        if self._unanswered(conn):
+            self._park(conn, now)
+            return
+        self._confirm(out, conn, now)
+
+    def _unanswered(self, conn: _Conn) -> bool:
+        """Another connection without the peer's OPEN: one we opened may still wait in the
+        peer's accept queue; one the peer opened has its OPEN on the way."""
+        return any(o is not conn and o.remote_open is None for o in self._conns.values())
+
+    def _park(self, conn: _Conn, now: float) -> None:
+        """Hold our KEEPALIVE on `conn` (the peer's OPEN is in) until every other connection
+        has the peer's OPEN (then §6.8 picks one, on both sides alike) or is gone. Our
+        KEEPALIVE is what makes the peer Established; a peer Established on one connection
+        that then accepts our other one takes it for a second restart (RFC 4724 §4.2; BIRD:
+        "Neighbor graceful restart detected - already pending") and flushes every stale route
+        not re-sent yet. Bounded at 2/3 of the hold time (the peer's timer in OpenConfirm);
+        then the other connections are given up."""
+        conn.parked_until = now + (conn.hold_time * 2 / 3 if conn.hold_time else OPEN_CONFIRM_WAIT)
+
+    def _release_parked(self, out: list[Event], now: float) -> None:
+        for conn in list(self._conns.values()):
+            parked = conn.parked_until is not None and conn.id in self._conns
+            if parked and not self._unanswered(conn):
+                self._confirm(out, conn, now)
+
+    def _confirm(self, out: list[Event], conn: _Conn, now: float) -> None:
+        """OpenSent -> OpenConfirm: our KEEPALIVE (RFC 4271 §8.2.2)."""
+        conn.parked_until = None
         conn.state = State.OpenConfirm
         self._send(out, conn, Keepalive())
-        conn.hold_at = now + conn.hold_time if conn.hold_time else None
         conn.keepalive_at = now + conn.keepalive_time if conn.keepalive_time else None
         self._transition(out, now)
+        if conn.peer_keepalive:
+            self._on_established(out, conn, now)
 
     def _on_established(self, out: list[Event], conn: _Conn, now: float) -> None:
         neg = conn.negotiated
         assert neg is not None
         for other in list(self._conns.values()):
-            if other is not conn:
+            if other is conn:
+                continue
+            if other.state is State.Established and self._gr_helper(other):
+                # The peer confirmed a new connection: it restarted (RFC 4724 §4.2).
+                self._peer_restarted(out, now, other)
+            else:
                 self._drop(out, other, _COLLISION)
         conn.state = State.Established
         conn.framer.max_size = neg.rx.max_message
