@@ -265,9 +265,13 @@ class PeerRunner:
                 if transport is not None:
                     transport.write(event.data)
             elif isinstance(event, Connect):
+                log.debug("peer %s (%s): connecting (connection %d)", self.peer.name,
+                          self.peer.address, event.conn)  # fmt: skip
                 task = self.loop.create_task(self._connect(event.conn))
                 self._connecting[event.conn] = task
             elif isinstance(event, Close):
+                log.debug("peer %s (%s): closing connection %d", self.peer.name,
+                          self.peer.address, event.conn)  # fmt: skip
                 pending = self._connecting.pop(event.conn, None)
                 if pending is not None:
                     pending.cancel()
@@ -350,6 +354,16 @@ class PeerRunner:
     def attached(self, conn: int, transport: asyncio.Transport, events: list[Event] | None) -> None:
         """A transport is up: for an outgoing connection (events None) tell the session now;
         for an accepted one, carry out the events `accept()` returned (our OPEN)."""
+        if conn not in self.session.connection_ids():
+            # The session gave it up (a collision loser, say) before its transport was up:
+            # the Close found nothing to close. Close it now, and send nothing on it (a stale
+            # OPEN would leave the peer waiting in OpenConfirm until its hold timer expires).
+            log.debug("peer %s (%s): connection %d closed before it was up", self.peer.name,
+                      self.peer.address, conn)  # fmt: skip
+            transport.close()
+            return
+        log.debug("peer %s (%s): connection %d up (%s)", self.peer.name, self.peer.address, conn,
+                  "ours" if events is None else "theirs")  # fmt: skip
         self._transports[conn] = transport
         if events is not None:
             self._run(events)
@@ -375,6 +389,7 @@ class PeerRunner:
             sock.close()
             self._run(events)
             return
+        log.debug("peer %s (%s): accepted connection %d", self.peer.name, self.peer.address, conn)
         self.loop.create_task(self._accepted(conn, sock, events))
 
     async def _accepted(self, conn: int, sock: socket.socket, events: list[Event]) -> None:
@@ -401,6 +416,7 @@ class PeerRunner:
     def on_lost(self, conn: int) -> None:
         self._closing.pop(conn, None)
         if self._transports.pop(conn, None) is not None:
+            log.debug("peer %s (%s): connection %d lost", self.peer.name, self.peer.address, conn)
             self._run(self.session.connection_lost(conn, self.loop.time()))
         if not self._transports and not self._closing:
             self.closed.set()
