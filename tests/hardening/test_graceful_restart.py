@@ -51,29 +51,42 @@ def _hosts(n: int, start: str = "10.120.0.0") -> list[str]:
 
 
 class TablePoller(threading.Thread):
-    """Reads the peer's table from `peer` again and again; remembers what was ever missing."""
+    """Reads the peer's table from `peer` again and again; remembers what was ever missing, and
+    when (wall clock, as in the daemons' logs), to read a failure against those logs."""
 
     def __init__(self, tor: RouterDaemon, peer: str, expected: set[str]) -> None:
         super().__init__(daemon=True)
         self.tor, self.peer, self.expected = tor, peer, expected
         self.missing: set[str] = set()
+        self.gaps: list[str] = []  # "HH:MM:SS.mmm-HH:MM:SS.mmm N missing" per poll that missed
         self.polls = 0
         self.errors = 0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
+            began = time.time()
             try:
                 got = {r.prefix for r in self.tor.received_routes(self.peer)}
             except LabError:
                 self.errors += 1
                 continue
             self.polls += 1
-            self.missing |= self.expected - got
+            missed = self.expected - got
+            if missed:
+                self.missing |= missed
+                self.gaps.append(f"{_clock(began)}-{_clock(time.time())} {len(missed)} missing")
+
+    def report(self) -> str:
+        return f"{len(self.missing)} routes went missing, in polls {self.gaps[:10]}"
 
     def stop(self) -> None:
         self.done.set()
         self.join(timeout=30)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
 def _doc(me: str, tor: RouterDaemon, prefixes: list[str]) -> dict[str, object]:
@@ -136,7 +149,7 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
         sp.wait_log("End-of-RIB released (no state from the agent within 3s)", after=at)
         time.sleep(2)  # stale routes not re-sent would be gone now
         polls_1 = poller.polls
-        assert not poller.missing, f"{len(poller.missing)} routes went missing"
+        assert not poller.missing, poller.report()
         assert tor.session_state("kubgp") == ESTABLISHED
 
         # 2. SIGKILL; the new process resumes the saved state, and the agent's fresh state
@@ -178,7 +191,8 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
         poller.stop()
     print(f"{kind}: {poller.polls} polls of the peer's table ({polls_1} through the first "
           f"restart), {poller.errors} failed, none missed a route")  # fmt: skip
-    assert poller.polls >= 5 and not poller.missing
+    assert poller.polls >= 5
+    assert not poller.missing, poller.report()
     # We never sent a Cease (the peer may have refused an early reconnect with one).
     assert "sent NOTIFICATION" not in sp.log()
     assert sp.stop() == 0
