@@ -30,8 +30,8 @@ from speaker.bgp.session.fsm import (
     Session,
     State,
     StateChanged,
-    build_open,
 )
+from speaker.bgp.session.open import build_open
 from speaker.bgp.wire.attributes import AsPathAttribute, OriginAttribute
 from speaker.bgp.wire.context import DEFAULT_CONTEXT, IPV4_UNICAST
 from speaker.bgp.wire.errors import CeaseSubcode, ErrorCode
