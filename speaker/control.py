@@ -44,7 +44,7 @@ import stat
 import struct
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from speaker.api.ipc import (
     DEFAULT_MAX_LINE,
@@ -64,6 +64,7 @@ from speaker.api.ipc import (
     encode,
     parse_request,
 )
+from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState
 from speaker.state_store import StateStore, StateStoreError
 
@@ -88,6 +89,16 @@ class StateSink(Protocol):
     def status(self) -> Sequence[PeerStatus]:
         """Every configured peer, now. Must not block."""
         ...
+
+
+@runtime_checkable
+class RouteSink(Protocol):
+    """A sink that also reports received routes (docs/route-import.md): the `fib` part of the
+    status reply and the answer to a `routes` request. Must not block."""
+
+    def fib_summary(self) -> FibSummary | None: ...
+
+    def route_report(self, request: RoutesRequest) -> Routes: ...
 
 
 class StateRefused(Exception):
@@ -344,15 +355,27 @@ class ControlServer:
             if self._refuse_states is not None:
                 return Nack(reason=self._refuse_states, want=None)
             return await self._apply(request)
+        if isinstance(request, RoutesRequest):
+            return self._routes(request)
         return self._status()
+
+    def _routes(self, request: RoutesRequest) -> Reply:
+        if not isinstance(self._sink, RouteSink):
+            return Nack(reason="this speaker does not report routes", want=None)
+        try:
+            return self._sink.route_report(request)
+        except Exception as err:
+            log.exception("control: routes failed")
+            return Nack(reason=f"routes failed: {err}", want=None)
 
     def _status(self) -> Reply:
         try:
             peers = tuple(self._sink.status())
+            fib = self._sink.fib_summary() if isinstance(self._sink, RouteSink) else None
         except Exception as err:
             log.exception("control: status failed")
             return Nack(reason=f"status failed: {err}", want=None)
-        return Status(peers=peers, applied=self._version())
+        return Status(peers=peers, applied=self._version(), fib=fib)
 
     async def _apply(self, request: Request) -> Reply:
         assert isinstance(request, Snapshot | Delta)
@@ -490,6 +513,7 @@ __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
     "ControlError",
     "ControlServer",
+    "RouteSink",
     "StateRefused",
     "StateSink",
     "serve_control",

@@ -10,6 +10,9 @@ Each peer has its own `PeerRunner` (its session, its connections, one timer); no
 peer does waits on another: writes never block (asyncio buffers per transport), connects are
 separate tasks.
 
+Received routes go through `speaker.route_service.RouteService` (import policy, Loc-RIB,
+kernel FIB; docs/route-import.md): each runner hands it its session's Adj-RIB-In changes.
+
 Peers with `bfd` get a BFD session (`speaker.bfd_service`), and a `BgpGate` (RFC 5882, see
 `speaker.bfd.coupling` and docs/bfd.md) decides what its state means for the BGP session: an
 Up -> Down tears the BGP session down at once (Cease/BFD Down) and keeps it down until BFD is
@@ -29,6 +32,7 @@ import time
 from dataclasses import replace
 
 from speaker.api.ipc import BfdStatus, PeerStatus
+from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState, Listen, Peer
 from speaker.bfd.coupling import BgpGate, GateAction
 from speaker.bfd.demux import SINGLE_HOP_TTL
@@ -36,6 +40,7 @@ from speaker.bfd.packet import diagnostic_name
 from speaker.bfd.session import StateChanged as BfdStateChanged
 from speaker.bfd.session import Timers
 from speaker.bfd_service import BfdPeer, BfdService
+from speaker.bgp.rib.adj_rib_in import RibInChanged, RibInStale
 from speaker.bgp.rib.adj_rib_out import Table
 from speaker.bgp.session.fsm import (
     Close,
@@ -56,6 +61,7 @@ from speaker.bgp.wire.context import family_name
 from speaker.bgp.wire.errors import CeaseSubcode
 from speaker.bgp.wire.nlri import prefix_to_str
 from speaker.control import StateRefused
+from speaker.route_service import RouteService, SessionEvent
 from speaker.session_inputs import RouteTables, local_asn, session_config
 from speaker.transport import (
     GTSM_TTL,
@@ -106,6 +112,12 @@ def bfd_peer(peer: Peer) -> BfdPeer | None:
             min_tx=peer.bfd.min_tx, min_rx=peer.bfd.min_rx, multiplier=peer.bfd.multiplier
         ),
     )
+
+
+def _session_part(peer: Peer) -> Peer:
+    """What of a peer needs a new session when it changes: all but `bfd` (retuned in place)
+    and `import` (the Loc-RIB re-imports the Adj-RIB-In)."""
+    return replace(peer, bfd=None, import_rules=())
 
 
 def connect_timeout(peer: Peer) -> float:
@@ -227,11 +239,15 @@ class PeerRunner:
         options: SocketOptions,
         *,
         restarting: bool = False,
+        forwarding_preserved: bool = True,
+        routes: RouteService | None = None,
     ) -> None:
         self.peer = peer
         self.options = options
         self.loop = asyncio.get_running_loop()
-        self.session = Session(config, name=peer.name, now=self.loop.time(), restarting=restarting)
+        self.session = Session(config, name=peer.name, now=self.loop.time(), restarting=restarting,
+                               forwarding_preserved=forwarding_preserved)  # fmt: skip
+        self.routes = routes
         self._transports: dict[int, asyncio.Transport] = {}
         self._closing: dict[int, asyncio.Transport] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
@@ -259,6 +275,7 @@ class PeerRunner:
         self._run(self.session.set_routes(table))
 
     def _run(self, events: list[Event]) -> None:
+        received: list[SessionEvent] = []
         for event in events:
             if isinstance(event, Send):
                 transport = self._transports.get(event.conn)
@@ -279,10 +296,13 @@ class PeerRunner:
                 if transport is not None:
                     self._closing[event.conn] = transport
                     transport.close()  # flushes what was written first
+            elif isinstance(event, RibInChanged | RibInStale):
+                received.append(event)
             elif isinstance(event, StateChanged):
                 if event.old is State.Established:
                     self.outcomes.flush(self.loop.time())
                 self._log_state(event)
+                received.append(event)
             elif isinstance(event, UpdateOutcome):
                 self.outcomes.note(event, self.loop.time())
             elif isinstance(event, RouteRefreshServed):
@@ -290,6 +310,8 @@ class PeerRunner:
                          self.peer.address, family_name(event.family), event.prefixes)  # fmt: skip
             elif isinstance(event, GracefulRestartNote):
                 log.info("peer %s (%s): %s", self.peer.name, self.peer.address, event.text)
+        if received and self.routes is not None:
+            self.routes.session_events(self.peer.name, self.session, received)
         self._schedule()
 
     def _log_state(self, event: StateChanged) -> None:
@@ -409,6 +431,8 @@ class PeerRunner:
         if len(session.eor_received) > eor:
             log.info("peer %s (%s): End-of-RIB received; %d prefixes received", self.peer.name,
                      self.peer.address, len(session.rib_in))  # fmt: skip
+            if self.routes is not None:
+                self.routes.end_of_rib(self.peer.name, session)
         if before >= 0 and len(session.rib_in) != before:
             log.debug("peer %s (%s): %d prefixes received", self.peer.name, self.peer.address,
                       len(session.rib_in))  # fmt: skip
@@ -472,6 +496,10 @@ class Speaker:
         self.bfd: BfdService | None = None
         self.bfd_gates: dict[str, BgpGate] = {}
         self._gate_timers: dict[str, asyncio.TimerHandle] = {}
+        self.routes = RouteService(sessions=self._sessions, restarting=restarting)
+
+    def _sessions(self) -> dict[str, Session]:
+        return {name: runner.session for name, runner in self.runners.items()}
 
     async def apply(self, state: DesiredState) -> None:
         """Converge on `state`: returns once it is in every peer's Adj-RIB-Out (sending goes on).
@@ -484,8 +512,15 @@ class Speaker:
         every route stay exactly as they were.
         """
         # Everything that can fail for an operating reason comes first, before any change.
-        self._apply_listener(state.listen, self._md5_keys(state))
+        prepared = await self.routes.prepare(state)
+        try:
+            self._apply_listener(state.listen, self._md5_keys(state))
+        except BaseException:
+            await self.routes.abort(prepared)
+            raise
         old, self.state = self.state, state
+        # Policies, Loc-RIB options and the FIB first: it decides our OPEN's F bit.
+        self.routes.commit(prepared)
         wanted = {p.name: p for p in state.peers}
         for name, runner in list(self.runners.items()):
             peer = wanted.get(name)
@@ -493,7 +528,7 @@ class Speaker:
                 log.info("peer %s (%s): removed from the configuration", name, runner.peer.address)
                 self._remove(name, IdleReason.PeerDeconfigured, CeaseSubcode.PeerDeConfigured)
             elif (
-                replace(peer, bfd=None) != replace(runner.peer, bfd=None)
+                _session_part(peer) != _session_part(runner.peer)
                 or old is None
                 or session_config(state, peer) != runner.session.config
                 or socket_options(state, peer) != runner.options
@@ -511,6 +546,8 @@ class Speaker:
                     session_config(state, peer),
                     socket_options(state, peer),
                     restarting=self._restarting and old is None,
+                    forwarding_preserved=self.routes.forwarding_preserved,
+                    routes=self.routes,
                 )
                 new.session.hold_end_of_rib = self._hold_eor
                 self.runners[peer.name] = new
@@ -520,7 +557,7 @@ class Speaker:
                 if not self._held(peer.name):
                     new.start()
             else:
-                current.peer = peer  # at most its `bfd` changed
+                current.peer = peer  # at most its `bfd` or `import` changed
                 current.set_routes(tables.for_peer(peer))
         self._apply_bfd(state)
 
@@ -705,8 +742,21 @@ class Speaker:
         for name in sorted(self.runners):
             status = self.runners[name].status()
             bfd = self.bfd_status(name)
-            out.append(status if bfd is None else replace(status, bfd=bfd))
+            if bfd is not None:
+                status = replace(status, bfd=bfd)
+            counts = self.routes.peer_counts(name)
+            if counts is not None:
+                accepted, best, installed = counts
+                status = replace(status, prefixes_accepted=accepted, prefixes_best=best,
+                                 prefixes_installed=installed)  # fmt: skip
+            out.append(status)
         return out
+
+    def fib_summary(self) -> FibSummary | None:
+        return self.routes.summary()
+
+    def route_report(self, request: RoutesRequest) -> Routes:
+        return self.routes.routes(request)
 
     async def close(
         self, message: str = "", timeout: float = 5.0, *, graceful_restart: bool = False
@@ -735,3 +785,5 @@ class Speaker:
             runner.stop(IdleReason.AdministrativeShutdown, CeaseSubcode.AdministrativeShutdown,
                         message)  # fmt: skip
         await asyncio.gather(*(r.wait_closed(timeout) for r in runners))
+        # Our kernel routes: withdrawn with the sessions, or kept for the next speaker.
+        await self.routes.close(withdraw=not graceful_restart)

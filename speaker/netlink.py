@@ -7,7 +7,7 @@ message classes cost ~98 µs to encode and ~18 µs to decode one route (measured
 which is 10 s to install 100k routes; packing by hand costs ~2 µs (benchmarks/bench_fib.py).
 
 Rules:
-- Ours are the routes with our protocol number (default 196) in our table. Nothing else is ever
+- Ours are the routes with our protocol number (default 179) in our table. Nothing else is ever
   changed or removed: a delete names our protocol and metric, which the kernel matches.
 - One kernel route per prefix: a single gateway, or one ECMP route with RTA_MULTIPATH.
 - A change is a replace (NLM_F_REPLACE) of our own route, never delete-then-add, so there is
@@ -60,14 +60,30 @@ from pyroute2.netlink import (
     NLMSG_DONE,
     NLMSG_ERROR,
 )
-from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, rt_scope, rt_type
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    rt_scope,
+    rt_type,
+)
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from speaker.bgp.rib.next_hop import ResolverRoute
 from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, SAFI_UNICAST, Family
 from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 
 DEFAULT_TABLE = 254  # main
-DEFAULT_PROTOCOL = 196
+DEFAULT_PROTOCOL = 179  # docs/route-import.md ("The protocol number")
 DEFAULT_METRIC = 20
 DEFAULT_BATCH_BYTES = 65536
 DEFAULT_TIMEOUT = 30.0  # seconds to wait for the kernel's answer to one batch
@@ -84,6 +100,9 @@ RTA_VIA = _RTA["RTA_VIA"]
 RTN_UNICAST = rt_type["unicast"]
 RT_SCOPE_UNIVERSE = rt_scope["universe"]
 RT_SCOPE_NOWHERE = rt_scope["nowhere"]
+RT_SCOPE_LINK = rt_scope["link"]
+RTNH_F_DEAD = 1
+RTNH_F_LINKDOWN = 16
 RT_TABLE_COMPAT = 252  # rtm_table when the id needs RTA_TABLE (> 255)
 
 SO_RCVBUFFORCE = 33  # not in Python's socket module
@@ -271,6 +290,11 @@ class FibWriter:
     def installed(self, family: Family) -> dict[Prefix, NextHops]:
         """What we believe is in the kernel (ours, at our metric): a copy."""
         return dict(self._installed.get(family, {}))
+
+    def installed_hops(self, family: Family, prefix: Prefix) -> NextHops | None:
+        """The next hops of our route for `prefix` as we believe the kernel has it, or None
+        (one lookup; safe to call from another thread while the writer works)."""
+        return self._installed.get(family, {}).get(prefix)
 
     def count(self) -> int:
         return sum(len(t) for t in self._installed.values())
@@ -647,3 +671,223 @@ class AsyncFibWriter:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.close)
         self._executor.shutdown(wait=True)
+
+
+# ---- the node's own routes: next-hop resolution -----------------------------------------------
+
+_ROUTE_GROUPS = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+_LINK_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+_LINK_MESSAGES = frozenset({RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR})
+_ROUTE_MESSAGES = frozenset({RTM_NEWROUTE, RTM_DELROUTE})
+SO_ATTACH_FILTER = 26
+_BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+def _drop_protocol_filter(protocol: int) -> bytes:
+    """A classic BPF program for a netlink socket: drop route notifications whose rtm_protocol
+    is `protocol` (ours: a 100k-route install would otherwise wake the monitor 100k times),
+    keep everything else. Loads are big-endian, so nlmsg_type is compared byte-swapped."""
+    new_be = int.from_bytes(struct.pack("=H", RTM_NEWROUTE), "big")
+    del_be = int.from_bytes(struct.pack("=H", RTM_DELROUTE), "big")
+    ld_h, ld_b, jeq, ret = 0x28, 0x30, 0x15, 0x06  # BPF_LD|H|ABS, BPF_LD|B|ABS, JMP|JEQ|K, RET|K
+    keep = 0xFFFFFFFF
+    program = [
+        (ld_h, 0, 0, 4),  # nlmsg_type
+        (jeq, 2, 0, new_be),  # -> 4
+        (jeq, 1, 0, del_be),  # -> 4
+        (ret, 0, 0, keep),  # not a route message
+        (ld_b, 0, 0, _NLMSG.size + 5),  # rtm_protocol
+        (jeq, 0, 1, protocol),
+        (ret, 0, 0, 0),  # ours: dropped in the kernel
+        (ret, 0, 0, keep),
+    ]
+    return b"".join(_BPF.pack(*insn) for insn in program)
+
+
+def _attach_filter(sock: socket.socket, program: bytes) -> None:
+    import ctypes
+
+    buf = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(program) // _BPF.size, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChanges:
+    """What the node's kernel told us since the last read: links or addresses (which can take
+    our routes with them: the kernel drops routes through a link that goes down without a
+    notification), routes not ours, or lost notifications (receive buffer overrun)."""
+
+    links: bool = False
+    routes: bool = False
+    overrun: bool = False
+
+    def __bool__(self) -> bool:
+        return self.links or self.routes or self.overrun
+
+
+class NodeRoutes:
+    """The node's routes that can carry a BGP next hop, and notifications when they change.
+
+    A next hop is usable when the kernel itself would accept a route through it: a route
+    without a gateway (a connected network, or a device route an operator added) covers it,
+    IPv4 with link scope (the kernel checks the gateway with scope > universe), IPv6 any;
+    a route through a gateway does not (the kernel does not resolve recursively; neither do
+    we), and neither does a link that is down or without carrier (RTNH_F_LINKDOWN/DEAD).
+    Routes of our own protocol are never read. Cost: the route's metric.
+
+    `read()` dumps `tables` (both families; blocking: run it in a thread). `changes()` drains
+    the notifications that arrived on a second socket subscribed to links, addresses and
+    routes (not blocking; `fileno()` for the event loop), with our own route notifications
+    dropped in the kernel by a BPF filter.
+    """
+
+    def __init__(self, *, protocol: int, tables: tuple[int, ...], netns: str | None = None) -> None:
+        self.protocol = protocol
+        self.tables = tuple(dict.fromkeys(tables))
+        self.netns = netns
+        self._seq = 0
+        self._buf = bytearray(1 << 16)  # notifications (the event loop)
+        self._dump_buf = bytearray(1 << 20)  # dumps (a worker thread)
+        self._dump_sock = self._socket()
+        try:
+            for option in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
+                with contextlib.suppress(OSError):
+                    self._dump_sock.setsockopt(SOL_NETLINK, option, 1)
+            self._dump_sock.bind((0, 0))
+            self._dump_sock.settimeout(DEFAULT_TIMEOUT)
+            self._events = self._socket()
+        except BaseException:
+            self._dump_sock.close()
+            raise
+        try:
+            self._events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _attach_filter(self._events, _drop_protocol_filter(protocol))
+            self._events.bind((0, _ROUTE_GROUPS | _LINK_GROUPS))
+            self._events.setblocking(False)
+        except BaseException:
+            self.close()
+            raise
+
+    def _socket(self) -> socket.socket:
+        if self.netns is None:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        sock: socket.socket = pr_netns.create_socket(
+            self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
+        )
+        return sock
+
+    def close(self) -> None:
+        self._dump_sock.close()
+        if hasattr(self, "_events"):
+            self._events.close()
+
+    def fileno(self) -> int:
+        return self._events.fileno()
+
+    def changes(self) -> NodeChanges:
+        """Everything the kernel said since the last call, summed up; never blocks."""
+        links = routes = overrun = False
+        buf = self._buf
+        while True:
+            try:
+                n = self._events.recv_into(buf)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno_mod.ENOBUFS:  # notifications were lost: re-read all
+                    overrun = True
+                    continue
+                raise
+            off = 0
+            while off + _NLMSG.size <= n:
+                length, kind, _, _, _ = _NLMSG.unpack_from(buf, off)
+                if length < _NLMSG.size:
+                    break
+                if kind in _LINK_MESSAGES:
+                    links = True
+                elif kind in _ROUTE_MESSAGES:
+                    routes = True
+                off += (length + 3) & ~3
+        return NodeChanges(links=links, routes=routes, overrun=overrun)
+
+    def read(self) -> list[ResolverRoute]:
+        """The routes of `tables` that can carry a next hop (see the class doc)."""
+        out: list[ResolverRoute] = []
+        for table in self.tables:
+            for af in (socket.AF_INET, socket.AF_INET6):
+                for _ in range(5):  # a dump the table changed under is done again
+                    routes, interrupted = self._dump_once(af, table)
+                    if not interrupted:
+                        break
+                out += routes
+        return out
+
+    def _dump_once(self, af: int, table: int) -> tuple[list[ResolverRoute], bool]:
+        self._seq += 1
+        seq = self._seq
+        rtm_table = table if table < 256 else RT_TABLE_COMPAT
+        request = _RTMSG.pack(af, 0, 0, 0, rtm_table, 0, 0, 0, 0) + _attr(
+            RTA_TABLE, _U32.pack(table)
+        )
+        self._dump_sock.send(
+            _NLMSG.pack(
+                _NLMSG.size + len(request), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
+            )
+            + request
+        )
+        routes: list[ResolverRoute] = []
+        interrupted = False
+        buf = self._dump_buf
+        view = memoryview(buf)
+        protocol = self.protocol
+        while True:
+            n = self._dump_sock.recv_into(buf)
+            off = 0
+            while off + _NLMSG.size <= n:
+                length, kind, flags, mseq, _ = _NLMSG.unpack_from(buf, off)
+                if length < _NLMSG.size:
+                    break
+                if mseq == seq:
+                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                    if kind == NLMSG_DONE:
+                        return routes, interrupted
+                    if kind == NLMSG_ERROR:
+                        code = -_I32.unpack_from(buf, off + _NLMSG.size)[0]
+                        raise OSError(code, f"route dump: {os.strerror(code)}")
+                    # rtm_protocol first: our own routes (possibly a million) cost one byte read
+                    if kind == RTM_NEWROUTE and buf[off + _NLMSG.size + 5] != protocol:
+                        route = _usable_route(view[off : off + length], table)
+                        if route is not None:
+                            routes.append(route)
+                off += (length + 3) & ~3
+
+
+def _usable_route(msg: memoryview, table: int) -> ResolverRoute | None:
+    af, dst_len, _, _, table8, _, scope, rtype, flags = _RTMSG.unpack_from(msg, _NLMSG.size)
+    if rtype != RTN_UNICAST or af not in _AFI or flags & (RTNH_F_DEAD | RTNH_F_LINKDOWN):
+        return None
+    if af == socket.AF_INET and scope != RT_SCOPE_LINK:
+        return None  # a gateway must be on a link-scope route (IPv4)
+    afi = _AFI[af]
+    dst, metric, rtable, oif = b"", 0, table8, False
+    pos, end = _HEADER, len(msg)
+    while pos + 4 <= end:
+        alen, kind = _RTATTR.unpack_from(msg, pos)
+        if alen < 4:
+            break
+        if kind in (RTA_GATEWAY, RTA_VIA, RTA_MULTIPATH):
+            return None  # through a gateway: the kernel resolves no further
+        if kind == RTA_DST:
+            dst = bytes(msg[pos + 4 : pos + alen])
+        elif kind == RTA_PRIORITY:
+            metric = _U32.unpack_from(msg, pos + 4)[0]
+        elif kind == RTA_TABLE:
+            rtable = _U32.unpack_from(msg, pos + 4)[0]
+        elif kind == RTA_OIF:
+            oif = True
+        pos += (alen + 3) & ~3
+    if not oif or rtable != table:
+        return None
+    address = int.from_bytes(dst.ljust(_ALEN[afi], b"\0"), "big")
+    return ResolverRoute(afi=afi, network=address, length=dst_len, cost=metric)

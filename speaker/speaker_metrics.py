@@ -54,6 +54,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from speaker.api.ipc import AppliedState, PeerStatus
+from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState
 from speaker.bfd.packet import State as BfdState
 from speaker.bfd.packet import diagnostic_name
@@ -296,3 +297,9 @@ class TimedSink:
 
     def status(self) -> Sequence[PeerStatus]:
         return self.metrics.speaker.status()
+
+    def fib_summary(self) -> FibSummary | None:
+        return self.metrics.speaker.fib_summary()
+
+    def route_report(self, request: RoutesRequest) -> Routes:
+        return self.metrics.speaker.route_report(request)

@@ -1,7 +1,8 @@
 """The speaker's control client, for the node agent and the CLI.
 
 With `speaker.api.schema` this is the only speaker module the controller may import, so it
-imports nothing but `speaker.api.ipc`, `speaker.api.schema` and the standard library (an
+imports nothing but `speaker.api.ipc` (and its `speaker.api.route_status`), `speaker.api.schema`
+and the standard library (an
 import-linter contract in pyproject.toml keeps it so).
 
     async with await SpeakerClient.connect(path, timeout=None) as client:   # retries until up
@@ -45,6 +46,13 @@ from speaker.api.ipc import (
     Want,
     encode,
     parse_reply,
+)
+from speaker.api.route_status import (
+    DEFAULT_ROUTES_LIMIT,
+    FibSummary,
+    RouteNote,
+    Routes,
+    RoutesRequest,
 )
 from speaker.api.schema import Advertisement, DesiredState
 
@@ -192,6 +200,24 @@ class SpeakerClient:
             raise SpeakerError(f"expected a status reply, got {reply.TYPE}")
         return reply
 
+    async def routes(
+        self,
+        *,
+        prefix: str | None = None,
+        peer: str | None = None,
+        limit: int = DEFAULT_ROUTES_LIMIT,
+        timeout: float | None = None,
+    ) -> Routes:
+        """Received routes inside `prefix` (of `peer`), with what became of them."""
+        reply = await self.request(
+            RoutesRequest(prefix=prefix, peer=peer, limit=limit), timeout=timeout
+        )
+        if isinstance(reply, Nack):
+            raise NackError(reply)
+        if not isinstance(reply, Routes):
+            raise SpeakerError(f"expected a routes reply, got {reply.TYPE}")
+        return reply
+
     async def _apply(self, message: Snapshot | Delta, timeout: float | None) -> Ack:
         reply = await self.request(message, timeout=timeout)
         if isinstance(reply, Nack):
@@ -249,6 +275,23 @@ def status_sync(path: str | os.PathLike[str] | None = None, *, timeout: float = 
     return asyncio.run(run())
 
 
+def routes_sync(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    prefix: str | None = None,
+    peer: str | None = None,
+    limit: int = DEFAULT_ROUTES_LIMIT,
+    timeout: float = 30.0,
+) -> Routes:
+    """One routes request in a fresh event loop (for CLIs)."""
+
+    async def run() -> Routes:
+        async with await SpeakerClient.connect(path, timeout=timeout) as client:
+            return await client.routes(prefix=prefix, peer=peer, limit=limit, timeout=timeout)
+
+    return asyncio.run(run())
+
+
 def snapshot_sync(
     state: DesiredState,
     path: str | os.PathLike[str] | None = None,
@@ -277,16 +320,20 @@ __all__ = [
     "SOCKET_ENV",
     "Ack",
     "BfdStatus",
+    "FibSummary",
     "Hello",
     "IpcError",
     "NackError",
     "PeerStatus",
+    "RouteNote",
+    "Routes",
     "SpeakerClient",
     "SpeakerError",
     "StateVersion",
     "Status",
     "default_socket_path",
     "new_epoch",
+    "routes_sync",
     "snapshot_sync",
     "status_sync",
 ]

@@ -4,8 +4,10 @@ This module is pure: no I/O. One frozen dataclass per message with `to_json()` /
 and two plain dispatch tables from the `type` key to the class, one per direction, because
 `{"type":"status"}` is a request from a client and `{"type":"status","peers":...}` a reply:
 
-    client -> speaker   snapshot, delta, status            `parse_request(line)`
-    speaker -> client   hello, ack, nack, status           `parse_reply(line)`
+    client -> speaker   snapshot, delta, status, routes    `parse_request(line)`
+    speaker -> client   hello, ack, nack, status, routes   `parse_reply(line)`
+
+(`routes` and the `fib` part of `status` are defined in `speaker.api.route_status`.)
 
 `encode(message)` gives one line (compact JSON, `type` first, ending in `\\n`). Parsing returns a
 message or raises `IpcError` with a reason fit to send back in a nack: malformed JSON, a line
@@ -48,6 +50,7 @@ from speaker.api.fields import (
     type_name,
 )
 from speaker.api.fields import prefix as cidr_prefix
+from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import (
     Advertisement,
     DesiredState,
@@ -177,6 +180,12 @@ class PeerStatus:
     prefixes_received: int = 0
     last_error: str | None = None
     bfd: BfdStatus | None = None
+    # Route import (docs/route-import.md), only when the speaker imports routes: prefixes the
+    # peer's import policy accepted, that have its path as best, and whose installed kernel
+    # route goes through it (in the JSON only when set: an older speaker sends none).
+    prefixes_accepted: int | None = None
+    prefixes_best: int | None = None
+    prefixes_installed: int | None = None
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
@@ -190,14 +199,24 @@ class PeerStatus:
         }
         if self.bfd is not None:
             doc["bfd"] = self.bfd.to_json()
+        for key, value in (("prefixesAccepted", self.prefixes_accepted),
+                           ("prefixesBest", self.prefixes_best),
+                           ("prefixesInstalled", self.prefixes_installed)):  # fmt: skip
+            if value is not None:
+                doc[key] = value
         return doc
 
     @classmethod
     @_nacked
     def from_json(cls, doc: object, path: str) -> PeerStatus:
-        # `bfd` is optional (a speaker before BFD sends none); every other key is required.
-        f = Fields(doc, path, (*_PEER_STATUS_KEYS, "bfd"), required=_PEER_STATUS_KEYS, words=JSON)
+        # `bfd` and the route import counts are optional (a speaker before them sends none);
+        # every other key is required.
+        f = Fields(doc, path, (*_PEER_STATUS_KEYS, *_PEER_STATUS_OPTIONAL),
+                   required=_PEER_STATUS_KEYS, words=JSON)  # fmt: skip
         return cls(
+            prefixes_accepted=f.optional("prefixesAccepted", _counter),
+            prefixes_best=f.optional("prefixesBest", _counter),
+            prefixes_installed=f.optional("prefixesInstalled", _counter),
             bfd=f.optional("bfd", BfdStatus.from_json),
             name=any_string(f.raw("name"), f.at("name")),
             address=any_string(f.raw("address"), f.at("address")),
@@ -218,6 +237,7 @@ _PEER_STATUS_KEYS = (
     "prefixesReceived",
     "lastError",
 )
+_PEER_STATUS_OPTIONAL = ("bfd", "prefixesAccepted", "prefixesBest", "prefixesInstalled")
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -359,19 +379,24 @@ class Status:
 
     peers: tuple[PeerStatus, ...]
     applied: StateVersion | None
+    fib: FibSummary | None = None  # route import; only when configured (docs/route-import.md)
     TYPE: ClassVar[str] = "status"
 
     def to_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "type": self.TYPE,
             "peers": [p.to_json() for p in self.peers],
             "applied": None if self.applied is None else self.applied.to_json(),
         }
+        if self.fib is not None:
+            doc["fib"] = self.fib.to_json()
+        return doc
 
     @classmethod
     @_nacked
     def from_json(cls, doc: Mapping[str, object]) -> Status:
-        f = _fields(doc, "", ("type", "peers", "applied"))
+        keys = ("type", "peers", "applied")
+        f = Fields(doc, "", (*keys, "fib"), required=keys, words=JSON)
         peers = tuple(
             PeerStatus.from_json(raw, f"peers[{i}]")
             for i, raw in enumerate(sequence(f.raw("peers"), "peers", JSON))
@@ -380,6 +405,7 @@ class Status:
         return cls(
             peers=peers,
             applied=None if raw is None else StateVersion.from_json(raw, "applied"),
+            fib=f.optional("fib", FibSummary.from_json),
         )
 
 
@@ -427,20 +453,22 @@ class Nack:
         return cls(reason=reason, want=WANT_SNAPSHOT if want is not None else None)
 
 
-Request: TypeAlias = Snapshot | Delta | StatusRequest
-Reply: TypeAlias = Hello | Ack | Nack | Status
+Request: TypeAlias = Snapshot | Delta | StatusRequest | RoutesRequest
+Reply: TypeAlias = Hello | Ack | Nack | Status | Routes
 Message: TypeAlias = Request | Reply
 
 REQUESTS: Final[Mapping[str, Callable[[Mapping[str, object]], Request]]] = {
     Snapshot.TYPE: Snapshot.from_json,
     Delta.TYPE: Delta.from_json,
     StatusRequest.TYPE: StatusRequest.from_json,
+    RoutesRequest.TYPE: _nacked(RoutesRequest.from_json),  # speaker.api.route_status
 }
 REPLIES: Final[Mapping[str, Callable[[Mapping[str, object]], Reply]]] = {
     Hello.TYPE: Hello.from_json,
     Ack.TYPE: Ack.from_json,
     Nack.TYPE: Nack.from_json,
     Status.TYPE: Status.from_json,
+    Routes.TYPE: _nacked(Routes.from_json),
 }
 
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speaker.api.ipc import PeerStatus
+from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState
 from speaker.cli.config_file import ConfigError, load_config
 from speaker.control import ControlError, ControlServer, StateRefused, StateSink, serve_control
@@ -64,6 +65,12 @@ class _ReleaseEndOfRib:
 
     def status(self) -> Sequence[PeerStatus]:
         return self._inner.status()
+
+    def fib_summary(self) -> FibSummary | None:
+        return self._speaker.fib_summary()
+
+    def route_report(self, request: RoutesRequest) -> Routes:
+        return self._speaker.route_report(request)
 
 
 async def serve(

@@ -75,8 +75,10 @@ class LocRib:
     """The Loc-RIB. Pure: no I/O, no clock; the next-hop resolver is injected."""
 
     __slots__ = (
+        "_best",
         "_decisions",
         "_entries",
+        "_in_paths",
         "_nh_cost",
         "_peers",
         "_selected",
@@ -92,6 +94,9 @@ class LocRib:
         self._selected: dict[Family, dict[Prefix, Selection]] = {}
         self._nh_cost: dict[bytes, int | None] = {}
         self._decisions: dict[tuple[Candidate, ...], Selection | None] = {}
+        # per peer: prefixes whose best path / multipath set has its path (kept as changes go)
+        self._best: dict[str, int] = {}
+        self._in_paths: dict[str, int] = {}
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -128,6 +133,25 @@ class LocRib:
     def best_count(self, peer: str, family: Family) -> int:
         """How many prefixes of `family` have this peer's path as best (a scan; for status)."""
         return sum(1 for sel in self._selected.get(family, {}).values() if sel.best.peer == peer)
+
+    def accepted_total(self, peer: str) -> int:
+        """Prefixes (every family) the peer has in the Loc-RIB as a candidate."""
+        p = self._peers.get(peer)
+        return 0 if p is None else sum(p.accepted.values())
+
+    def selected_items(self, family: Family) -> Iterator[tuple[Prefix, Selection]]:
+        """Every selected prefix of `family`, without a copy (do not change the Loc-RIB while
+        iterating)."""
+        return iter(self._selected.get(family, {}).items())
+
+    def best_total(self, peer: str) -> int:
+        """Prefixes (every family) whose best path is this peer's; kept up to date, O(1)."""
+        return self._best.get(peer, 0)
+
+    def multipath_total(self, peer: str) -> int:
+        """Prefixes (every family) whose multipath set (the routes installed) has this peer's
+        path; kept up to date, O(1)."""
+        return self._in_paths.get(peer, 0)
 
     # ---- changing --------------------------------------------------------------------------
 
@@ -358,8 +382,22 @@ class LocRib:
                 if new is None:
                     del selected[prefix]
                     out.append((family, prefix, None))
+                    self._count(old, -1)
                     continue
                 selected[prefix] = new
                 if not new.same_routes(old):
                     out.append((family, prefix, new))
+                    if old is not None:
+                        self._count(old, -1)
+                    self._count(new, 1)
         return out
+
+    def _count(self, sel: Selection | None, step: int) -> None:
+        """Per-peer best / multipath counts (`same_routes` selections have the same peers)."""
+        if sel is None:
+            return
+        best, in_paths = self._best, self._in_paths
+        peer = sel.best.peer
+        best[peer] = best.get(peer, 0) + step
+        for cand in sel.paths:
+            in_paths[cand.peer] = in_paths.get(cand.peer, 0) + step

@@ -203,6 +203,7 @@ class Session:
         rng: Callable[[], float] | None = None,
         now: float = 0.0,
         restarting: bool = False,
+        forwarding_preserved: bool = True,
     ) -> None:
         self.config = config
         self.name = name
@@ -224,7 +225,10 @@ class Session:
         self.eor_received: set[Family] = set()
         self.counters = MessageCounters()
         self._base_open = build_open(config)
-        self._restart_open = build_open(config, restarting=True)
+        # After a restart the F bit says whether the routes we received were kept in the FIB
+        # (RFC 4724 §3); later OPENs of the same process always have it (nothing was lost).
+        self._restart_open = build_open(config, restarting=True, forwarding=forwarding_preserved)
+        self.remote_router_id = 0  # the BGP Identifier of the last Established peer OPEN
         self._last_state = State.Idle
 
     # ---- introspection ---------------------------------------------------------------------
@@ -802,6 +806,8 @@ class Session:
                 self._drop(out, other, _COLLISION)
         conn.state = State.Established
         conn.framer.max_size = neg.rx.max_message
+        if conn.remote_open is not None:
+            self.remote_router_id = conn.remote_open.bgp_id
         self._failures = 0
         self._retry_at = None
         self.last_error = ""

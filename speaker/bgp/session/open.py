@@ -3,7 +3,7 @@
 `build_open(config, restarting=)` is our OPEN: a multiprotocol capability per configured
 family, route refresh, extended message (RFC 8654) when configured, 4-octet AS (always), and
 graceful restart (RFC 4724) when configured: the restart time, the forwarding bit for every
-family, and the R bit when `restarting`.
+family (unless `forwarding` is false), and the R bit when `restarting`.
 
 `check_open(config, opened)` raises `BGPError` (an OPEN Message Error NOTIFICATION) for what
 the codec cannot judge alone: Bad Peer AS (2/2), an iBGP peer with our BGP Identifier (2/3,
@@ -40,8 +40,10 @@ from speaker.bgp.wire.errors import BGPError, ErrorCode, OPENMessageErrorSubcode
 from speaker.bgp.wire.messages import Open
 
 
-def build_open(config: SessionConfig, *, restarting: bool = False) -> Open:
-    """Our OPEN for `config`; `restarting` sets the graceful restart R bit (RFC 4724 §3)."""
+def build_open(config: SessionConfig, *, restarting: bool = False, forwarding: bool = True) -> Open:
+    """Our OPEN for `config`; `restarting` sets the graceful restart R bit (RFC 4724 §3) and
+    `forwarding` the F bit of every family: whether we kept the forwarding state of the routes
+    we received across the restart (the runtime knows; docs/route-import.md)."""
     caps: list[Capability] = [
         MultiprotocolCapability(afi=a, safi=s) for a, s in sorted(config.families)
     ]
@@ -49,7 +51,8 @@ def build_open(config: SessionConfig, *, restarting: bool = False) -> Open:
     if config.extended_message:
         caps.append(ExtendedMessageCapability())
     if config.graceful_restart:
-        families = tuple((a, s, GR_FORWARDING) for a, s in sorted(config.families))
+        f_bit = GR_FORWARDING if forwarding else 0
+        families = tuple((a, s, f_bit) for a, s in sorted(config.families))
         flags = GR_RESTART if restarting else 0
         caps.append(
             GracefulRestartCapability(

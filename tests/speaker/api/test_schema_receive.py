@@ -23,7 +23,7 @@ BASE: dict[str, Any] = {
 
 DESIGN_EXAMPLE: dict[str, Any] = {
     **BASE,
-    "fib": {"table": 254, "protocol": 196, "metric": 20, "maxPaths": 8},
+    "fib": {"table": 254, "protocol": 179, "metric": 20, "maxPaths": 8},
     "peers": [
         {
             "name": "tor-a",
@@ -53,7 +53,7 @@ def with_rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 def test_design_example() -> None:
     state = parse_desired_state(DESIGN_EXAMPLE)
-    assert state.fib == Fib(table=254, protocol=196, metric=20, max_paths=8)
+    assert state.fib == Fib(table=254, protocol=179, metric=20, max_paths=8)
     assert state.peers[0].import_rules == (
         ImportRule(action="accept", prefix="0.0.0.0/0", le=0),
         ImportRule(
@@ -74,7 +74,7 @@ def test_absent_means_off_and_nothing_accepted_and_old_documents_are_unchanged()
     doc = state.to_dict()
     assert "fib" not in doc and "import" not in doc["peers"][0]  # type: ignore[index]
     assert parse_desired_state({**BASE, "fib": {}}).fib == Fib()
-    assert Fib() == Fib(table=254, protocol=196, metric=20, max_paths=8)
+    assert Fib() == Fib(table=254, protocol=179, metric=20, max_paths=8)
 
 
 def test_every_rule_field_round_trips() -> None:
@@ -214,4 +214,4 @@ def test_bad_fib_names_its_key_path(fib: object, path: str, message: str) -> Non
 def test_fib_accepts_tables_over_255() -> None:
     state = parse_desired_state({**BASE, "fib": {"table": 1000, "maxPaths": 1}})
     assert state.fib == Fib(table=1000, max_paths=1)
-    assert state.to_dict()["fib"] == {"table": 1000, "protocol": 196, "metric": 20, "maxPaths": 1}
+    assert state.to_dict()["fib"] == {"table": 1000, "protocol": 179, "metric": 20, "maxPaths": 1}
