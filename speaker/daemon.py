@@ -484,8 +484,10 @@ class PeerRunner:
 class Speaker:
     """The declarative BGP speaker: give it a whole desired state; it converges to it."""
 
-    def __init__(self, *, restarting: bool = False) -> None:
+    def __init__(self, *, restarting: bool = False, fib_netns: str | None = None) -> None:
         # restarting: the sessions of the first state applied are a restart (RFC 4724 R bit).
+        # fib_netns: the named network namespace whose routing tables received routes go to
+        # (tests and benchmarks); None: our own.
         self._restarting = restarting
         self._hold_eor = False
         self.state: DesiredState | None = None
@@ -496,7 +498,9 @@ class Speaker:
         self.bfd: BfdService | None = None
         self.bfd_gates: dict[str, BgpGate] = {}
         self._gate_timers: dict[str, asyncio.TimerHandle] = {}
-        self.routes = RouteService(sessions=self._sessions, restarting=restarting)
+        self.routes = RouteService(
+            sessions=self._sessions, restarting=restarting, netns=fib_netns
+        )
 
     def _sessions(self) -> dict[str, Session]:
         return {name: runner.session for name, runner in self.runners.items()}
