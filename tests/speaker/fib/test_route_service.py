@@ -11,6 +11,7 @@ import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -110,10 +111,12 @@ class Rig:
     def status(self, name: str) -> PeerStatus:
         return next(s for s in self.node.status() if s.name == name)
 
+    def _up(self, name: str) -> bool:
+        return self.status(name).state == "Established"
+
     async def established(self, *names: str) -> None:
         for name in names or tuple(self.tors):
-            await wait_for_async(lambda n=name: self.status(n).state == "Established",
-                                 f"{name} Established")  # fmt: skip
+            await wait_for_async(partial(self._up, name), f"{name} Established")
 
     async def kernel_is(self, want: dict[str, Any], *, v6: bool = False, what: str = "") -> None:
         await wait_for_async(lambda: kernel(self.pair, v6=v6) == want,
@@ -196,7 +199,7 @@ def test_import_policy_decides_and_a_policy_change_reimports_without_a_session_r
             assert (path.policy, path.rule) == ("reject", None)
             assert "no import rule matched" in (path.note or "")
             assert "accept nothing" in (report.prefixes[0].reason or "")
-            tagged = [{"communities": ["65001:10"], "action": "accept"},
+            tagged: list[Doc] = [{"communities": ["65001:10"], "action": "accept"},
                       {"prefix": "0.0.0.0/0", "le": 32, "action": "reject"}]  # fmt: skip
             await r.apply(r.state(tagged, fib={}))
             await r.kernel_is({"198.51.100.0/25": (("192.0.2.2",), 20, 254)})
@@ -376,7 +379,7 @@ def test_close_withdraws_or_keeps_and_a_restart_reconciles_after_end_of_rib(
             r.node = Speaker(fib_netns=pair.a.netns, restarting=True)
             await r.apply(r.state(ACCEPT_ALL, fib={}, **gr))
             assert r.node.routes.forwarding_preserved is True
-            assert r.node.routes.deferred
+            assert r.node.routes.fib_state() == "deferred"
             assert len(kernel(pair)) == 2
             await r.established()
             neg = a.speaker.runners["node"].session.negotiated
@@ -384,7 +387,7 @@ def test_close_withdraws_or_keeps_and_a_restart_reconciles_after_end_of_rib(
             assert neg.peer_graceful_restart.forwarding_preserved(IPV4_UNICAST)
             await r.kernel_is({"0.0.0.0/0": (("192.0.2.2",), 20, 254)},
                               what="the withdrawn route gone after End-of-RIB")  # fmt: skip
-            assert not r.node.routes.deferred
+            assert r.node.routes.fib_state() == "on"
             await r.node.close()  # withdraw: our routes leave with the sessions
             assert kernel(pair) == {}
         finally:
@@ -431,7 +434,7 @@ def test_status_and_report_answer_why_a_prefix_is_not_in_the_kernel(
 
     async def body() -> None:
         async with rig(netns_pair, a, b) as r:
-            imports = [{"prefix": "203.0.113.0/24", "action": "accept",
+            imports: list[Doc] = [{"prefix": "203.0.113.0/24", "action": "accept",
                         "set": {"localPreference": 200}}, *ACCEPT_ALL]  # fmt: skip
             await r.apply({**r.state(ACCEPT_ALL, fib={}),
                            "peers": [r.peer(a, imports), r.peer(b, ACCEPT_ALL)]})  # fmt: skip
