@@ -17,6 +17,16 @@ apply-duration histogram is recorded as it happens.
     kubgp_bgp_update_outcomes_total{peer,outcome}           UPDATEs not taken as sent:
         treat-as-withdraw, attribute-discard (RFC 7606), as-loop, family-not-negotiated
     kubgp_bgp_update_outcome_prefixes_total{peer,outcome}   the NLRI those UPDATEs carried
+    kubgp_bgp_prefixes_accepted{peer}                       route import (docs/route-import.md),
+    kubgp_bgp_prefixes_best{peer}                           only when it is configured: accepted
+    kubgp_bgp_prefixes_installed{peer}                      by import policy / best / in the kernel
+    kubgp_loc_rib_prefixes{family}                          prefixes with a selected path
+    kubgp_fib_routes                                        our routes in the kernel
+    kubgp_fib_routes_failed                                 routes the kernel refuses now
+    kubgp_fib_deferred                                      1 while graceful restart keeps the
+                                                            previous run's routes (End-of-RIB wait)
+    kubgp_fib_route_changes_total{op}                       installed / replaced / removed / failed
+    kubgp_node_route_rereads_total                          re-reads of the node's routes
     kubgp_speaker_apply_duration_seconds                    histogram of desired-state applies
     kubgp_speaker_applied_generation / _applied_epoch       what the control socket applied
     kubgp_bfd_session_up{peer,address}                      1 when the peer's BFD is Up
@@ -159,6 +169,7 @@ class _SessionCollector(Collector):
                 outcome_prefixes.add_metric([name, outcome.value], counts.prefixes[outcome])
         yield from (up, state, flaps, last_error, advertised, received, sent, got, n_sent, n_got)
         yield from (outcomes, outcome_prefixes)
+        yield from self._routes()
         yield from self._bfd()
         applied = self.control.applied if self.control is not None else None
         if applied is not None:
@@ -172,6 +183,62 @@ class _SessionCollector(Collector):
                 "Epoch (agent process) of the applied desired state",
                 value=applied.version.epoch,
             )
+
+    def _routes(self) -> Iterator[Metric]:
+        routes = self.speaker.routes
+        rib = routes.rib
+        if not routes.active or rib is None:
+            return
+        accepted = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_accepted", "Prefixes the peer's import policy accepted",
+            labels=["peer"],
+        )  # fmt: skip
+        best = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_best", "Prefixes whose best path is the peer's", labels=["peer"]
+        )
+        installed = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_installed",
+            "Prefixes whose kernel route goes through the peer's path", labels=["peer"],
+        )  # fmt: skip
+        for name in sorted(self.speaker.runners):
+            counts = routes.peer_counts(name)
+            if counts is not None:
+                accepted.add_metric([name], counts[0])
+                best.add_metric([name], counts[1])
+                installed.add_metric([name], counts[2])
+        yield from (accepted, best, installed)
+        selected = GaugeMetricFamily(
+            "kubgp_loc_rib_prefixes", "Prefixes with a selected path", labels=["family"]
+        )
+        for family in rib.families():
+            selected.add_metric([family_name(family)], rib.selected_count(family))
+        yield selected
+        writer = routes.fib_writer
+        summary = routes.summary()
+        yield GaugeMetricFamily(
+            "kubgp_fib_routes", "Our routes in the kernel",
+            value=writer.count() if writer is not None else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "kubgp_fib_routes_failed", "Routes the kernel refuses now",
+            value=summary.failed if summary is not None else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "kubgp_fib_deferred",
+            "1 while graceful restart keeps the previous run's routes (End-of-RIB wait)",
+            value=1.0 if routes.fib_state() == "deferred" else 0.0,
+        )
+        changes = CounterMetricFamily(
+            "kubgp_fib_route_changes", "Route changes written to the kernel, by outcome",
+            labels=["op"],
+        )  # fmt: skip
+        for op, n in sorted(routes.counts.items()):
+            changes.add_metric([op], n)
+        yield changes
+        yield CounterMetricFamily(
+            "kubgp_node_route_rereads", "Re-reads of the node's routes (next-hop resolution)",
+            value=routes.node_rereads,
+        )  # fmt: skip
 
     def _bfd(self) -> Iterator[Metric]:
         service = self.speaker.bfd

@@ -104,6 +104,9 @@ class LocRib:
         """Prefixes with a selected path."""
         return sum(len(t) for t in self._selected.values())
 
+    def selected_count(self, family: Family) -> int:
+        return len(self._selected.get(family, ()))
+
     def selected(self, family: Family, prefix: Prefix) -> Selection | None:
         return self._selected.get(family, {}).get(prefix)
 

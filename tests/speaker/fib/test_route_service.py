@@ -21,6 +21,7 @@ from speaker.api.route_status import RoutesRequest
 from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.bgp.wire.context import IPV4_UNICAST
 from speaker.daemon import Speaker
+from speaker.speaker_metrics import SpeakerMetrics
 from testing.kernel_routes import KernelRouteRow, routes
 from testing.routers.lab import loopback_address
 from testing.routers.netns import NetnsPair
@@ -168,6 +169,20 @@ def test_ecmp_from_two_tors_then_one_withdraws_then_the_session_goes(
             # tor-b is best for nothing (tor-a wins the tie on router id / address) but its
             # path is installed for the default route (multipath)
             assert (st.prefixes_accepted, st.prefixes_installed) == (2, 1)
+            metrics = SpeakerMetrics(r.node).registry
+            samples = [
+                ("kubgp_bgp_prefixes_accepted", {"peer": "tor-b"}, 2.0),
+                ("kubgp_bgp_prefixes_best", {"peer": "tor-b"}, 0.0),
+                ("kubgp_bgp_prefixes_installed", {"peer": "tor-b"}, 1.0),
+                ("kubgp_bgp_prefixes_installed", {"peer": "tor-a"}, 2.0),
+                ("kubgp_loc_rib_prefixes", {"family": "ipv4-unicast"}, 2.0),
+                ("kubgp_fib_routes", {}, 2.0),
+                ("kubgp_fib_routes_failed", {}, 0.0),
+                ("kubgp_fib_deferred", {}, 0.0),
+                ("kubgp_fib_route_changes_total", {"op": "installed"}, 2.0),
+            ]
+            got = [(n, lb, metrics.get_sample_value(n, lb)) for n, lb, _ in samples]
+            assert got == samples
             await b.announce(r.address, route("198.51.100.0/24", "192.0.2.3"))
             both = ("192.0.2.2", "192.0.2.3")
             await r.kernel_is({"0.0.0.0/0": (("192.0.2.2",), 20, 254),
