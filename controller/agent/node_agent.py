@@ -49,7 +49,7 @@ from controller.domain.planner import DEFAULT_ASN, NodePlanner
 from controller.domain.reasons import ObjectRef, Reason
 from controller.domain.snapshot import Parsed, Snapshot, parse
 from controller.health_endpoint import Health
-from speaker.api.schema import DesiredState
+from speaker.api.schema import DesiredState, Fib
 
 log = logging.getLogger("kubgp.agent")
 
@@ -147,6 +147,7 @@ class NodeAgent:
         freeze_after_sync: bool = False,
         secrets: SecretSource | None = None,
         secret_refresh: float = DEFAULT_SECRET_REFRESH,
+        fib: Fib | None = None,
     ) -> None:
         """`freeze_after_sync`: `gc.freeze()` after the first plan, so the long-lived snapshot
         stays out of the collector's full scans (docs/planner.md); for the agent process."""
@@ -155,7 +156,7 @@ class NodeAgent:
         self.push = push
         self.reporter = reporter
         self._metrics = metrics
-        self._planner = NodePlanner(node_name, default_asn=default_asn)
+        self._planner = NodePlanner(node_name, default_asn=default_asn, fib=fib)
         self._quiet = quiet
         self._max_delay = max_delay
         self._clock = clock

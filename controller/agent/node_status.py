@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from controller.controller_metrics import AgentMetrics
-from speaker.api.client import PeerStatus, StateVersion
+from speaker.api.client import FibSummary, PeerStatus, StateVersion
 from speaker.api.schema import DesiredState
 
 log = logging.getLogger("kubgp.agent")
@@ -29,6 +29,8 @@ STATES: Final = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm
 LAST_ERROR_MAX: Final = 1024  # crds/bgpnodestates.yaml
 BFD_STATES: Final = frozenset({"AdminDown", "Down", "Init", "Up"})
 BFD_DIAGNOSTIC_MAX: Final = 256  # crds/bgpnodestates.yaml
+ROUTE_REASON_MAX: Final = 512  # crds/bgpnodestates.yaml
+ROUTE_VIA_MAX: Final = 1024
 # The speaker reports `since` as now - age, so it wobbles by microseconds between reads; a
 # state whose start moved by less than this is the same state, not a change to write.
 SINCE_TOLERANCE: Final = 2.0
@@ -92,12 +94,32 @@ def parse_rfc3339(text: object) -> float | None:
         return None
 
 
+def routes_status(fib: FibSummary) -> dict[str, Any]:
+    """The speaker's route import summary as BGPNodeState `status.routes` (bounded lists)."""
+    doc: dict[str, Any] = {"state": fib.state}
+    if fib.table is not None:
+        doc.update(table=fib.table, protocol=fib.protocol, metric=fib.metric)
+    doc.update(maxPaths=fib.max_paths, selected=fib.selected, installed=fib.installed,
+               failed=fib.failed)  # fmt: skip
+    if fib.waiting_for:
+        doc["waitingFor"] = list(fib.waiting_for)
+    doc["notInstalled"] = [
+        {"prefix": n.prefix, "reason": n.text[:ROUTE_REASON_MAX]} for n in fib.not_installed
+    ]
+    doc["installedRoutes"] = [
+        {"prefix": n.prefix, "via": n.text.removeprefix("via ")[:ROUTE_VIA_MAX]}
+        for n in fib.installed_sample
+    ]
+    return doc
+
+
 def build_status(
     *,
     state: DesiredState | None,
     applied: StateVersion | None,
     peers: Sequence[PeerStatus],
     previous: Mapping[str, Any] | None = None,
+    fib: FibSummary | None = None,
 ) -> StatusDoc:
     """The BGPNodeState status for what the speaker runs (`state`, the version it reported as
     applied) and its sessions. A peer's `since` is taken from `previous` when its state is the
@@ -126,6 +148,11 @@ def build_status(
             entry["since"] = since
         entry["prefixesAdvertised"] = p.prefixes_advertised
         entry["prefixesReceived"] = p.prefixes_received
+        for key, value in (("prefixesAccepted", p.prefixes_accepted),
+                           ("prefixesBest", p.prefixes_best),
+                           ("prefixesInstalled", p.prefixes_installed)):  # fmt: skip
+            if value is not None:
+                entry[key] = value
         if p.last_error:
             entry["lastError"] = p.last_error[:LAST_ERROR_MAX]
         if p.bfd is not None:
@@ -139,6 +166,8 @@ def build_status(
                 bfd["lastDiagnostic"] = p.bfd.last_diagnostic[:BFD_DIAGNOSTIC_MAX]
             entry["bfd"] = bfd
         entries.append(entry)
+    if fib is not None:
+        doc["routes"] = routes_status(fib)
     doc["configuredPeers"] = len(entries)
     doc["establishedPeers"] = sum(1 for e in entries if e["state"] == ESTABLISHED)
     doc["peers"] = entries
@@ -286,14 +315,14 @@ class NodeStatusReporter:
 
     def observe(
         self, *, state: DesiredState | None, applied: StateVersion | None,
-        peers: Sequence[PeerStatus],
+        peers: Sequence[PeerStatus], fib: FibSummary | None = None,
     ) -> None:  # fmt: skip
         """A fresh read of the speaker. Never raises; cheap; wakes the writer only when the
         document or a session changed."""
         if not self._loaded:
             return  # until start-up has read what Kubernetes holds
         base = self._wanted if self._wanted is not None else self._written
-        doc = build_status(state=state, applied=applied, peers=peers, previous=base)
+        doc = build_status(state=state, applied=applied, peers=peers, previous=base, fib=fib)
         new = session_events(self.node_name, self._seen, doc, self.configured)
         self._events.extend((event, 0) for event in new)
         self._seen = doc
@@ -382,5 +411,6 @@ __all__ = [
     "SessionEvent",
     "SessionReason",
     "build_status",
+    "routes_status",
     "session_events",
 ]

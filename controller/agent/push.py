@@ -29,6 +29,7 @@ from typing import Final
 
 from controller.controller_metrics import AgentMetrics
 from speaker.api.client import (
+    FibSummary,
     NackError,
     PeerStatus,
     SpeakerClient,
@@ -68,7 +69,9 @@ def delta_between(base: DesiredState | None, target: DesiredState) -> DeltaPlan 
     return DeltaPlan(add=add, remove=remove)
 
 
-StatusCallback = Callable[[DesiredState | None, StateVersion | None, Sequence[PeerStatus]], None]
+StatusCallback = Callable[
+    [DesiredState | None, StateVersion | None, Sequence[PeerStatus], FibSummary | None], None
+]
 
 
 class PushLoop:
@@ -226,6 +229,6 @@ class PushLoop:
         if self._on_status is None or self._acked is None or status.applied != self.acked_version:
             return  # it runs some other process's state: ours is on its way; report then
         try:
-            self._on_status(self._acked, status.applied, status.peers)
+            self._on_status(self._acked, status.applied, status.peers, status.fib)
         except Exception:  # a reporting bug must not stop pushing
             log.exception("status callback failed")

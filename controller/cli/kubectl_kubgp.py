@@ -2,6 +2,9 @@
 its own).
 
   status                      every node's BGP sessions, from the BGPNodeStates
+  routes NODE                 the node's received routes: per peer accepted / best / installed,
+                              what is in the kernel and what is not and why (its BGPNodeState;
+                              bounded: the whole table is `kubgp-speaker routes` on the node)
   plan --node NAME            the node's desired BGP state, planned from the live cluster
   explain service NS/NAME     which nodes announce the Service to which peers, and why not
 
@@ -9,7 +12,8 @@ Tables by default, `-o json` or `-o yaml` for scripts. Cluster access as kubectl
 --context, $KUBECONFIG, ~/.kube/config, else the pod's service account. Only reads. Peer
 password Secrets are read by name where BGPPeers point; where that is forbidden the plugin
 plans as if the Secret were there (and says so), and passwords are never printed.
-Exit status: 0 done; 1 `plan` gave no state or the Service is unknown; 2 usage or API errors.
+Exit status: 0 done; 1 `plan` gave no state, the Service is unknown or the node has no
+BGPNodeState; 2 usage or API errors.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from controller.cli.kubectl_views import (
     explain_view,
     plan_table,
     plan_view,
+    routes_table,
+    routes_view,
     status_table,
     status_view,
 )
@@ -171,6 +177,18 @@ def cmd_status(args: argparse.Namespace, reader: Reader) -> int:
     return 0
 
 
+def cmd_routes(args: argparse.Namespace, reader: Reader) -> int:
+    try:
+        state: Raw | None = reader.get(CRD_API_VERSION, "bgpnodestates", args.node)
+    except Exception as err:
+        if _status_of(err) != 404:
+            raise
+        state = None
+    view = routes_view(args.node, state)
+    _emit(view, args.output, lambda: routes_table(view))
+    return 0 if state is not None else 1
+
+
 def cmd_plan(args: argparse.Namespace, reader: Reader) -> int:
     objects = read_for_plan(reader)
     _notes(objects)
@@ -210,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     status = sub.add_parser("status", parents=[common], help="every node's BGP sessions")
     status.set_defaults(handler=cmd_status)
+    routes = sub.add_parser(
+        "routes", parents=[common], help="a node's received routes: installed, or why not"
+    )
+    routes.add_argument("node", metavar="NODE", help="the node")
+    routes.set_defaults(handler=cmd_routes)
     plan = sub.add_parser(
         "plan", parents=[common], help="a node's desired BGP state, planned from the cluster"
     )

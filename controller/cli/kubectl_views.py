@@ -146,6 +146,92 @@ def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
     return table(header, rows) if rows else "No nodes."
 
 
+# --- routes -------------------------------------------------------------------------------
+
+SPEAKER_ROUTES_HINT: Final = (
+    "every received path, the policy verdict and why a prefix is not installed: in the speaker "
+    "container on the node (find the pod with `kubectl get pods -A -l "
+    "app.kubernetes.io/component=node --field-selector spec.nodeName={node}`), run "
+    "`kubectl exec -n NAMESPACE POD -c speaker -- kubgp-speaker routes [PREFIX]`"
+)
+
+
+def routes_view(node: str, node_state: Raw | None) -> dict[str, Any]:
+    """What the node's BGPNodeState says of its received routes: per peer received, accepted,
+    best and installed; the kernel in numbers; at most 16 prefixes not installed (with the
+    reason) and 16 installed ones. The node agent writes that bounded summary; the whole
+    table is only in the speaker (`kubgp-speaker routes`, see `hint`)."""
+    status = (node_state or {}).get("status") or {}
+    peers = [
+        {
+            "name": p.get("name"),
+            "state": p.get("state"),
+            "prefixesReceived": p.get("prefixesReceived", 0),
+            "prefixesAccepted": p.get("prefixesAccepted"),
+            "prefixesBest": p.get("prefixesBest"),
+            "prefixesInstalled": p.get("prefixesInstalled"),
+        }
+        for p in status.get("peers") or ()
+        if isinstance(p, Mapping)
+    ]
+    return {
+        "node": node,
+        "nodeState": node_state is not None,
+        "routes": status.get("routes"),
+        "peers": peers,
+        "hint": SPEAKER_ROUTES_HINT.format(node=node),
+    }
+
+
+def _number(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def routes_table(view: Mapping[str, Any]) -> str:
+    node = view["node"]
+    if not view["nodeState"]:
+        return f"No BGPNodeState for node {node} (no node agent there, or it cannot write)."
+    routes = view["routes"]
+    lines: list[str] = []
+    if routes is None:
+        lines.append(
+            f"node {node}: no route import (no BGPPeer of this node has spec.import rules)"
+        )
+    else:
+        if routes.get("state") == "off":
+            head = "fib off (the node agent runs without --fib: selected, never installed)"
+        else:
+            head = (f"fib {routes.get('state')} (table {routes.get('table')}, protocol "
+                    f"{routes.get('protocol')}, metric {routes.get('metric')}, maxPaths "
+                    f"{routes.get('maxPaths')})")  # fmt: skip
+        lines.append(f"node {node}: {head}: {routes.get('selected', 0)} selected, "
+                     f"{routes.get('installed', 0)} installed, {routes.get('failed', 0)} "
+                     "refused by the kernel")  # fmt: skip
+        if routes.get("waitingFor"):
+            lines.append("graceful restart: the previous run's routes stay until End-of-RIB "
+                         f"from {', '.join(routes['waitingFor'])}")  # fmt: skip
+    rows = [[str(p["name"]), str(p["state"]), _number(p["prefixesReceived"]),
+             _number(p["prefixesAccepted"]), _number(p["prefixesBest"]),
+             _number(p["prefixesInstalled"])] for p in view["peers"]]  # fmt: skip
+    if rows:
+        lines.append("")
+        lines.append(table(["PEER", "STATE", "RECEIVED", "ACCEPTED", "BEST", "INSTALLED"], rows))
+    if routes is not None:
+        installed = routes.get("installedRoutes") or []
+        if installed:
+            lines.append("")
+            lines.append(table(["INSTALLED (shortest first, at most 16)", "VIA"],
+                               [[r["prefix"], r["via"]] for r in installed]))  # fmt: skip
+        missing = routes.get("notInstalled") or []
+        if missing:
+            lines.append("")
+            lines.append(table(["NOT INSTALLED (at most 16)", "WHY"],
+                               [[r["prefix"], r["reason"]] for r in missing]))  # fmt: skip
+    lines.append("")
+    lines.append(f"More: {view['hint']}.")
+    return "\n".join(lines)
+
+
 # --- plan ---------------------------------------------------------------------------------
 
 

@@ -27,8 +27,19 @@ from controller.controller_metrics import AgentMetrics
 from controller.domain.planner import DEFAULT_ASN
 from controller.health_endpoint import HealthServer
 from speaker.api.client import default_socket_path
+from speaker.api.schema import (
+    DEFAULT_FIB_METRIC,
+    DEFAULT_FIB_PROTOCOL,
+    DEFAULT_FIB_TABLE,
+    DEFAULT_MAX_PATHS,
+    Fib,
+    SchemaError,
+    parse_desired_state,
+)
 
 NODE_NAME_ENV = "KUBGP_NODE_NAME"
+FIB_FLAGS = {"table": "--fib-table", "protocol": "--fib-protocol", "metric": "--fib-metric",
+             "maxPaths": "--fib-max-paths"}  # fmt: skip
 
 
 def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is private
@@ -94,8 +105,40 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
         help="LIST every watched kind this often to forget objects deleted while "
         "unwatched (default %(default)s; a 410 re-list triggers one anyway)",
     )
+    fib = p.add_argument_group(
+        "received routes into the kernel (docs/route-import.md); the speaker needs NET_ADMIN"
+    )
+    fib.add_argument("--fib", action="store_true",
+                     help="install the routes BGPPeers' spec.import accepts into the node's "
+                     "routing table (without: selected and reported, never installed)")  # fmt: skip
+    fib.add_argument("--fib-table", type=int, default=DEFAULT_FIB_TABLE, metavar="ID",
+                     help="routing table (default %(default)s, main)")  # fmt: skip
+    fib.add_argument("--fib-protocol", type=int, default=DEFAULT_FIB_PROTOCOL, metavar="N",
+                     help="rtnetlink protocol of our routes (default %(default)s)")  # fmt: skip
+    fib.add_argument("--fib-metric", type=int, default=DEFAULT_FIB_METRIC, metavar="N",
+                     help="route metric (default %(default)s)")  # fmt: skip
+    fib.add_argument("--fib-max-paths", type=int, default=DEFAULT_MAX_PATHS, metavar="N",
+                     help="ECMP width (default %(default)s)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
+
+
+def fib_settings(args: argparse.Namespace) -> Fib | None:
+    """The --fib options as the desired state's `fib` (None without --fib); SystemExit 2 with
+    the schema's message when a value is out of range."""
+    if not args.fib:
+        return None
+    doc = {"table": args.fib_table, "protocol": args.fib_protocol, "metric": args.fib_metric,
+           "maxPaths": args.fib_max_paths}  # fmt: skip
+    state = {"routerId": "192.0.2.1", "asn": 1, "fib": doc}
+    try:
+        parsed = parse_desired_state(state).fib
+    except SchemaError as err:
+        flag = FIB_FLAGS.get(err.path.rpartition(".")[2], err.path)
+        print(f"kubgp-controller node: {flag}: {err.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
+    assert parsed is not None
+    return parsed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     push = PushLoop(
         args.speaker_socket,
         metrics=metrics,
-        on_status=lambda state, applied, peers: reporter.observe(
-            state=state, applied=applied, peers=peers
+        on_status=lambda state, applied, peers, fib: reporter.observe(
+            state=state, applied=applied, peers=peers, fib=fib
         ),
         status_interval=args.status_interval,
     )
@@ -154,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_after_sync=True,
         secrets=glue.KubeSecretSource(client),
         secret_refresh=args.secret_refresh,
+        fib=fib_settings(args),
     )
     logging.getLogger("kubgp.agent").info(
         "node agent for %s, speaker at %s, epoch %d", args.node_name, args.speaker_socket,

@@ -48,7 +48,9 @@ from speaker.api.schema import (
     DEFAULT_BFD_MULTIPLIER,
     FAMILIES,
     Bfd,
+    ImportRule,
     family_of,
+    parse_import_rules,
 )
 
 GROUP: Final = "kubgp.io"
@@ -481,6 +483,7 @@ class BGPPeer:
     families: tuple[str, ...]
     max_prefixes: int
     bfd: Bfd | None = None
+    import_rules: tuple[ImportRule, ...] = ()
 
     @property
     def name(self) -> str:
@@ -558,7 +561,25 @@ def _read_bgp_peer(ref: ObjectRef, raw: Mapping[str, object]) -> BGPPeer:
         families=tuple(sorted(set(families))),
         max_prefixes=_int(spec.get("maxPrefixes"), "spec.maxPrefixes", 0, UINT32_MAX, 0),
         bfd=bfd,
+        import_rules=_import_rules(spec.get("import")),
     )
+
+
+def _import_rules(raw: object) -> tuple[ImportRule, ...]:
+    """spec.import: the speaker's import rules, spelled as the CRD spells ASNs (`originASN`)."""
+    if raw is None:
+        return ()
+    rules = _seq(raw, "spec.import")
+    docs = [
+        {("originAsn" if k == "originASN" else k): v for k, v in r.items()}
+        if isinstance(r, Mapping)
+        else r
+        for r in rules
+    ]
+    try:
+        return parse_import_rules(docs, "spec.import")
+    except FieldError as err:
+        raise FieldError(err.path.replace("originAsn", "originASN"), err.detail) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -62,6 +62,7 @@ from speaker.api.schema import (
     FAMILY_IPV6,
     Advertisement,
     DesiredState,
+    Fib,
     GracefulRestart,
     Listen,
     Peer,
@@ -83,9 +84,12 @@ class Plan(NamedTuple):
     reasons: tuple[Reason, ...]
 
 
-def plan(snapshot: Snapshot, node_name: str, *, default_asn: int = DEFAULT_ASN) -> Plan:
-    """One node's desired speaker state and the reasons for what it left out. Pure."""
-    return NodePlanner(node_name, default_asn=default_asn).plan(snapshot)
+def plan(
+    snapshot: Snapshot, node_name: str, *, default_asn: int = DEFAULT_ASN, fib: Fib | None = None
+) -> Plan:
+    """One node's desired speaker state and the reasons for what it left out. Pure. `fib`:
+    the node agent's kernel route settings (--fib), passed through to the state."""
+    return NodePlanner(node_name, default_asn=default_asn, fib=fib).plan(snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +159,12 @@ class NodePlanner:
     this).
     """
 
-    def __init__(self, node_name: str, *, default_asn: int = DEFAULT_ASN) -> None:
+    def __init__(
+        self, node_name: str, *, default_asn: int = DEFAULT_ASN, fib: Fib | None = None
+    ) -> None:
         self.node_name = node_name
         self.default_asn = default_asn
+        self.fib = fib
         self._reset(None)
 
     def _reset(self, context: _Contexts | None) -> None:
@@ -226,6 +233,7 @@ class NodePlanner:
             listen=listen,
             peers=speaker_peers,
             advertisements=tuple(advertisements),
+            fib=self.fib,
         )
         return Plan(state, tuple(reasons))
 
@@ -655,6 +663,7 @@ class NodePlanner:
                     families=bgp_peer.families,
                     max_prefixes=bgp_peer.max_prefixes,
                     bfd=bgp_peer.bfd,
+                    import_rules=bgp_peer.import_rules,
                 ),
             )
         return out

@@ -503,6 +503,12 @@ def _import_rules(value: object, path: str) -> tuple[ImportRule, ...]:
     return tuple(_import_rule(v, f"{path}[{i}]") for i, v in enumerate(_list(value, path)))
 
 
+def parse_import_rules(value: object, path: str) -> tuple[ImportRule, ...]:
+    """A list of import rules in this schema's form (`peers[].import`), for readers of other
+    documents that carry the same rules (the BGPPeer CRD's `spec.import`)."""
+    return _import_rules(value, path)
+
+
 def _fib_table(value: object, path: str) -> int:
     table = _int(value, path, 1, UINT32_MAX)
     if table in (253, 255):

@@ -3,9 +3,9 @@ and every CEL rule evaluated with cel-python.
 
 cel-python has no Kubernetes CEL libraries, so the IP/CIDR library (Kubernetes >= 1.31) is
 emulated here with `ipaddress`: `isIP(s)`, `isCIDR(s)`, `ip(s)` (canonical address string),
-`cidr(s)` (canonical prefix string keeping host bits), `.family()` (4 or 6) and `.masked()`
-(host bits cleared). Values are strings rather than Kubernetes' opaque IP/CIDR types, which is
-enough for equality and family checks, the only uses in the rules.
+`cidr(s)` (canonical prefix string keeping host bits), `.family()` (4 or 6), `.masked()`
+(host bits cleared) and `.prefixLength()`. Values are strings rather than Kubernetes' opaque
+IP/CIDR types, which is enough for the equality, family and length checks of the rules.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ CEL_FUNCTIONS: dict[str, Any] = {
         else ipaddress.ip_address(str(x)).version
     ),
     "masked": lambda x: celtypes.StringType(str(_cidr(str(x)).network)),
+    "prefixLength": lambda x: celtypes.IntType(_cidr(str(x)).network.prefixlen),
 }
 CEL = celpy.Environment()
 

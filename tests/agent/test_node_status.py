@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import pytest
+
 from controller.agent.node_status import (
     EventType,
     NodeStatusReporter,
@@ -17,8 +19,9 @@ from controller.agent.node_status import (
     session_events,
 )
 from controller.controller_metrics import AgentMetrics
-from speaker.api.client import BfdStatus, PeerStatus, StateVersion
+from speaker.api.client import BfdStatus, FibSummary, PeerStatus, RouteNote, StateVersion
 from speaker.api.schema import parse_desired_state
+from testing.kube.crd_schema import admit
 from testing.wait import wait_for_async
 from tests.speaker.control.helpers import STATE_DOC
 
@@ -74,6 +77,32 @@ def run_reporter(
             task.cancel()
 
     asyncio.run(main())
+
+
+def test_build_status_carries_route_import_counts_and_a_bounded_route_summary() -> None:
+    fib = FibSummary(
+        state="on", table=254, protocol=179, metric=20, max_paths=8, selected=3, installed=2,
+        failed=1, not_installed=(RouteNote(prefix="198.51.100.0/24", text="x" * 600),),
+        installed_sample=(RouteNote(prefix="0.0.0.0/0", text="via 192.0.2.2, 192.0.2.3"),),
+    )  # fmt: skip
+    peers = [peer("tor-a", "Established", prefixes_received=4, prefixes_accepted=3,
+                  prefixes_best=2, prefixes_installed=2), peer("tor-b", "Idle")]  # fmt: skip
+    doc = build_status(state=STATE, applied=V1, peers=peers, fib=fib)
+    a, b = doc["peers"]
+    assert (a["prefixesAccepted"], a["prefixesBest"], a["prefixesInstalled"]) == (3, 2, 2)
+    assert "prefixesAccepted" not in b  # a speaker without route import sends none
+    assert doc["routes"] == {
+        "state": "on", "table": 254, "protocol": 179, "metric": 20, "maxPaths": 8,
+        "selected": 3, "installed": 2, "failed": 1,
+        "notInstalled": [{"prefix": "198.51.100.0/24", "reason": "x" * 512}],
+        "installedRoutes": [{"prefix": "0.0.0.0/0", "via": "192.0.2.2, 192.0.2.3"}],
+    }  # fmt: skip
+    node_state = {"apiVersion": "kubgp.io/v1alpha1", "kind": "BGPNodeState",
+                  "metadata": {"name": "n1"}, "status": doc}  # fmt: skip
+    assert admit("bgpnodestates.yaml", node_state) == []
+    off = build_status(state=STATE, applied=V1, peers=peers, fib=FibSummary(state="off"))
+    assert off["routes"]["state"] == "off" and "table" not in off["routes"]
+    assert "routes" not in build_status(state=STATE, applied=V1, peers=peers)
 
 
 def test_build_status_fills_every_field_and_keeps_a_wobbling_since() -> None:
@@ -224,3 +253,27 @@ def test_failed_writes_and_events_are_retried() -> None:
         assert writer.writes[0]["establishedPeers"] == 1
 
     run_reporter(writer, scenario, min_interval=0.01, retry_interval=0.05)
+
+
+def test_node_agent_fib_flags_become_the_states_fib_or_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from controller.cli.kubgp_controller import build_parser
+    from controller.cli.node_cmd import fib_settings
+    from speaker.api.schema import Fib
+
+    def settings(*flags: str) -> Fib | None:
+        return fib_settings(build_parser().parse_args(["node", "--node-name", "n1", *flags]))
+
+    assert settings() is None
+    assert settings("--fib") == Fib()
+    assert settings("--fib", "--fib-table=1000", "--fib-max-paths=2") == Fib(
+        table=1000, max_paths=2
+    )
+    with pytest.raises(SystemExit) as exit_:
+        settings("--fib", "--fib-table=255")
+    assert exit_.value.code == 2
+    assert "--fib-table: table 255 is the kernel's local table" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        settings("--fib", "--fib-protocol=3")
+    assert "--fib-protocol: must be between 5 and 255" in capsys.readouterr().err

@@ -47,7 +47,7 @@ async def running_agent(
         reporter = NodeStatusReporter(node_name="n1", writer=writer, metrics=metrics,
                                       min_interval=0.1)  # fmt: skip
         push = PushLoop(str(d / "s.sock"), metrics=metrics, status_interval=0.1,
-                        on_status=lambda state, applied, peers: reporter.observe(
+                        on_status=lambda state, applied, peers, fib: reporter.observe(
                             state=state, applied=applied, peers=peers))  # fmt: skip
         agent = NodeAgent(node_name="n1", push=push, metrics=metrics, reporter=reporter,
                           secrets=node_watch.KubeSecretSource(client), **options)  # fmt: skip

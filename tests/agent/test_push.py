@@ -216,7 +216,7 @@ def test_status_reads_are_reported_only_for_our_applied_state() -> None:
             str(d / "s.sock"),
             metrics=AgentMetrics(),
             status_interval=0.05,
-            on_status=lambda s, v, peers: seen.append((s, v, len(peers))),
+            on_status=lambda s, v, peers, fib: seen.append((s, v, len(peers))),
         )
         try:
             async with pushing(loop):

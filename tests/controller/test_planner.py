@@ -4,13 +4,14 @@ reason for everything left out."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from controller.domain.planner import DRAIN_AS_PATH_PREPEND, NodePlanner, Plan, plan
 from controller.domain.reasons import ObjectRef, Reason, ReasonCode
 from controller.domain.snapshot import Snapshot
-from speaker.api.schema import Bfd, DesiredState, parse_desired_state
+from speaker.api.schema import Bfd, DesiredState, Fib, parse_desired_state
 from tests.controller.manifests import (
     Raw,
     advertisement,
@@ -536,6 +537,48 @@ def test_peer_bfd_maps_onto_the_speaker_peer_with_defaults() -> None:
     assert state.peers[0].bfd == Bfd(min_tx=100, min_rx=300, multiplier=5)
     state, _ = run([node(), peer()])
     assert state is not None and state.peers[0].bfd is None
+
+
+def test_peer_import_rules_map_onto_the_speaker_peer_and_fib_comes_from_the_agent() -> None:
+    rules: list[Raw] = [
+        {"prefix": "0.0.0.0/0", "action": "accept"},
+        {"prefix": "198.51.100.0/24", "ge": 25, "communities": ["65000:10"], "originASN": 65009,
+         "asPathContains": [65001], "action": "accept", "set": {"localPreference": 200}},
+        {"action": "reject"},
+    ]  # fmt: skip
+    imports: dict[str, Any] = {"import": rules}
+    state, _ = run([node(), peer(**imports), peer("tor-b", peerAddress="192.0.2.2")])
+    assert state is not None
+    a, b = state.peers
+    assert b.import_rules == ()  # none: the speaker accepts nothing from tor-b
+    assert [(r.prefix, r.ge, r.le, r.action) for r in a.import_rules] == [
+        ("0.0.0.0/0", None, None, "accept"),
+        ("198.51.100.0/24", 25, None, "accept"),
+        (None, None, None, "reject"),
+    ]
+    second = a.import_rules[1]
+    assert (second.communities, second.origin_asn, second.as_path_contains) == (
+        ("65000:10",), 65009, (65001,))  # fmt: skip
+    assert second.set is not None and second.set.local_preference == 200
+    assert state.fib is None  # the agent without --fib
+    fib = Fib(table=1000, protocol=200, metric=30, max_paths=2)
+    with_fib = plan(Snapshot.build([node(), peer(**imports)]), "n1", fib=fib).state
+    assert with_fib is not None and with_fib.fib == fib
+    assert parse_desired_state(with_fib.to_dict()) == with_fib
+
+
+def test_invalid_import_rules_are_an_invalid_peer() -> None:
+    """What bypassed admission (or an older API server without the CEL rules) is caught."""
+    bad: dict[str, Any] = {
+        "import": [{"prefix": "198.51.100.0/24", "le": 20, "originASN": 0, "action": "accept"}]
+    }
+    state, reasons = run([node(), peer(**bad)])
+    assert state is not None and state.peers == ()
+    (reason,) = [r for r in reasons if r.code is R.InvalidObject]
+    assert "spec.import[0].le" in reason.detail
+    bad = {"import": [{"originASN": 0, "action": "accept"}]}
+    _, reasons = run([node(), peer(**bad)])
+    assert any("spec.import[0].originASN" in r.detail for r in reasons)
 
 
 def test_passive_peer_makes_the_speaker_listen_on_the_node_address() -> None:

@@ -77,6 +77,7 @@ MATRIX: dict[str, dict[str, Any]] = {
             "extraEnv": [{"name": "A", "value": "b"}],
         },
         "nodeAgent": {"extraArgs": ["--extra=2"]},
+        "routeImport": {"enabled": True, "table": 4294967295, "metric": 4294967295},
         "controller": {
             "replicas": 3,
             "tolerations": [{"key": "role", "operator": "Equal", "value": "infra"}],
@@ -244,6 +245,10 @@ def _check_monitoring(doc: Manifest) -> None:
         ({"rbac": {"peerSecrets": ["tor-password"]}}, "peerSecrets"),
         ({"rbac": {"peerSecretNames": ["tor-password"]}}, "peerSecretNames"),  # gone
         ({"metrics": {"bindAddress": "192.0.2.1"}}, "bindAddress"),
+        ({"routeImport": {"table": 255}}, "table"),
+        ({"routeImport": {"protocol": 2}}, "protocol"),
+        ({"routeImport": {"maxPaths": 65}}, "maxPaths"),
+        ({"routeImport": {"metrics": 20}}, "metrics"),
     ],
 )
 def test_the_values_schema_refuses(values: dict[str, Any], complaint: str) -> None:
@@ -428,6 +433,31 @@ def test_node_agent_args_parse_with_the_real_cli() -> None:
     assert args.health_address == "127.0.0.1:9476"
     assert args.default_asn == 64512
     assert args.coalesce_quiet == 0.5
+
+
+def test_route_import_gives_the_speaker_net_admin_and_the_agent_the_fib_settings() -> None:
+    """routeImport: NET_ADMIN added to the speaker's capabilities (whatever else it keeps),
+    and the settings, through the node agent's real parser, as the desired state's `fib`."""
+    from controller.cli.kubgp_controller import build_parser
+    from controller.cli.node_cmd import fib_settings
+    from speaker.api.schema import Fib
+
+    values = {"routeImport": {"enabled": True, "table": 1000, "protocol": 200, "metric": 30,
+                              "maxPaths": 4}}  # fmt: skip
+    for extra, caps in (({}, ["NET_BIND_SERVICE", "NET_ADMIN"]),
+                        ({"speaker": {"capabilities": []}}, ["NET_ADMIN"]),
+                        ({"speaker": {"capabilities": ["NET_ADMIN"]}}, ["NET_ADMIN"])):  # fmt: skip
+        ds = one(render({**values, **extra}), "DaemonSet")
+        speaker = container(ds, "speaker")["securityContext"]
+        assert speaker["capabilities"] == {"drop": ["ALL"], "add": caps}
+        assert speaker["runAsUser"] == 0  # Kubernetes gives added capabilities to uid 0 only
+        agent = container(ds, "node-agent")
+        args = build_parser().parse_args(kubelet_args(agent, NODE_FIELDS)[1:])
+        assert fib_settings(args) == Fib(table=1000, protocol=200, metric=30, max_paths=4)
+    off = one(render(), "DaemonSet")
+    args = build_parser().parse_args(kubelet_args(container(off, "node-agent"), NODE_FIELDS)[1:])
+    assert fib_settings(args) is None
+    assert "NET_ADMIN" not in container(off, "speaker")["securityContext"]["capabilities"]["add"]
 
 
 def _kubelet_http_get(probe: Manifest) -> bool:

@@ -114,9 +114,26 @@ OBJECTS: list[dict[str, Any]] = [
                     "state": "Established",
                     "since": NOW_ISH,
                     "prefixesAdvertised": 2,
-                    "prefixesReceived": 0,
+                    "prefixesReceived": 3,
+                    "prefixesAccepted": 2,
+                    "prefixesBest": 2,
+                    "prefixesInstalled": 1,
                 }
             ],
+            "routes": {
+                "state": "on",
+                "table": 254,
+                "protocol": 179,
+                "metric": 20,
+                "maxPaths": 8,
+                "selected": 2,
+                "installed": 1,
+                "failed": 1,
+                "notInstalled": [
+                    {"prefix": "198.51.100.0/24", "reason": "the kernel refused it: EEXIST"}
+                ],
+                "installedRoutes": [{"prefix": "0.0.0.0/0", "via": "192.0.2.1"}],
+            },
         },
     },
     {
@@ -163,7 +180,7 @@ def test_status_table_and_json(cluster: KubeAPI, capsys: pytest.CaptureFixture[s
         "NODE", "PEER", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", "LAST", "ERROR",
     ]  # fmt: skip
     assert lines[1].split()[:4] == ["n1", "tor-a", "192.0.2.1", "Established"]
-    assert lines[1].split()[5:7] == ["2", "0"]
+    assert lines[1].split()[5:7] == ["2", "3"]
     assert lines[2].split()[:4] == ["n2", "tor-a", "192.0.2.1", "Active"]
     assert lines[2].endswith("connection refused")
     assert lines[3].split()[:4] == ["n3", "-", "-", "NoNodeState"]
@@ -178,10 +195,41 @@ def test_status_table_and_json(cluster: KubeAPI, capsys: pytest.CaptureFixture[s
         "state": "Established",
         "since": NOW_ISH,
         "prefixesAdvertised": 2,
-        "prefixesReceived": 0,
+        "prefixesReceived": 3,
         "lastError": "",
     }
     assert doc["nodes"][0]["appliedGeneration"] == 7
+
+
+def test_routes_of_a_node_from_its_node_state(
+    cluster: KubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(cluster, capsys, "routes", "n1")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        "node n1: fib on (table 254, protocol 179, metric 20, maxPaths 8): 2 selected, "
+        "1 installed, 1 refused by the kernel"
+    )
+    peers = lines[lines.index("") + 1 :]
+    assert peers[0].split() == ["PEER", "STATE", "RECEIVED", "ACCEPTED", "BEST", "INSTALLED"]
+    assert peers[1].split() == ["tor-a", "Established", "3", "2", "2", "1"]
+    assert "0.0.0.0/0" in out and "192.0.2.1" in out
+    assert any(line.split() == ["198.51.100.0/24", "the", "kernel", "refused", "it:", "EEXIST"]
+               for line in lines)  # fmt: skip
+    assert "kubgp-speaker routes" in lines[-1] and "spec.nodeName=n1" in lines[-1]
+
+    code, out, _ = run(cluster, capsys, "routes", "n1", "-o", "json")
+    doc = json.loads(out)
+    assert doc["routes"]["notInstalled"] == [
+        {"prefix": "198.51.100.0/24", "reason": "the kernel refused it: EEXIST"}
+    ]
+    assert doc["peers"][0]["prefixesInstalled"] == 1
+
+    code, out, _ = run(cluster, capsys, "routes", "n2")  # no route import there
+    assert code == 0 and "no route import" in out.splitlines()[0]
+    code, out, _ = run(cluster, capsys, "routes", "n3")
+    assert code == 1 and out.startswith("No BGPNodeState for node n3")
 
 
 def test_plan_from_the_live_cluster(cluster: KubeAPI, capsys: pytest.CaptureFixture[str]) -> None:
@@ -315,6 +363,7 @@ def test_every_request_is_granted_to_the_viewer_role(
         ["status"],
         ["plan", "--node", "n1"],
         ["explain", "service", "default/web"],
+        ["routes", "n1"],
     ):
         assert run(cluster, capsys, *args)[0] == 0
     # The viewer role has no Secrets: the plugin reads each by name (a user may grant exactly

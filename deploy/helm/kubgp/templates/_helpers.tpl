@@ -78,8 +78,17 @@ The Secrets the node agent may GET (BGPPeers' passwordSecretRefs), as JSON: name
 
 {{/* The speaker's uid: 0 when it keeps a capability (Kubernetes gives added capabilities to
 uid 0 only), else node.nonRootUser like the agent. */}}
+{{/* The speaker's capabilities: speaker.capabilities, and NET_ADMIN with routeImport. */}}
+{{- define "kubgp.speakerCapabilities" -}}
+{{- $caps := .Values.speaker.capabilities -}}
+{{- if .Values.routeImport.enabled -}}
+{{- $caps = append $caps "NET_ADMIN" | uniq -}}
+{{- end -}}
+{{- toJson $caps -}}
+{{- end -}}
+
 {{- define "kubgp.speakerUser" -}}
-{{- if .Values.speaker.capabilities -}}0{{- else -}}{{ int .Values.node.nonRootUser }}{{- end -}}
+{{- if include "kubgp.speakerCapabilities" . | fromJsonArray -}}0{{- else -}}{{ int .Values.node.nonRootUser }}{{- end -}}
 {{- end -}}
 
 {{/* The host part of the node processes' --metrics-address (metrics.bindAddress): the kubelet
@@ -156,6 +165,15 @@ speaker's own (its probes run as that). */}}
 - --health-address=127.0.0.1:{{ .Values.nodeAgent.healthPort }}
 {{- if .Values.metrics.enabled }}
 - --metrics-address={{ include "kubgp.nodeMetricsHost" . }}:{{ .Values.metrics.nodeAgentPort }}
+{{- end }}
+{{- with .Values.routeImport }}
+{{- if .enabled }}
+- --fib
+- --fib-table={{ int64 .table }}
+- --fib-protocol={{ int .protocol }}
+- --fib-metric={{ int64 .metric }}
+- --fib-max-paths={{ int .maxPaths }}
+{{- end }}
 {{- end }}
 {{- with .Values.nodeAgent.extraArgs }}
 {{ toYaml . }}
