@@ -82,9 +82,17 @@ class Bird(RouterDaemon):
         return ["protocol bfd {", f'  interface "*" {{ {options} }};',
                 f"  multihop {{ {options} }};", "}"]  # fmt: skip
 
+    def _check_origination(self, route: Origination) -> None:
+        """BIRD originates every attribute the lab knows."""
+
     @staticmethod
     def _static_route(route: Origination) -> str:
         sets = [f"bgp_next_hop = {route.next_hop};"]
+        if route.origin is not None:
+            sets.append(f"bgp_origin = ORIGIN_{route.origin.upper()};")
+        if route.originator_id is not None:
+            sets.append(f"bgp_originator_id = {route.originator_id};")
+        sets += [f"bgp_cluster_list.add({c});" for c in route.cluster_list]
         sets += [f"bgp_community.add(({c.replace(':', ',')}));" for c in route.communities]
         sets += [
             f"bgp_large_community.add(({c.replace(':', ',')}));" for c in route.large_communities
@@ -100,6 +108,10 @@ class Bird(RouterDaemon):
         for route in self.originated.values():
             if route.family == family and route.med is not None:
                 out.append(f"  if net = {route.prefix} then bgp_med = {route.med};")
+            if route.family == family and route.as_path:
+                # a static route has no path: prepend the last AS first
+                prepends = " ".join(f"bgp_path.prepend({a});" for a in reversed(route.as_path))
+                out.append(f"  if net = {route.prefix} then {{ {prepends} }}")
         out += ["  accept;", "};"]
         return out
 

@@ -113,6 +113,12 @@ class RouterDaemon(ABC):
         """Sockets and PID files the daemon creates, removed before each start."""
         return []
 
+    def _check_origination(self, route: Origination) -> None:
+        """LabError for what this daemon cannot originate (BIRD can everything)."""
+        if route.originator_id is not None or route.cluster_list:
+            raise LabError(f"{self.name}: {self.kind} cannot originate ORIGINATOR_ID or "
+                           "CLUSTER_LIST (BIRD can)")  # fmt: skip
+
     def _after_start(self) -> None:
         """Runs once the control interface answers: re-adds the routes this router originates
         (a restarted daemon has forgotten those added at run time)."""
@@ -303,8 +309,13 @@ class RouterDaemon(ABC):
         large_communities: Sequence[str] = (),
         med: int | None = None,
         local_pref: int | None = None,
+        as_path: Sequence[int] = (),
+        origin: str | None = None,
+        originator_id: str | None = None,
+        cluster_list: Sequence[str] = (),
     ) -> Origination:
-        """Announces `prefix` to every peer whose families carry it."""
+        """Announces `prefix` to every peer whose families carry it (see `Origination` for
+        what each daemon supports)."""
         network = ipaddress.ip_network(prefix)
         family = family_of(prefix)
         if next_hop is None:
@@ -316,7 +327,12 @@ class RouterDaemon(ABC):
             large_communities=tuple(large_communities),
             med=med,
             local_pref=local_pref,
+            as_path=tuple(as_path),
+            origin=origin,
+            originator_id=originator_id,
+            cluster_list=tuple(cluster_list),
         )
+        self._check_origination(route)
         if route.prefix in self.originated:
             self.withdraw(route.prefix)
         self.originated[route.prefix] = route

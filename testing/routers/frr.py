@@ -32,6 +32,7 @@ from testing.wait import wait_for
 
 _AF = {IPV4_UNICAST: "ipv4 unicast", IPV6_UNICAST: "ipv6 unicast"}
 _AFI = {IPV4_UNICAST: "ipv4", IPV6_UNICAST: "ipv6"}
+_LOCAL_TAG = 4242  # marks a lab origination in bgpd's table (see lab-export)
 _ORIGINS = {"IGP": "IGP", "EGP": "EGP", "incomplete": "Incomplete", "?": "Incomplete"}
 _BFD_STATES = {"up": "Up", "down": "Down", "init": "Init", "shutdown": "AdminDown"}
 
@@ -85,10 +86,11 @@ class FRR(RouterDaemon):
             # Apply route-map changes at once (the default waits 5 s, and until then a
             # referenced route-map that is "not yet processed" denies everything).
             "bgp route-map delay-timer 0",
-            # A lab router is a leaf: it sends its own routes only, never one it learned.
-            "bgp as-path access-list lab-local seq 5 permit ^$",
+            # A lab router is a leaf: it sends its own routes only, never one it learned. Its
+            # originations carry a tag (local to bgpd, never sent) whatever their AS path (an
+            # origination may prepend, so an empty AS path does not tell them apart).
             "route-map lab-export permit 10",
-            " match as-path lab-local",
+            f" match tag {_LOCAL_TAG}",
             "exit",
             "!",
             f"router bgp {self.asn}",
@@ -146,7 +148,7 @@ class FRR(RouterDaemon):
 
     @staticmethod
     def _route_map_lines(route: Origination) -> list[str]:
-        out = [f"route-map {_route_map(route)} permit 10"]
+        out = [f"route-map {_route_map(route)} permit 10", f" set tag {_LOCAL_TAG}"]
         if route.family == IPV6_UNICAST:
             out.append(f" set ipv6 next-hop global {route.next_hop}")
         else:
@@ -159,6 +161,10 @@ class FRR(RouterDaemon):
             out.append(f" set metric {route.med}")
         if route.local_pref is not None:
             out.append(f" set local-preference {route.local_pref}")
+        if route.as_path:
+            out.append(f" set as-path prepend {' '.join(str(a) for a in route.as_path)}")
+        if route.origin is not None:
+            out.append(f" set origin {route.origin}")
         return out
 
     # -- zebra and bfdd, for BFD -----------------------------------------------------------

@@ -158,7 +158,9 @@ class GoBGP(RouterDaemon):
 
     def _announce(self, route: Origination) -> None:
         args = ["global", "rib", "add", "-a", _AFI[route.family], route.prefix,
-                "origin", "igp", "nexthop", route.next_hop]  # fmt: skip
+                "origin", route.origin or "igp", "nexthop", route.next_hop]  # fmt: skip
+        if route.as_path:
+            args += ["aspath", ",".join(str(a) for a in route.as_path)]
         if route.communities:
             args += ["community", ",".join(route.communities)]
         if route.large_communities:

@@ -99,9 +99,15 @@ class Route:
         return IPV6_UNICAST if ":" in self.prefix else IPV4_UNICAST
 
 
+ORIGINS = ("igp", "egp", "incomplete")
+
+
 @dataclass(slots=True, kw_only=True)
 class Origination:
-    """A route a lab router originates towards its peers."""
+    """A route a lab router originates towards its peers. `as_path`: ASNs the route starts
+    with (the router adds its own in front on eBGP); `origin`: igp, egp or incomplete (None:
+    the daemon's default); `originator_id` / `cluster_list`: as a route reflector would set
+    them (BIRD only, iBGP)."""
 
     prefix: str
     next_hop: str
@@ -109,7 +115,15 @@ class Origination:
     large_communities: tuple[str, ...] = ()
     med: int | None = None
     local_pref: int | None = None
+    as_path: tuple[int, ...] = ()
+    origin: str | None = None
+    originator_id: str | None = None
+    cluster_list: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.origin is not None and self.origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, not {self.origin!r}")
 
     @property
     def family(self) -> str:
