@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -19,8 +19,11 @@ import pytest
 from speaker.api.ipc import PeerStatus
 from speaker.api.route_status import RoutesRequest
 from speaker.api.schema import DesiredState, parse_desired_state
+from speaker.bgp.rib.loc_rib import RouteChange
 from speaker.bgp.wire.context import IPV4_UNICAST
+from speaker.bgp.wire.nlri import prefix_to_str
 from speaker.daemon import Speaker
+from speaker.route_service import hops_text
 from speaker.speaker_metrics import SpeakerMetrics
 from testing.kernel_routes import KernelRouteRow, routes
 from testing.routers.lab import loopback_address
@@ -189,6 +192,50 @@ def test_ecmp_from_two_tors_then_one_withdraws_then_the_session_goes(
                                "198.51.100.0/24": (both, 20, 254)})  # fmt: skip
             await a.speaker.close()  # Cease: no graceful restart, tor-a's routes go at once
             await r.kernel_is({"198.51.100.0/24": (("192.0.2.3",), 20, 254)})
+
+    run(body)
+
+
+def test_a_second_consumer_gets_every_loc_rib_change_in_order(netns_pair: NetnsPair) -> None:
+    """The seam route reflection builds on (`RouteService.add_consumer`): a consumer registered
+    beside the FIB gets each Loc-RIB change (family, prefix, Selection or None) in order, so
+    replaying them gives what the kernel has."""
+    a, b = Tor("tor-a", 65001), Tor("tor-b", 65002)
+    a.routes = [route("0.0.0.0/0", "192.0.2.2"), route("198.51.100.0/24", "192.0.2.2")]
+    b.routes = [route("0.0.0.0/0", "192.0.2.3")]
+    seen: list[tuple[str, tuple[str, ...] | None]] = []
+    table: dict[str, tuple[str, ...]] = {}
+
+    def consumer(changes: Sequence[RouteChange]) -> None:
+        for family, prefix, selection in changes:
+            text = prefix_to_str(prefix, family[0])
+            hops = None if selection is None else tuple(sorted(hops_text(selection.next_hops)))
+            seen.append((text, hops))
+            if hops is None:
+                table.pop(text, None)
+            else:
+                table[text] = hops
+
+    def in_kernel() -> dict[str, tuple[str, ...]]:
+        return {p: g for p, (g, _, _) in kernel(netns_pair).items()}
+
+    async def body() -> None:
+        async with rig(netns_pair, a, b) as r:
+            r.node.routes.add_consumer(consumer)
+            await r.apply(r.state(ACCEPT_ALL, fib={}))
+            await r.established()
+            both = ("192.0.2.2", "192.0.2.3")
+            await r.kernel_is({"0.0.0.0/0": (both, 20, 254),
+                               "198.51.100.0/24": (("192.0.2.2",), 20, 254)})  # fmt: skip
+            assert table == in_kernel()
+            await a.announce(r.address, route("0.0.0.0/0", "192.0.2.2"))  # the /24 withdrawn
+            await r.kernel_is({"0.0.0.0/0": (both, 20, 254)})
+            assert seen.pop() == ("198.51.100.0/24", None)
+            assert table == in_kernel()
+            await b.speaker.close()  # Cease: the default narrows to tor-a
+            await r.kernel_is({"0.0.0.0/0": (("192.0.2.2",), 20, 254)})
+            assert seen.pop() == ("0.0.0.0/0", ("192.0.2.2",))
+            assert table == in_kernel()
 
     run(body)
 
