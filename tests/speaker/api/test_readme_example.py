@@ -18,3 +18,5 @@ def test_readme_speaker_example_parses() -> None:
     state = parse_desired_state(yaml.safe_load(blocks[0]))
     assert [p.name for p in state.peers] == ["tor-a"]
     assert len(state.advertisements) == 2
+    assert state.fib is not None and (state.fib.max_paths, state.fib.protocol) == (8, 179)
+    assert len(state.peers[0].import_rules) == 1
