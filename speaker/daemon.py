@@ -498,9 +498,7 @@ class Speaker:
         self.bfd: BfdService | None = None
         self.bfd_gates: dict[str, BgpGate] = {}
         self._gate_timers: dict[str, asyncio.TimerHandle] = {}
-        self.routes = RouteService(
-            sessions=self._sessions, restarting=restarting, netns=fib_netns
-        )
+        self.routes = RouteService(sessions=self._sessions, restarting=restarting, netns=fib_netns)
 
     def _sessions(self) -> dict[str, Session]:
         return {name: runner.session for name, runner in self.runners.items()}
