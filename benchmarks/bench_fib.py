@@ -1,20 +1,20 @@
-"""FIB writer (issue 15): N IPv4 /32 routes into the kernel table of a network namespace, and
-withdrawn again; beside BIRD's kernel protocol doing the same job in the same layout, in one run.
+"""FIB writer and route import: N IPv4 /32 routes into a network namespace's kernel table, and
+withdrawn again; beside BIRD and FRR doing the same job in the same layout, in one run.
 
 Layout: a NetnsPair (testing/routers/netns.py); the routes' next hop is 192.0.2.2, the far end
 of the connected veth. Rows:
 - kubgp FibWriter: the writer alone, 64 KB of route messages per sendmsg; then the same writer
   with one route per sendmsg + ACK (what BIRD does), for the batching's share.
 - kubgp import + Loc-RIB + FibWriter: N prefixes from one peer through bench_loc_rib's import
-  policy (two rules) and Loc-RIB, their changes into the writer. No BGP session yet: the
-  speaker's runtime does not feed the Loc-RIB until the integration step; the session's
-  decode is measured in bench_codec/bench_sessions.
+  policy (two rules) and Loc-RIB, their changes into the writer, in process (no session).
 - pyroute2 IPRoute.route("replace") one route at a time, on a small N, scaled: why the writer
   packs its own messages.
-- BIRD 2 (the installed one): a BIRD sender in namespace b announces N static /32s over eBGP to a
-  BIRD receiver in namespace a, which exports them to the kernel (`protocol kernel`). Timed from
-  enabling (disabling) the sender's static protocol to all routes in (out of) the receiver's
-  kernel table: the UPDATEs' way through BIRD to the FIB, the job the issue measured.
+- Over BGP, the job the issue measured: a BIRD sender in namespace b announces N static /32s
+  over eBGP to a receiver in namespace a, which puts them in its kernel table. Timed from
+  enabling (disabling) the sender's static protocol to all routes in (out of) the kernel table;
+  the peak RSS is the receiver's (its processes' together). Receivers, one after the other in
+  the same layout: `kubgp-speaker run` (session, Adj-RIB-In, import policy, Loc-RIB, FIB
+  writer, end to end), BIRD 2 (`protocol kernel`), FRR (bgpd + zebra), as installed.
 Counted in /proc/PID/net/fib_triestat of a process inside the namespace (~1 ms a read, any size).
 kubgp rows each run in a child process, so their peak RSS (VmHWM) is their own (it includes the
 benchmark's own input lists); "kept B/route" is what the writer (and the Loc-RIB) keep per
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import signal
 import statistics
@@ -242,47 +243,150 @@ def _wait_birdc(
     wait_for(seen, f"{pattern!r} in `birdc {' '.join(args)}`", TIMEOUT)
 
 
-def _bird_rows(n: int, rounds: int) -> tuple[list[tuple[float, float]], int]:
-    with _namespace() as (pair, _), tempfile.TemporaryDirectory(prefix="kubgp-bench-") as tmp:
+Procs = list[subprocess.Popen[bytes]]
+Receiver = Callable[[NetnsPair, Path, Procs], Callable[[], None]]
+"""Starts the receiving router in namespace a (appending its processes, which the caller
+stops); returns a wait for its session to be Established."""
+
+
+def _bird_sender(pair: NetnsPair, work: Path, n: int) -> tuple[Path, subprocess.Popen[bytes]]:
+    """BIRD in namespace b with N static /32s (disabled) to announce over eBGP to a."""
+    statics = "\n".join(
+        f"  route {(BASE + i) >> 24}.{(BASE + i) >> 16 & 255}.{(BASE + i) >> 8 & 255}."
+        f"{(BASE + i) & 255}/32 blackhole;"
+        for i in range(n)
+    )
+    sender = work / "sender.conf"
+    sender.write_text(
+        f"router id {pair.b.ipv4};\nprotocol device {{}}\n"
+        f"protocol static statics {{ ipv4; disabled;\n{statics}\n}}\n"
+        f"protocol bgp receiver {{ local {pair.b.ipv4} as 65001; "
+        f"neighbor {pair.a.ipv4} as 65000; ipv4 {{ import none; export all; }}; }}\n"
+    )
+    sock = work / "sender.ctl"
+    return sock, _bird(pair.b.netns, sender, sock, work / "sender.log")
+
+
+def _bird_receiver(pair: NetnsPair, work: Path, procs: Procs) -> Callable[[], None]:
+    """BIRD's BGP into its kernel protocol (one route per netlink call, each acked)."""
+    receiver = work / "receiver.conf"
+    receiver.write_text(
+        f"router id {pair.a.ipv4};\nprotocol device {{}}\n"
+        "protocol kernel { ipv4 { import none; export all; }; }\n"
+        f"protocol bgp sender {{ local {pair.a.ipv4} as 65000; "
+        f"neighbor {pair.b.ipv4} as 65001; ipv4 {{ import all; export none; }}; }}\n"
+    )
+    sock = work / "receiver.ctl"
+    proc = _bird(pair.a.netns, receiver, sock, work / "receiver.log")
+    procs.append(proc)
+    return lambda: _wait_birdc(sock, ("show", "protocols", "sender"), r"Established", proc)
+
+
+def _frr_receiver(pair: NetnsPair, work: Path, procs: Procs) -> Callable[[], None]:
+    """FRR: bgpd and zebra (its dataplane batches, nexthop objects), as installed."""
+    (work / "zebra.conf").write_text("hostname bench\n")
+    (work / "bgpd.conf").write_text(
+        "frr defaults traditional\nhostname bench\n"
+        f"router bgp 65000\n bgp router-id {pair.a.ipv4}\n no bgp ebgp-requires-policy\n"
+        f" neighbor {pair.b.ipv4} remote-as 65001\n neighbor {pair.b.ipv4} timers connect 1\n"
+        f" address-family ipv4 unicast\n  neighbor {pair.b.ipv4} activate\n"
+        " exit-address-family\n"
+    )
+    frr = pwd.getpwnam("frr")
+    os.chown(work, frr.pw_uid, frr.pw_gid)  # the daemons make their sockets here as frr
+    common = ["-z", str(work / "zserv.api"), "--vty_socket", str(work), "-u", "frr", "-g", "frr"]
+    for daemon, ready in (("zebra", "zserv.api"), ("bgpd", "bgpd.vty")):
+        conf, pidfile = work / f"{daemon}.conf", work / f"{daemon}.pid"
+        argv = ["ip", "netns", "exec", pair.a.netns, f"/usr/lib/frr/{daemon}", "-f", str(conf),
+                "-i", str(pidfile), *common]  # fmt: skip
+        with (work / f"{daemon}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        _wait_started(proc, work / ready, f"FRR {daemon}", work / f"{daemon}.log")
+
+    def established() -> None:
+        def up() -> bool:
+            done = subprocess.run(
+                ["vtysh", "--vty_socket", str(work), "-d", "bgpd", "-c",
+                 f"show bgp neighbors {pair.b.ipv4} json"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            return '"bgpState":"Established"' in done.stdout.replace(" ", "")
+
+        wait_for(up, "FRR's session Established", TIMEOUT)
+
+    return established
+
+
+def _kubgp_receiver(pair: NetnsPair, work: Path, procs: Procs) -> Callable[[], None]:
+    """`kubgp-speaker run` (info log): session, Adj-RIB-In, import policy, Loc-RIB, FibWriter."""
+    config = work / "speaker.json"
+    config.write_text(json.dumps({
+        "routerId": pair.a.ipv4, "asn": 65000,
+        "peers": [{"name": "sender", "address": pair.b.ipv4, "asn": 65001,
+                   "connectRetryTime": 1,
+                   "import": [{"prefix": "0.0.0.0/0", "le": 32, "action": "accept"}]}],
+        "fib": {},
+    }))  # fmt: skip
+    log = work / "speaker.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", pair.a.netns, sys.executable, "-m",
+             "speaker.cli.kubgp_speaker", "run", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    procs.append(proc)
+
+    def established() -> None:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"kubgp-speaker exited: {log.read_text()[-3000:]}")
+            return "-> Established" in log.read_text()
+
+        wait_for(up, "kubgp-speaker's session Established", TIMEOUT)
+
+    return established
+
+
+def _wait_started(proc: subprocess.Popen[bytes], path: Path, what: str, log: Path) -> None:
+    wait_for(lambda: path.exists() or proc.poll() is not None, what, 60)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-3000:]}")
+
+
+def _bgp_rows(n: int, rounds: int, receiver: Receiver) -> tuple[list[tuple[float, float]], int]:
+    """A BIRD sender announces N /32s to `receiver`, which puts them in its kernel: timed from
+    enabling (disabling) the sender's statics to all in (out of) the kernel table; the peak
+    RSS is the receiver's processes' together."""
+    with _namespace() as (pair, pid), tempfile.TemporaryDirectory(prefix="kubgp-bench-") as tmp:
         work = Path(tmp)
-        statics = "\n".join(
-            f"  route {(BASE + i) >> 24}.{(BASE + i) >> 16 & 255}.{(BASE + i) >> 8 & 255}."
-            f"{(BASE + i) & 255}/32 blackhole;"
-            for i in range(n)
-        )
-        sender = work / "sender.conf"
-        sender.write_text(
-            f"router id {pair.b.ipv4};\nprotocol device {{}}\n"
-            f"protocol static statics {{ ipv4; disabled;\n{statics}\n}}\n"
-            f"protocol bgp receiver {{ local {pair.b.ipv4} as 65001; "
-            f"neighbor {pair.a.ipv4} as 65000; ipv4 {{ import none; export all; }}; }}\n"
-        )
-        receiver = work / "receiver.conf"
-        receiver.write_text(
-            f"router id {pair.a.ipv4};\nprotocol device {{}}\n"
-            "protocol kernel { ipv4 { import none; export all; }; }\n"
-            f"protocol bgp sender {{ local {pair.a.ipv4} as 65000; "
-            f"neighbor {pair.b.ipv4} as 65001; ipv4 {{ import all; export none; }}; }}\n"
-        )
-        s_sock, r_sock = work / "sender.ctl", work / "receiver.ctl"
-        s_proc = _bird(pair.b.netns, sender, s_sock, work / "sender.log")
-        r_proc = _bird(pair.a.netns, receiver, r_sock, work / "receiver.log")
+        os.chmod(work, 0o755)
+        s_sock, s_proc = _bird_sender(pair, work, n)
+        procs = [s_proc]
         try:
-            _wait_birdc(r_sock, ("show", "protocols", "sender"), r"Established", r_proc)
-            base = fib_prefixes_of_pid(r_proc.pid)
+            established = receiver(pair, work, procs)
+            established()
+            base = fib_prefixes_of_pid(pid)
             results: list[tuple[float, float]] = []
             for _ in range(rounds):
                 t0 = time.monotonic()
                 _birdc(s_sock, "enable", "statics")
-                t1 = _wait_count(r_proc.pid, base + n)
+                t1 = _wait_count(pid, base + n)
                 t2 = time.monotonic()
                 _birdc(s_sock, "disable", "statics")
-                t3 = _wait_count(r_proc.pid, base)
+                t3 = _wait_count(pid, base)
                 results.append((t1 - t0, t3 - t2))
-            return results, _peak_rss_of(r_proc.pid)
+            return results, sum(_peak_rss_of(p.pid) for p in procs[1:])
         finally:
-            _stop(r_proc)
-            _stop(s_proc)
+            for proc in reversed(procs):
+                _stop(proc)
+
+
+BGP_RECEIVERS: list[tuple[str, Receiver]] = [
+    ("kubgp-speaker run (BGP from BIRD)", _kubgp_receiver),
+    ("BIRD 2 kernel protocol (BGP from BIRD)", _bird_receiver),
+    ("FRR bgpd + zebra (BGP from BIRD)", _frr_receiver),
+]
 
 
 # ---- report ---------------------------------------------------------------------------------
@@ -312,9 +416,9 @@ def run(short: bool) -> None:
                 continue
             timed, rss, held = _kubgp(kind, n, rounds)
             rows.append((label, n, _median(timed, 0), _median(timed, 1), rss, held))
-        timed, bird_rss = _bird_rows(n, rounds)
-        rows.append(("BIRD 2 kernel protocol (BGP from BIRD)", n, _median(timed, 0),
-                     _median(timed, 1), bird_rss, None))  # fmt: skip
+        for label, receiver in BGP_RECEIVERS:
+            timed, rss = _bgp_rows(n, rounds, receiver)
+            rows.append((label, n, _median(timed, 0), _median(timed, 1), rss, None))
     per_route = _pyroute2_per_route(500 if short else 2000)
     print(f"load average before / after: {load_before} / {_load()} (2 cores, shared)")
     print(f"{'':48} {'routes':>9} {'install s':>10} {'withdraw s':>11} {'peak RSS MB':>12} "

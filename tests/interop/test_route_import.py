@@ -237,11 +237,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
     finally:
         speaker.close()
-        print(f"\n=== speaker log\n{speaker.log()[-8000:]}")
-        for daemon in lab.daemons:
-            print(f"\n=== {daemon!r}\n{daemon.log_tail(30)}")
-        lab.close()
-        fabric.close()
+        try:  # the logs, which pytest shows when a test failed
+            print(f"\n=== speaker log\n{speaker.log()[-8000:]}")
+            for daemon in lab.daemons:
+                print(f"\n=== {daemon!r}\n{daemon.log_tail(30)}")
+        finally:
+            lab.close()
+            fabric.close()
 
 
 def statics(w: World) -> set[tuple[str, tuple[str, ...], int]]:
