@@ -83,7 +83,7 @@ from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, SAFI_UNICAST, Family
 from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 
 DEFAULT_TABLE = 254  # main
-DEFAULT_PROTOCOL = 179  # docs/route-import.md ("The protocol number")
+DEFAULT_PROTOCOL = 179  # docs/route-import.md ("Protocol 179, not 196")
 DEFAULT_METRIC = 20
 DEFAULT_BATCH_BYTES = 65536
 DEFAULT_TIMEOUT = 30.0  # seconds to wait for the kernel's answer to one batch

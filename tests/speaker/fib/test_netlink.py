@@ -16,7 +16,7 @@ import pytest
 
 from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST, Family
 from speaker.bgp.wire.nlri import Prefix, prefix_from_int, prefix_from_str
-from speaker.netlink import AsyncFibWriter, FibChange, FibWriter, Op
+from speaker.netlink import DEFAULT_PROTOCOL, AsyncFibWriter, FibChange, FibWriter, Op
 from testing.kernel_routes import KernelRouteRow, fib_prefixes, routes
 from testing.routers.netns import NetnsPair
 
@@ -39,7 +39,7 @@ def change(prefix: str, *gateways: str) -> FibChange:
 
 
 def table_of(
-    pair: NetnsPair, *, v6: bool = False, protocol: int | None = 196
+    pair: NetnsPair, *, v6: bool = False, protocol: int | None = DEFAULT_PROTOCOL
 ) -> dict[str, KernelRouteRow]:
     rows = routes(pair.a.netns, v6=v6)
     return {r.dst: r for r in rows if protocol is None or r.protocol == protocol}
@@ -197,7 +197,7 @@ def test_a_static_route_is_never_touched(netns_pair: NetnsPair) -> None:
         assert sorted(
             (r.metric, r.protocol, r.gateways) for r in rows4 if r.dst == "10.8.0.0/16"
         ) == [
-            (20, 196, ("192.0.2.2",)),
+            (20, DEFAULT_PROTOCOL, ("192.0.2.2",)),
             (30, 4, ("192.0.2.9",)),
         ]
         assert [r for r in rows4 if r.dst == "10.7.0.0/16"] == [before4["10.7.0.0/16"]]
@@ -297,7 +297,7 @@ def test_own_table_protocol_and_metric(netns_pair: NetnsPair) -> None:
             ("10.1.0.0/16", 77, 1000, 5)
         ]
         assert table_of(netns_pair) == {}  # nothing in main
-        # another writer with protocol 196 on table 1000 sees none of it
+        # another writer with the default protocol on table 1000 sees none of it
         with FibWriter(netns=netns_pair.a.netns, table=1000) as other:
             assert other.existing() == {}
             assert other.remove_all().removed == 0
@@ -348,8 +348,8 @@ def test_reconcile_after_a_restart(netns_pair: NetnsPair) -> None:
         result = after.reconcile(desired)
         assert result.errors == []
         assert (result.installed, result.replaced, result.removed) == (2, 0, 3)
-        got = routes(ns)
-        assert sorted((r.dst, r.metric, r.gateways) for r in got if r.protocol == 196) == [
+        got = [r for r in routes(ns) if r.protocol == DEFAULT_PROTOCOL]
+        assert sorted((r.dst, r.metric, r.gateways) for r in got) == [
             ("10.1.0.0/16", 20, ("192.0.2.3",)),
             ("10.3.0.0/16", 20, ("192.0.2.2", "192.0.2.3")),
             ("10.4.0.0/16", 20, ("192.0.2.2",)),
