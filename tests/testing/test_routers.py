@@ -92,6 +92,35 @@ def test_ipv6_unicast_over_an_ipv4_session(lab: Lab, kind: str) -> None:
     assert b.received_routes(a.name, IPV4_UNICAST) == []
 
 
+@pytest.mark.parametrize("kind", ["bird", "gobgp", "frr"])
+def test_an_origination_sets_as_path_and_origin_and_a_learned_route_is_not_passed_on(
+    lab: Lab, kind: str
+) -> None:
+    """What the route import tests build their decision cases on: an origination may start with
+    an AS path and set ORIGIN; and a lab router sends its own routes only, never one it learned
+    (FRR marks its originations with a tag: a prepended path is not empty either)."""
+    other = "gobgp" if kind != "gobgp" else "bird"
+    a = _maker(lab, other)(asn=65001)
+    b = _maker(lab, kind)(asn=65002)
+    c = _maker(lab, other)(asn=65003)
+    lab.connect(a, b)
+    lab.connect(b, c)
+    for router in (a, b, c):
+        router.start()
+    b.wait_established(a.name)
+    b.wait_established(c.name)
+    a.originate("10.40.1.0/24")
+    b.originate("10.40.2.0/24", as_path=(65009, 65010), origin="incomplete")
+    got = a.wait_routes(b.name, _has("10.40.2.0/24"))
+    assert [(r.as_path, (r.origin or "").lower()) for r in got] == [
+        ((65002, 65009, 65010), "incomplete")
+    ]
+    b.wait_routes(a.name, _has("10.40.1.0/24"))  # b has learned a's route; then a marker
+    b.originate("10.40.3.0/24")
+    seen = c.wait_routes(b.name, _has("10.40.3.0/24"))
+    assert sorted(r.prefix for r in seen) == ["10.40.2.0/24", "10.40.3.0/24"]
+
+
 def test_ibgp_carries_local_preference(lab: Lab) -> None:
     a = lab.gobgp(asn=65010)
     b = lab.bird(asn=65010)
