@@ -58,9 +58,10 @@ def import_policy(peer: Peer) -> ImportPolicy:
     return ImportPolicy([import_rule(r) for r in peer.import_rules])
 
 
-def loc_rib_options(state: DesiredState, *, always_compare_med: bool = False) -> LocRibOptions:
+def loc_rib_options(state: DesiredState) -> LocRibOptions:
     """Loop detection by every ASN we speak as; ECMP width from `fib.maxPaths` (1 without a
-    FIB: the Loc-RIB still selects, for status and later for reflection)."""
+    FIB: the Loc-RIB still selects, for status and later for reflection); MED across
+    neighbouring ASes with `alwaysCompareMed`."""
     router_id = int(ipaddress.IPv4Address(state.router_id))
     local_asns = frozenset({state.asn} | {p.local_asn for p in state.peers if p.local_asn})
     return LocRibOptions(
@@ -68,7 +69,7 @@ def loc_rib_options(state: DesiredState, *, always_compare_med: bool = False) ->
         router_id=router_id,
         cluster_id=router_id,  # `clusterId` (DESIGN.md) arrives with route reflection
         max_paths=1 if state.fib is None else state.fib.max_paths,
-        always_compare_med=always_compare_med,
+        always_compare_med=state.always_compare_med,
     )
 
 

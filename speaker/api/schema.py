@@ -200,6 +200,7 @@ class DesiredState:
     peers: tuple[Peer, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
     fib: Fib | None = None
+    always_compare_med: bool = False  # MED compared across neighbouring ASes (route selection)
 
     def __post_init__(self) -> None:
         peers = tuple(sorted(self.peers, key=_peer_key))
@@ -226,6 +227,8 @@ class DesiredState:
                 "metric": self.fib.metric,
                 "maxPaths": self.fib.max_paths,
             }
+        if self.always_compare_med:
+            doc["alwaysCompareMed"] = True
         return doc
 
 
@@ -591,8 +594,11 @@ def _or_empty(value: object) -> object:
 def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
     """Validates a decoded desired-state document; raises `SchemaError` naming the key path."""
     f = _Fields(
-        doc, "", ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements", "fib")
-    )
+        doc,
+        "",
+        ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements", "fib",
+         "alwaysCompareMed"),
+    )  # fmt: skip
     if f.has("apiVersion") and f.raw("apiVersion") != API_VERSION:
         raise SchemaError("apiVersion", f"must be {API_VERSION!r}, not {f.raw('apiVersion')!r}")
     router_id = _ipv4(f.required("routerId"), "routerId")
@@ -617,4 +623,5 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         peers=tuple(peers.values()),
         advertisements=tuple(advertisements.values()),
         fib=f.get("fib", _fib, None),
+        always_compare_med=f.get("alwaysCompareMed", _bool, False),
     )

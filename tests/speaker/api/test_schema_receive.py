@@ -215,3 +215,15 @@ def test_fib_accepts_tables_over_255() -> None:
     state = parse_desired_state({**BASE, "fib": {"table": 1000, "maxPaths": 1}})
     assert state.fib == Fib(table=1000, max_paths=1)
     assert state.to_dict()["fib"] == {"table": 1000, "protocol": 179, "metric": 20, "maxPaths": 1}
+
+
+def test_always_compare_med_is_a_boolean_written_only_when_set() -> None:
+    state = parse_desired_state({**BASE, "alwaysCompareMed": True})
+    assert state.always_compare_med
+    assert state.to_dict()["alwaysCompareMed"] is True
+    assert parse_desired_state(state.to_dict()) == state
+    plain = parse_desired_state(BASE)
+    assert not plain.always_compare_med and "alwaysCompareMed" not in plain.to_dict()
+    with pytest.raises(SchemaError) as info:
+        parse_desired_state({**BASE, "alwaysCompareMed": "yes"})
+    assert info.value.path == "alwaysCompareMed"

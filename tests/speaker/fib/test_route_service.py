@@ -240,6 +240,36 @@ def test_a_second_consumer_gets_every_loc_rib_change_in_order(netns_pair: NetnsP
     run(body)
 
 
+def test_always_compare_med_switches_the_best_path_without_a_session_reset(
+    netns_pair: NetnsPair,
+) -> None:
+    """`alwaysCompareMed`: MED from different neighbouring ASes decides too. tor-a (lower
+    router id) sends MED 50, tor-b MED 10: tor-a is best by router id until MED is compared
+    across ASes; the change re-decides in place (no session reset) and the kernel follows."""
+    a = Tor("tor-a", 65001, router_id="192.0.2.201")
+    b = Tor("tor-b", 65002, router_id="192.0.2.202")
+    a.routes = [route("198.51.100.0/24", "192.0.2.2", med=50)]
+    b.routes = [route("198.51.100.0/24", "192.0.2.3", med=10)]
+
+    async def body() -> None:
+        async with rig(netns_pair, a, b) as r:
+            fib = {"maxPaths": 1}
+            await r.apply(r.state(ACCEPT_ALL, fib=fib))
+            await r.established()
+            await r.kernel_is({"198.51.100.0/24": (("192.0.2.2",), 20, 254)})
+            flaps = r.node.runners["tor-a"].session.counters.flaps
+            await r.apply({**r.state(ACCEPT_ALL, fib=fib), "alwaysCompareMed": True})
+            await r.kernel_is({"198.51.100.0/24": (("192.0.2.3",), 20, 254)})
+            entry = r.node.route_report(RoutesRequest(prefix="198.51.100.0/24")).prefixes[0]
+            assert [p.note for p in entry.paths if not p.best] == ["not best: tor-b wins at MED"]
+            await r.apply(r.state(ACCEPT_ALL, fib=fib))
+            await r.kernel_is({"198.51.100.0/24": (("192.0.2.2",), 20, 254)})
+            assert r.node.runners["tor-a"].session.counters.flaps == flaps
+            assert r.status("tor-a").state == "Established"
+
+    run(body)
+
+
 def test_import_policy_decides_and_a_policy_change_reimports_without_a_session_reset(
     netns_pair: NetnsPair,
 ) -> None:

@@ -87,6 +87,8 @@ def test_options_and_peer_info() -> None:
     assert opts.max_paths == 4 and not opts.always_compare_med
     no_fib = parse_desired_state({k: v for k, v in DOC.items() if k != "fib"})
     assert loc_rib_options(no_fib).max_paths == 1
+    always = parse_desired_state({**DOC, "alwaysCompareMed": True})
+    assert loc_rib_options(always).always_compare_med
     by_name = {p.name: p for p in state.peers}
     a = peer_info(by_name["tor-a"], state, remote_router_id=rid("10.0.0.1"))
     assert (a.ebgp, a.asn, a.address, a.router_id) == (True, 65000, addr("192.0.2.1"), 0x0A000001)
