@@ -63,11 +63,14 @@ def loc_rib_options(state: DesiredState) -> LocRibOptions:
     FIB: the Loc-RIB still selects, for status and later for reflection); MED across
     neighbouring ASes with `alwaysCompareMed`."""
     router_id = int(ipaddress.IPv4Address(state.router_id))
+    cluster_id = router_id
+    if state.cluster_id is not None:
+        cluster_id = int(ipaddress.IPv4Address(state.cluster_id))
     local_asns = frozenset({state.asn} | {p.local_asn for p in state.peers if p.local_asn})
     return LocRibOptions(
         local_asns=local_asns,
         router_id=router_id,
-        cluster_id=router_id,  # `clusterId` (DESIGN.md) arrives with route reflection
+        cluster_id=cluster_id,  # RFC 4456 §8: the router id unless `clusterId` is set
         max_paths=1 if state.fib is None else state.fib.max_paths,
         always_compare_med=state.always_compare_med,
     )

@@ -18,6 +18,9 @@ Defaults where DESIGN.md leaves a choice:
 - The receiving half (docs/route-import.md): `fib` absent means received routes are not
   installed; a peer's `import` absent or empty accepts nothing. Both are written by `to_dict`
   only when present, so documents without them stay as they were.
+- Route reflection (RFC 4456, docs/in-cluster-routing.md): `clusterId` absent means the router
+  id; a peer's `routeReflectorClient` (iBGP peers only) absent means false. `to_dict` writes
+  `clusterId` only when set and `routeReflectorClient` only when true.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class Peer:
     max_prefixes: int = 0
     import_rules: tuple[ImportRule, ...] = ()
     bfd: Bfd | None = None
+    route_reflector_client: bool = False  # RFC 4456: we reflect routes to and from this peer
 
     def __repr__(self) -> str:
         # Never print a password into a log line.
@@ -201,6 +205,7 @@ class DesiredState:
     advertisements: tuple[Advertisement, ...] = ()
     fib: Fib | None = None
     always_compare_med: bool = False  # MED compared across neighbouring ASes (route selection)
+    cluster_id: str | None = None  # RFC 4456 CLUSTER_ID, IPv4 dotted quad; None: the router id
 
     def __post_init__(self) -> None:
         peers = tuple(sorted(self.peers, key=_peer_key))
@@ -220,6 +225,8 @@ class DesiredState:
             doc["listen"] = {"address": self.listen.address, "port": self.listen.port}
         doc["peers"] = [_peer_to_dict(p) for p in self.peers]
         doc["advertisements"] = [_advertisement_to_dict(a) for a in self.advertisements]
+        if self.cluster_id is not None:
+            doc["clusterId"] = self.cluster_id
         if self.fib is not None:
             doc["fib"] = {
                 "table": self.fib.table,
@@ -263,6 +270,8 @@ def _peer_to_dict(p: Peer) -> dict[str, object]:
         doc["import"] = [_import_rule_to_dict(r) for r in p.import_rules]
     if p.bfd is not None:
         doc["bfd"] = {"minTx": p.bfd.min_tx, "minRx": p.bfd.min_rx, "multiplier": p.bfd.multiplier}
+    if p.route_reflector_client:
+        doc["routeReflectorClient"] = True
     return doc
 
 
@@ -384,6 +393,7 @@ _PEER_KEYS = (
     "maxPrefixes",
     "import",
     "bfd",
+    "routeReflectorClient",
 )
 
 
@@ -411,6 +421,7 @@ def _peer(value: object, path: str) -> Peer:
         raise SchemaError(f.at("families"), "must name at least one family")
     local_asn = f.raw("localAsn")
     source = f.raw("sourceAddress")
+    client = f.get("routeReflectorClient", _bool, False)
     return Peer(
         name=name,
         address=address,
@@ -432,6 +443,7 @@ def _peer(value: object, path: str) -> Peer:
         max_prefixes=f.get("maxPrefixes", _uint32, 0),
         import_rules=f.get("import", _import_rules, ()),
         bfd=f.get("bfd", _bfd, None),
+        route_reflector_client=client,
     )
 
 
@@ -597,7 +609,7 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         doc,
         "",
         ("apiVersion", "routerId", "asn", "listen", "peers", "advertisements", "fib",
-         "alwaysCompareMed"),
+         "alwaysCompareMed", "clusterId"),
     )  # fmt: skip
     if f.has("apiVersion") and f.raw("apiVersion") != API_VERSION:
         raise SchemaError("apiVersion", f"must be {API_VERSION!r}, not {f.raw('apiVersion')!r}")
@@ -609,6 +621,11 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         peer = _peer(raw, f"peers[{i}]")
         if peer.name in peers:
             raise SchemaError(f"peers[{i}].name", f"duplicate peer name {peer.name!r}")
+        if peer.route_reflector_client and (peer.local_asn or asn) != peer.asn:
+            raise SchemaError(
+                f"peers[{i}].routeReflectorClient",
+                "only an iBGP peer (asn equal to the local ASN) can be a route reflector client",
+            )
         peers[peer.name] = peer
     advertisements: dict[str, Advertisement] = {}
     for i, raw in enumerate(_list(_or_empty(f.raw("advertisements")), "advertisements")):
@@ -624,4 +641,5 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
         advertisements=tuple(advertisements.values()),
         fib=f.get("fib", _fib, None),
         always_compare_med=f.get("alwaysCompareMed", _bool, False),
+        cluster_id=f.get("clusterId", _ipv4, None),
     )

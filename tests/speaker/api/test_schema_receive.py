@@ -227,3 +227,54 @@ def test_always_compare_med_is_a_boolean_written_only_when_set() -> None:
     with pytest.raises(SchemaError) as info:
         parse_desired_state({**BASE, "alwaysCompareMed": "yes"})
     assert info.value.path == "alwaysCompareMed"
+
+
+# --- route reflection (RFC 4456): clusterId, routeReflectorClient --------------------------
+
+
+def test_cluster_id_and_client_round_trip_and_are_written_only_when_set() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["clusterId"] = "192.0.2.100"
+    doc["peers"].append(
+        {"name": "n2", "address": "192.0.2.12", "asn": 64512, "routeReflectorClient": True}
+    )
+    state = parse_desired_state(doc)
+    assert state.cluster_id == "192.0.2.100"
+    by_name = {p.name: p for p in state.peers}
+    assert by_name["n2"].route_reflector_client and not by_name["tor-a"].route_reflector_client
+    out = state.to_dict()
+    assert out["clusterId"] == "192.0.2.100"
+    peers = {p["name"]: p for p in out["peers"]}  # type: ignore[attr-defined]
+    assert peers["n2"]["routeReflectorClient"] is True
+    assert "routeReflectorClient" not in peers["tor-a"]
+    assert parse_desired_state(out) == state
+    plain = parse_desired_state(BASE)
+    assert plain.cluster_id is None and "clusterId" not in plain.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"clusterId": "2001:db8::1"}, "clusterId: "),
+        ({"clusterId": 5}, "clusterId: "),
+        (
+            {"peers": [{"name": "t", "address": "192.0.2.1", "asn": 65000,
+                        "routeReflectorClient": True}]},
+            "peers[0].routeReflectorClient: only an iBGP peer",
+        ),
+        (
+            {"peers": [{"name": "t", "address": "192.0.2.1", "asn": 64512, "localAsn": 64999,
+                        "routeReflectorClient": True}]},
+            "peers[0].routeReflectorClient: only an iBGP peer",
+        ),
+        (
+            {"peers": [{"name": "t", "address": "192.0.2.1", "asn": 64512,
+                        "routeReflectorClient": "yes"}]},
+            "peers[0].routeReflectorClient: ",
+        ),
+    ],
+)  # fmt: skip
+def test_route_reflection_keys_are_checked(change: dict[str, Any], error: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        parse_desired_state({**BASE, **change})
+    assert str(info.value).startswith(error), str(info.value)

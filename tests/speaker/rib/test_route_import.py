@@ -110,3 +110,9 @@ def test_loc_rib_changes_become_fib_changes() -> None:
     changes = rib.update("tor-a", [(IPV4_UNICAST, pfx("0.0.0.0/0"), None)])
     assert fib_changes(changes) == [(IPV4_UNICAST, pfx("0.0.0.0/0"), None)]
     assert fib_table(rib) == {}
+
+
+def test_cluster_id_is_the_router_id_unless_set() -> None:
+    state = parse_desired_state({**DOC, "clusterId": "192.0.2.100"})
+    opts = loc_rib_options(state)
+    assert (opts.router_id, opts.cluster_id) == (rid("192.0.2.11"), rid("192.0.2.100"))
