@@ -122,6 +122,8 @@ def _current(snapshot: Snapshot, ref: ObjectRef) -> Parsed | None:
             view = next((p for p in snapshot.peers if p.name == ref.name), None)
         case "BGPAdvertisement":
             view = next((a for a in snapshot.advertisements if a.name == ref.name), None)
+        case "BGPNodePeering":
+            view = next((p for p in snapshot.node_peerings if p.name == ref.name), None)
         case _:
             view = next((p for p in snapshot.pools if p.ref.name == ref.name), None)
     return view
@@ -148,15 +150,21 @@ class NodeAgent:
         secrets: SecretSource | None = None,
         secret_refresh: float = DEFAULT_SECRET_REFRESH,
         fib: Fib | None = None,
+        all_nodes: bool = False,
     ) -> None:
         """`freeze_after_sync`: `gc.freeze()` after the first plan, so the long-lived snapshot
-        stays out of the collector's full scans (docs/planner.md); for the agent process."""
+        stays out of the collector's full scans (docs/planner.md); for the agent process.
+        `all_nodes`: it is fed every Node, not only its own, and so plans sessions to other
+        nodes (BGPNodePeering, docs/in-cluster-routing.md)."""
         self.node_name = node_name
+        self.all_nodes = all_nodes
         self._freeze = freeze_after_sync
         self.push = push
         self.reporter = reporter
         self._metrics = metrics
-        self._planner = NodePlanner(node_name, default_asn=default_asn, fib=fib)
+        self._planner = NodePlanner(
+            node_name, default_asn=default_asn, fib=fib, all_nodes=all_nodes
+        )
         self._quiet = quiet
         self._max_delay = max_delay
         self._clock = clock

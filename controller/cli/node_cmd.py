@@ -119,6 +119,9 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
                      help="route metric (default %(default)s)")  # fmt: skip
     fib.add_argument("--fib-max-paths", type=int, default=DEFAULT_MAX_PATHS, metavar="N",
                      help="ECMP width (default %(default)s)")  # fmt: skip
+    p.add_argument("--all-nodes", action="store_true",
+                   help="watch every Node, not only this one, to plan BGP sessions to the other "
+                   "nodes of a BGPNodePeering (docs/in-cluster-routing.md)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         secrets=glue.KubeSecretSource(client),
         secret_refresh=args.secret_refresh,
         fib=fib_settings(args),
+        all_nodes=args.all_nodes,
     )
     logging.getLogger("kubgp.agent").info(
         "node agent for %s, speaker at %s, epoch %d", args.node_name, args.speaker_socket,

@@ -47,6 +47,7 @@ from speaker.api.schema import (
     DEFAULT_BFD_INTERVAL,
     DEFAULT_BFD_MULTIPLIER,
     FAMILIES,
+    FAMILY_IPV4,
     Bfd,
     ImportRule,
     family_of,
@@ -498,41 +499,14 @@ def _read_bgp_peer(ref: ObjectRef, raw: Mapping[str, object]) -> BGPPeer:
     meta = _map(raw.get("metadata"), "metadata")
     spec = _map(raw.get("spec"), "spec")
     address = _ip(spec.get("peerAddress"), "spec.peerAddress")
-    hold = _int(spec.get("holdTimeSeconds"), "spec.holdTimeSeconds", 0, 65535, 90)
-    if 0 < hold < 3:
-        raise FieldError("spec.holdTimeSeconds", "must be 0 or at least 3")
-    keepalive = _int(
-        spec.get("keepaliveTimeSeconds"), "spec.keepaliveTimeSeconds", 0, 65535, hold // 3
-    )
-    if (hold == 0 and keepalive != 0) or (hold > 0 and not 0 < keepalive < hold):
-        raise FieldError(
-            "spec.keepaliveTimeSeconds", "must be below holdTimeSeconds (0 when it is 0)"
-        )
-    secret_ref: SecretKeyRef | None = None
-    if spec.get("passwordSecretRef") is not None:
-        s = _map(spec.get("passwordSecretRef"), "spec.passwordSecretRef")
-        secret_ref = SecretKeyRef(
-            namespace=string(s.get("namespace"), "spec.passwordSecretRef.namespace"),
-            name=string(s.get("name"), "spec.passwordSecretRef.name"),
-            key=string(s.get("key"), "spec.passwordSecretRef.key"),
-        )
+    hold, keepalive, retry = _timers(spec)
+    secret_ref = _secret_ref(spec)
     gr = _map(spec.get("gracefulRestart"), "spec.gracefulRestart")
     families = tuple(
         one_of(f, f"spec.families[{i}]", FAMILIES)
         for i, f in enumerate(_seq(spec.get("families"), "spec.families"))
     ) or (family_of(address),)
-    bfd: Bfd | None = None
-    if spec.get("bfd") is not None:
-        b = _map(spec.get("bfd"), "spec.bfd")
-        lo, hi = BFD_INTERVALS
-        bfd = Bfd(
-            min_tx=_int(b.get("minTxMilliseconds"), "spec.bfd.minTxMilliseconds", lo, hi,
-                        DEFAULT_BFD_INTERVAL),
-            min_rx=_int(b.get("minRxMilliseconds"), "spec.bfd.minRxMilliseconds", lo, hi,
-                        DEFAULT_BFD_INTERVAL),
-            multiplier=_int(b.get("multiplier"), "spec.bfd.multiplier", *BFD_MULTIPLIERS,
-                            DEFAULT_BFD_MULTIPLIER),
-        )  # fmt: skip
+    bfd = _bfd(spec)
     source = _opt_ip(spec.get("sourceAddress"), "spec.sourceAddress")
     if source is not None and family_of(source) != family_of(address):
         raise FieldError("spec.sourceAddress", "must be of the same address family as peerAddress")
@@ -546,9 +520,7 @@ def _read_bgp_peer(ref: ObjectRef, raw: Mapping[str, object]) -> BGPPeer:
         node_selector=_selector(spec.get("nodeSelector"), "spec.nodeSelector"),
         hold_time=hold,
         keepalive_time=keepalive,
-        connect_retry_time=_int(
-            spec.get("connectRetryTimeSeconds"), "spec.connectRetryTimeSeconds", 1, 65535, 5
-        ),
+        connect_retry_time=retry,
         password_secret_ref=secret_ref,
         ebgp_multihop=_int(spec.get("ebgpMultihop"), "spec.ebgpMultihop", 1, 255, 1),
         ttl_security=_bool(spec.get("ttlSecurity"), "spec.ttlSecurity", False),
@@ -580,6 +552,110 @@ def _import_rules(raw: object) -> tuple[ImportRule, ...]:
         return parse_import_rules(docs, "spec.import")
     except FieldError as err:
         raise FieldError(err.path.replace("originAsn", "originASN"), err.detail) from None
+
+
+def _secret_ref(spec: Mapping[str, object]) -> SecretKeyRef | None:
+    if spec.get("passwordSecretRef") is None:
+        return None
+    s = _map(spec.get("passwordSecretRef"), "spec.passwordSecretRef")
+    return SecretKeyRef(
+        namespace=string(s.get("namespace"), "spec.passwordSecretRef.namespace"),
+        name=string(s.get("name"), "spec.passwordSecretRef.name"),
+        key=string(s.get("key"), "spec.passwordSecretRef.key"),
+    )
+
+
+def _timers(spec: Mapping[str, object]) -> tuple[int, int, int]:
+    """(hold, keepalive, connect retry) seconds, checked as RFC 4271 and the CRDs say."""
+    hold = _int(spec.get("holdTimeSeconds"), "spec.holdTimeSeconds", 0, 65535, 90)
+    if 0 < hold < 3:
+        raise FieldError("spec.holdTimeSeconds", "must be 0 or at least 3")
+    keepalive = _int(
+        spec.get("keepaliveTimeSeconds"), "spec.keepaliveTimeSeconds", 0, 65535, hold // 3
+    )
+    if (hold == 0 and keepalive != 0) or (hold > 0 and not 0 < keepalive < hold):
+        raise FieldError(
+            "spec.keepaliveTimeSeconds", "must be below holdTimeSeconds (0 when it is 0)"
+        )
+    retry = _int(spec.get("connectRetryTimeSeconds"), "spec.connectRetryTimeSeconds", 1, 65535, 5)
+    return hold, keepalive, retry
+
+
+def _bfd(spec: Mapping[str, object]) -> Bfd | None:
+    if spec.get("bfd") is None:
+        return None
+    b = _map(spec.get("bfd"), "spec.bfd")
+    lo, hi = BFD_INTERVALS
+    return Bfd(
+        min_tx=_int(b.get("minTxMilliseconds"), "spec.bfd.minTxMilliseconds", lo, hi,
+                    DEFAULT_BFD_INTERVAL),
+        min_rx=_int(b.get("minRxMilliseconds"), "spec.bfd.minRxMilliseconds", lo, hi,
+                    DEFAULT_BFD_INTERVAL),
+        multiplier=_int(b.get("multiplier"), "spec.bfd.multiplier", *BFD_MULTIPLIERS,
+                        DEFAULT_BFD_MULTIPLIER),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BGPNodePeering:
+    """Nodes that exchange their pod CIDRs over iBGP (docs/in-cluster-routing.md): a full mesh
+    of the members, or, with `reflector_selector`, route reflectors and their clients."""
+
+    ref: ObjectRef
+    node_selector: LabelSelector
+    reflector_selector: LabelSelector | None  # None: full mesh
+    cluster_id: str | None  # RFC 4456 CLUSTER_ID of the reflectors; None: each its router id
+    hold_time: int
+    keepalive_time: int
+    connect_retry_time: int
+    password_secret_ref: SecretKeyRef | None
+    graceful_restart: bool
+    restart_time: int
+    bfd: Bfd | None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+
+def parse_bgp_node_peering(raw: Mapping[str, object]) -> BGPNodePeering:
+    return _view(raw, "BGPNodePeering", _read_bgp_node_peering, namespaced=False)
+
+
+def _read_bgp_node_peering(ref: ObjectRef, raw: Mapping[str, object]) -> BGPNodePeering:
+    spec = _map(raw.get("spec"), "spec")
+    hold, keepalive, retry = _timers(spec)
+    reflector_selector: LabelSelector | None = None
+    cluster_id: str | None = None
+    if spec.get("routeReflectors") is not None:
+        rr = _map(spec.get("routeReflectors"), "spec.routeReflectors")
+        if rr.get("nodeSelector") is None:
+            raise FieldError("spec.routeReflectors.nodeSelector", "required")
+        reflector_selector = _selector(rr.get("nodeSelector"), "spec.routeReflectors.nodeSelector")
+        if reflector_selector.is_empty:
+            raise FieldError(
+                "spec.routeReflectors.nodeSelector",
+                "must not be empty (an empty selector would make every member a reflector)",
+            )
+        cluster_id = _opt_ip(rr.get("clusterId"), "spec.routeReflectors.clusterId")
+        if cluster_id is not None and family_of(cluster_id) != FAMILY_IPV4:
+            raise FieldError("spec.routeReflectors.clusterId", "must be an IPv4 dotted quad")
+    gr = _map(spec.get("gracefulRestart"), "spec.gracefulRestart")
+    return BGPNodePeering(
+        ref=ref,
+        node_selector=_selector(spec.get("nodeSelector"), "spec.nodeSelector"),
+        reflector_selector=reflector_selector,
+        cluster_id=cluster_id,
+        hold_time=hold,
+        keepalive_time=keepalive,
+        connect_retry_time=retry,
+        password_secret_ref=_secret_ref(spec),
+        graceful_restart=_bool(gr.get("enabled"), "spec.gracefulRestart.enabled", False),
+        restart_time=_int(
+            gr.get("restartTimeSeconds"), "spec.gracefulRestart.restartTimeSeconds", 0, 4095, 120
+        ),
+        bfd=_bfd(spec),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -700,7 +776,14 @@ def _read_load_balancer_ip_pool(ref: ObjectRef, raw: Mapping[str, object]) -> Lo
 
 
 KubeObject = (
-    Node | Service | EndpointSlice | Secret | BGPPeer | BGPAdvertisement | LoadBalancerIPPool
+    Node
+    | Service
+    | EndpointSlice
+    | Secret
+    | BGPPeer
+    | BGPAdvertisement
+    | BGPNodePeering
+    | LoadBalancerIPPool
 )
 
 PARSERS: Final[Mapping[tuple[str, str], Callable[[Mapping[str, object]], KubeObject]]] = {
@@ -710,6 +793,7 @@ PARSERS: Final[Mapping[tuple[str, str], Callable[[Mapping[str, object]], KubeObj
     ("discovery.k8s.io/v1", "EndpointSlice"): parse_endpoint_slice,
     (CRD_API_VERSION, "BGPPeer"): parse_bgp_peer,
     (CRD_API_VERSION, "BGPAdvertisement"): parse_bgp_advertisement,
+    (CRD_API_VERSION, "BGPNodePeering"): parse_bgp_node_peering,
     (CRD_API_VERSION, "LoadBalancerIPPool"): parse_load_balancer_ip_pool,
 }
 

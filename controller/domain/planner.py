@@ -36,9 +36,16 @@ import bisect
 import ipaddress
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, NamedTuple
 
+from controller.domain.node_peering import (
+    NO_SESSIONS,
+    Membership,
+    NodeSessions,
+    membership,
+    node_sessions,
+)
 from controller.domain.objects import (
     ANNOTATION_ASN,
     ANNOTATION_ROUTER_ID,
@@ -71,6 +78,10 @@ from speaker.api.schema import (
 )
 
 DEFAULT_ASN: Final = 64512
+OWN_NODE_ONLY: Final = (
+    "the node agent watches only its own Node, so it knows no other member: run it with "
+    "--all-nodes (chart value inClusterRouting.enabled)"
+)
 DRAIN_AS_PATH_PREPEND: Final = 3
 UINT32_MAX: Final = 0xFFFFFFFF
 MAX_PASSWORD_BYTES: Final = 80
@@ -85,11 +96,20 @@ class Plan(NamedTuple):
 
 
 def plan(
-    snapshot: Snapshot, node_name: str, *, default_asn: int = DEFAULT_ASN, fib: Fib | None = None
+    snapshot: Snapshot,
+    node_name: str,
+    *,
+    default_asn: int = DEFAULT_ASN,
+    fib: Fib | None = None,
+    all_nodes: bool = True,
 ) -> Plan:
     """One node's desired speaker state and the reasons for what it left out. Pure. `fib`:
-    the node agent's kernel route settings (--fib), passed through to the state."""
-    return NodePlanner(node_name, default_asn=default_asn, fib=fib).plan(snapshot)
+    the node agent's kernel route settings (--fib), passed through to the state.
+    `all_nodes` False: the snapshot holds only this node (an agent watching its own Node), so
+    it plans no session to other nodes (saying why) rather than sessions to none."""
+    return NodePlanner(node_name, default_asn=default_asn, fib=fib, all_nodes=all_nodes).plan(
+        snapshot
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +180,21 @@ class NodePlanner:
     """
 
     def __init__(
-        self, node_name: str, *, default_asn: int = DEFAULT_ASN, fib: Fib | None = None
+        self,
+        node_name: str,
+        *,
+        default_asn: int = DEFAULT_ASN,
+        fib: Fib | None = None,
+        all_nodes: bool = True,
     ) -> None:
         self.node_name = node_name
         self.default_asn = default_asn
         self.fib = fib
+        self.all_nodes = all_nodes
+        # Node peering (BGPNodePeering): the membership and this node's sessions, reused while
+        # what they were computed from is the very same objects (snapshots share them).
+        self._membership: tuple[object, object, Membership] | None = None
+        self._sessions: tuple[tuple[object, ...], NodeSessions] | None = None
         self._reset(None)
 
     def _reset(self, context: _Contexts | None) -> None:
@@ -200,9 +230,17 @@ class NodePlanner:
         asn, router_id = identity
 
         peers = self._peers(snapshot, node, reasons)
-        contexts = self._advertisement_contexts(snapshot, node, peers, reasons)
+        in_cluster = self._node_sessions(snapshot, node, asn, peers)
+        reasons.extend(in_cluster.reasons)
+        contexts = self._advertisement_contexts(
+            snapshot, node, peers, reasons, explicit=bool(in_cluster.sessions)
+        )
         pod_advertisements: dict[str, Advertisement] = {}
         self._pod_cidrs(node, contexts, pod_advertisements, reasons)
+        for cidr, names in in_cluster.pod_targets:
+            adv = Advertisement(prefix=cidr, peers=names)
+            old = pod_advertisements.get(cidr)
+            pod_advertisements[cidr] = adv if old is None else _merge(old, adv)
 
         service_contexts = tuple(c for c in contexts if c.ad.service_addresses)
         if service_contexts != self._context:
@@ -225,17 +263,60 @@ class NodePlanner:
 
         speaker_peers = tuple(p for _, p in peers.values())
         listen = None
-        if any(p.passive for p in speaker_peers):
-            listen = Listen(address=_listen_address(node), port=DEFAULT_PORT)
+        if any(p.passive for p in speaker_peers) or in_cluster.sessions:
+            listen = Listen(address=_listen_address(node, in_cluster), port=DEFAULT_PORT)
         state = DesiredState(
             router_id=router_id,
             asn=asn,
             listen=listen,
-            peers=speaker_peers,
+            peers=speaker_peers + in_cluster.peers,
             advertisements=tuple(advertisements),
             fib=self.fib,
+            cluster_id=in_cluster.cluster_id,
         )
         return Plan(state, tuple(reasons))
+
+    def _node_sessions(
+        self,
+        snapshot: Snapshot,
+        node: Node,
+        asn: int,
+        peers: Mapping[str, tuple[BGPPeer, Peer]],
+    ) -> NodeSessions:
+        """This node's sessions to other nodes (controller.domain.node_peering), computed again
+        only when the Nodes, the BGPNodePeerings, the Secrets or this node's BGPPeers changed."""
+        if not snapshot.node_peerings:
+            self._membership = self._sessions = None
+            return NO_SESSIONS
+        cached = self._membership
+        if (
+            cached is None
+            or cached[0] is not snapshot.nodes
+            or cached[1] is not snapshot.node_peerings
+        ):
+            members = membership(snapshot.nodes, snapshot.node_peerings, self.default_asn)
+            self._membership = cached = (snapshot.nodes, snapshot.node_peerings, members)
+        members = cached[2]
+        taken = frozenset(p.address for _, p in peers.values())
+        key = (members, node, asn, snapshot.secrets, snapshot.unreadable_secrets, taken)
+        hit = self._sessions
+        if hit is not None and all(a is b or a == b for a, b in zip(hit[0], key, strict=True)):
+            return hit[1]
+        found = node_sessions(
+            node,
+            asn,
+            members=members,
+            peerings=snapshot.node_peerings,
+            secrets=snapshot.secrets,
+            unreadable=snapshot.unreadable_secrets,
+            taken=taken,
+        )
+        if not self.all_nodes and found.peering is not None:
+            why = Reason(ReasonCode.NoNodeSession, found.peering.ref, OWN_NODE_ONLY)
+            found = replace(found, sessions=(), pod_targets=(), cluster_id=None,
+                            reasons=(*found.reasons, why))  # fmt: skip
+        self._sessions = (key, found)
+        return found
 
     # --- services: which changed, their contributions -------------------------------------
 
@@ -674,7 +755,11 @@ class NodePlanner:
         node: Node,
         peers: Mapping[str, tuple[BGPPeer, Peer]],
         reasons: list[Reason],
+        *,
+        explicit: bool = False,
     ) -> tuple[_AdContext, ...]:
+        """`explicit`: the node has sessions to other nodes, so an advertisement for every
+        BGPPeer names them all (absent `peers` would mean every peer, the nodes too)."""
         out: list[_AdContext] = []
         for ad in snapshot.advertisements:
             if not ad.node_selector.matches(node.labels):
@@ -693,7 +778,11 @@ class NodePlanner:
                 )
                 continue
             families = frozenset(f for _, p in chosen for f in p.families)
-            names = None if ad.peer_selector.is_empty else tuple(sorted(n for n, _ in chosen))
+            names = (
+                None
+                if ad.peer_selector.is_empty and not explicit
+                else tuple(sorted(n for n, _ in chosen))
+            )
             out.append(_AdContext(ad, names, families, 0))
         # Only the ones announcing Services are indexed (the planner's service contexts).
         index = 0
@@ -759,7 +848,11 @@ def _node_identity(node: Node, default_asn: int, reasons: list[Reason]) -> tuple
     return None
 
 
-def _listen_address(node: Node) -> str:
+def _listen_address(node: Node, in_cluster: NodeSessions) -> str:
+    """The node's first IPv4 InternalIP; every address ("::", dual-stack) when it has IPv6
+    sessions to other nodes, since the listener has one address and they must be accepted."""
+    if any(s.peer.families == (FAMILY_IPV6,) for s in in_cluster.sessions):
+        return "::"
     ipv4 = [ip for ip in node.internal_ips if family_of(ip) == FAMILY_IPV4]
     return (ipv4 or list(node.internal_ips) or ["0.0.0.0"])[0]
 

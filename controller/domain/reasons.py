@@ -32,6 +32,12 @@ class ReasonCode(StrEnum):
     NoAddressAssigned = "NoAddressAssigned"
     HeadlessService = "HeadlessService"
     NoLocalReadyEndpoint = "NoLocalReadyEndpoint"
+    # Node-to-node peering (BGPNodePeering, docs/in-cluster-routing.md)
+    # A node that several BGPNodePeerings select: a member of the first by name only
+    NodePeeringConflict = "NodePeeringConflict"
+    # Another member this node cannot peer with: no InternalIP of a family both have, its
+    # address is a BGPPeer's already, or its ASN differs (node peering is iBGP)
+    NoNodeSession = "NoNodeSession"
     # Not left out but altered: only terminating-but-serving local endpoints, announced with
     # AS-path prepend so the ToR drains traffic to other nodes first.
     DrainingTerminatingEndpoint = "DrainingTerminatingEndpoint"

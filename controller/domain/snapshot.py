@@ -31,6 +31,7 @@ from controller.domain.objects import (
     ANNOTATION_ADVERTISE,
     LOAD_BALANCER_CLASS,
     BGPAdvertisement,
+    BGPNodePeering,
     BGPPeer,
     EndpointSlice,
     InvalidObjectError,
@@ -133,6 +134,7 @@ class Snapshot:
     unreadable_secrets: Mapping[Key, str] = field(default_factory=dict)
     peers: tuple[BGPPeer, ...] = ()
     advertisements: tuple[BGPAdvertisement, ...] = ()
+    node_peerings: tuple[BGPNodePeering, ...] = ()  # sorted by name
     pools: tuple[LoadBalancerIPPool, ...] = ()
     invalid: Mapping[ObjectRef, Reason] = field(default_factory=dict)  # in sorted ref order
     service_facts: Mapping[Key, ServiceFacts] = field(default_factory=dict)  # services' order
@@ -185,6 +187,7 @@ class Snapshot:
         yield from self.secrets.values()
         yield from self.peers
         yield from self.advertisements
+        yield from self.node_peerings
         yield from self.pools
 
 
@@ -204,6 +207,7 @@ class _Builder:
         self.unreadable_secrets: dict[Key, str] | None = None
         self._peers: dict[str, BGPPeer] | None = None
         self._advertisements: dict[str, BGPAdvertisement] | None = None
+        self._node_peerings: dict[str, BGPNodePeering] | None = None
         self._pools: dict[str, LoadBalancerIPPool] | None = None
         self._invalid: dict[ObjectRef, Reason] | None = None
 
@@ -244,6 +248,12 @@ class _Builder:
         if self._advertisements is None:
             self._advertisements = {a.name: a for a in self.base.advertisements}
         return self._advertisements
+
+    @property
+    def node_peerings(self) -> dict[str, BGPNodePeering]:
+        if self._node_peerings is None:
+            self._node_peerings = {p.name: p for p in self.base.node_peerings}
+        return self._node_peerings
 
     @property
     def pools(self) -> dict[str, LoadBalancerIPPool]:
@@ -291,6 +301,8 @@ class _Builder:
             case "BGPAdvertisement":
                 if self.advertisements.pop(ref.name, None) is not None:
                     self.ads_changed = True
+            case "BGPNodePeering":
+                self.node_peerings.pop(ref.name, None)
             case "LoadBalancerIPPool":
                 self.pools.pop(ref.name, None)
             case _:
@@ -328,6 +340,8 @@ class _Builder:
         elif isinstance(view, BGPAdvertisement):
             self.advertisements[ref.name] = view
             self.ads_changed = True
+        elif isinstance(view, BGPNodePeering):
+            self.node_peerings[ref.name] = view
         else:
             self.pools[ref.name] = view
 
@@ -404,6 +418,11 @@ class _Builder:
                 else tuple(self._peers[k] for k in sorted(self._peers))
             ),
             advertisements=advertisements,
+            node_peerings=(
+                base.node_peerings
+                if self._node_peerings is None
+                else tuple(self._node_peerings[k] for k in sorted(self._node_peerings))
+            ),
             pools=(
                 base.pools
                 if self._pools is None

@@ -4,8 +4,10 @@
 Safe as one of N identical replicas (one per node, DaemonSet): kopf runs `standalone` (no
 peering objects), with event handlers only — no change handlers, so no finalizers, no progress
 annotations, nothing written to any watched object — and kopf's own Event posting is off.
-Nodes are watched through a server-side field selector for this node only. Each agent writes
-one object, the BGPNodeState named after its node, and Events about its own sessions.
+Nodes are watched through a server-side field selector for this node only, unless the agent
+plans node-to-node sessions (`--all-nodes`, the chart's `inClusterRouting.enabled`): then every
+Node, since a session needs the other node's addresses and pod CIDRs. Each agent writes one
+object, the BGPNodeState named after its node, and Events about its own sessions.
 
 Every event is parsed once, in its handler, into the planner's view and fed to the agent, which
 keeps nothing else (no raw body); the handlers never raise (kopf does not retry event
@@ -84,7 +86,14 @@ WATCHED: Final = (
     Watched("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     PEERS,
     Watched(GROUP, VERSION, "bgpadvertisements", "BGPAdvertisement"),
+    Watched(GROUP, VERSION, "bgpnodepeerings", "BGPNodePeering"),
 )
+
+
+def node_field_selector(agent: NodeAgent) -> str | None:
+    """The field selector of the agent's Node watches and lists: its own Node only, unless it
+    watches every Node (`NodeAgent.all_nodes`)."""
+    return None if agent.all_nodes else f"metadata.name={agent.node_name}"
 
 
 def _raw(body: Mapping[str, Any], watched: Watched) -> dict[str, Any]:
@@ -144,7 +153,7 @@ class InitialListing:
                 self._agent.listed()
 
     async def _list(self, watched: Watched) -> list[ObjectRef]:
-        selector = f"metadata.name={self._agent.node_name}" if watched is NODES else None
+        selector = node_field_selector(self._agent) if watched is NODES else None
         return await asyncio.to_thread(list_refs, self._client, watched, selector)
 
 
@@ -191,7 +200,7 @@ class Sweeper:
 
     async def sweep(self, watched: Watched) -> int:
         since = self._agent.now()
-        selector = f"metadata.name={self._agent.node_name}" if watched is NODES else None
+        selector = node_field_selector(self._agent) if watched is NODES else None
         refs = await asyncio.to_thread(list_refs, self._client, watched, selector)
         self.sweeps += 1
         return self._agent.sweep(watched.kind, refs, listed_since=since)
@@ -256,9 +265,10 @@ def _remember_uid(peer_uids: PeerUids, raw: Mapping[str, Any]) -> None:
         peer_uids.uids[str(meta.get("name"))] = str(meta["uid"])
 
 
-def build_settings(node_name: str) -> kopf.OperatorSettings:
+def build_settings(node_name: str, *, all_nodes: bool = False) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    settings.watching.field_selectors[NODES.plural] = f"metadata.name={node_name}"
+    if not all_nodes:
+        settings.watching.field_selectors[NODES.plural] = f"metadata.name={node_name}"
     settings.posting.enabled = False  # N replicas must not post each handler's log lines
     settings.watching.server_timeout = 300  # reconnects resume from the resourceVersion
     # Memory at start-up: kopf lists a page at a time, and an object's worker (with the last
@@ -396,7 +406,7 @@ async def run_operator(
     if listing is None and sweeper is not None:
         listing = InitialListing(sweeper.client, agent)
     registry = build_registry(agent, peer_uids, login, sweeper)
-    settings = build_settings(agent.node_name)
+    settings = build_settings(agent.node_name, all_nodes=agent.all_nodes)
     stop = stop or asyncio.Event()
 
     @kopf.on.cleanup(registry=registry)

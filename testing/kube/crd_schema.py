@@ -26,6 +26,7 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 KINDS = {
     "bgppeers.yaml": "BGPPeer",
     "bgpadvertisements.yaml": "BGPAdvertisement",
+    "bgpnodepeerings.yaml": "BGPNodePeering",
     "bgpnodestates.yaml": "BGPNodeState",
     "loadbalancerippools.yaml": "LoadBalancerIPPool",
 }

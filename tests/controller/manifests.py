@@ -133,3 +133,31 @@ def secret(name: str = "bgp-auth", namespace: str = "kubgp", **data: str) -> Raw
         "metadata": {"name": name, "namespace": namespace},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
+
+
+def node_peering(name: str = "mesh", **spec: Any) -> Raw:
+    """A BGPNodePeering: a full mesh of the selected nodes unless `routeReflectors` is given."""
+    return {
+        "apiVersion": "kubgp.io/v1alpha1",
+        "kind": "BGPNodePeering",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def cluster_nodes(count: int, *, reflectors: tuple[int, ...] = (), **extra: Any) -> list[Raw]:
+    """Nodes n1..nN at 192.0.2.1N with pod CIDR 10.244.N.0/24; the given ones labelled as route
+    reflectors (`kubgp.io/route-reflector: "true"`)."""
+    return [
+        node(
+            f"n{i}",
+            ip=f"192.0.2.{10 + i}",
+            pod_cidrs=(f"10.244.{i}.0/24",),
+            labels={"kubgp.io/route-reflector": "true"} if i in reflectors else {},
+            **extra,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+RR_SELECTOR = {"matchLabels": {"kubgp.io/route-reflector": "true"}}

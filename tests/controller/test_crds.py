@@ -105,6 +105,7 @@ def obj(kind: str, spec: dict[str, Any] | None = None, status: Any = None) -> di
 PEER = {"peerAddress": "192.0.2.1", "peerASN": 65000}
 SEL_BAD = {"matchExpressions": [{"key": "a", "operator": "In"}]}
 SEL_BAD2 = {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}
+RR = {"matchLabels": {"kubgp.io/route-reflector": "true"}}
 
 ADMISSION: list[tuple[str, str, dict[str, Any], str | None]] = [
     # (file, id, object, expected error fragment or None when admitted)
@@ -157,6 +158,23 @@ ADMISSION: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("bgpadvertisements.yaml", "large short", obj("BGPAdvertisement", {"podCIDRs": True, "largeCommunities": ["1:2"]}), "pattern"),
     ("bgpadvertisements.yaml", "aggregation", obj("BGPAdvertisement", {"podCIDRs": True, "aggregationLengthIPv4": 33}), "must be <= 32"),
     ("bgpadvertisements.yaml", "peer selector", obj("BGPAdvertisement", {"podCIDRs": True, "peerSelector": SEL_BAD}), "values must be non-empty"),
+    ("bgpnodepeerings.yaml", "mesh", obj("BGPNodePeering", {}), None),
+    ("bgpnodepeerings.yaml", "mesh of some", obj("BGPNodePeering", {"nodeSelector": {"matchLabels": {"rack": "r1"}}}), None),
+    ("bgpnodepeerings.yaml", "reflectors", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": RR, "clusterId": "192.0.2.250"}}), None),
+    ("bgpnodepeerings.yaml", "reflectors by expression", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": {"matchExpressions": [{"key": "rr", "operator": "Exists"}]}}}), None),
+    ("bgpnodepeerings.yaml", "reflectors empty", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": {}}}), "must not be empty"),
+    ("bgpnodepeerings.yaml", "reflectors empty lists", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": {"matchLabels": {}, "matchExpressions": []}}}), "must not be empty"),
+    ("bgpnodepeerings.yaml", "reflectors no selector", obj("BGPNodePeering", {"routeReflectors": {"clusterId": "192.0.2.250"}}), ".spec.routeReflectors.nodeSelector: required"),
+    ("bgpnodepeerings.yaml", "cluster id v6", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": RR, "clusterId": "2001:db8::1"}}), "IPv4 dotted quad"),
+    ("bgpnodepeerings.yaml", "cluster id name", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": RR, "clusterId": "rr-1"}}), "IPv4 dotted quad"),
+    ("bgpnodepeerings.yaml", "keepalive = hold", obj("BGPNodePeering", {"holdTimeSeconds": 9, "keepaliveTimeSeconds": 9}), "keepaliveTimeSeconds must be below"),
+    ("bgpnodepeerings.yaml", "keepalive ok", obj("BGPNodePeering", {"holdTimeSeconds": 9, "keepaliveTimeSeconds": 3}), None),
+    ("bgpnodepeerings.yaml", "hold 2", obj("BGPNodePeering", {"holdTimeSeconds": 2}), "must be 0 or at least 3"),
+    ("bgpnodepeerings.yaml", "selector In without values", obj("BGPNodePeering", {"nodeSelector": SEL_BAD}), "values must be non-empty"),
+    ("bgpnodepeerings.yaml", "reflector selector Exists with values", obj("BGPNodePeering", {"routeReflectors": {"nodeSelector": SEL_BAD2}}), "values must be non-empty"),
+    ("bgpnodepeerings.yaml", "secret ref", obj("BGPNodePeering", {"passwordSecretRef": {"name": "s"}}), ".spec.passwordSecretRef.namespace: required"),
+    ("bgpnodepeerings.yaml", "bfd", obj("BGPNodePeering", {"bfd": {"multiplier": 1}}), ".spec.bfd.multiplier: must be >= 2"),
+    ("bgpnodepeerings.yaml", "unknown field", obj("BGPNodePeering", {"peerASN": 1}), "unknown field"),
     ("bgpnodestates.yaml", "state", obj("BGPNodeState", status={"routerId": "192.0.2.11", "asn": 64512, "establishedPeers": 1, "peers": [{"name": "tor-a", "address": "2001:db8::1", "state": "Established"}]}), None),
     ("bgpnodestates.yaml", "routes", obj("BGPNodeState", status={"routes": {"state": "on", "table": 254, "protocol": 179, "metric": 20, "maxPaths": 8, "selected": 2, "installed": 1, "failed": 1, "notInstalled": [{"prefix": "198.51.100.0/24", "reason": "refused"}], "installedRoutes": [{"prefix": "0.0.0.0/0", "via": "192.0.2.1"}]}, "peers": [{"name": "a", "state": "Established", "prefixesAccepted": 2, "prefixesBest": 1, "prefixesInstalled": 1}]}), None),
     ("bgpnodestates.yaml", "routes state", obj("BGPNodeState", status={"routes": {"state": "maybe"}}), "must be one of"),
@@ -212,6 +230,7 @@ def test_crd_defaults_match_the_planner_defaults() -> None:
         ("bgppeers.yaml", dict(PEER)),
         ("bgpadvertisements.yaml", {"serviceAddresses": ["ClusterIP"]}),
         ("loadbalancerippools.yaml", {"cidrs": ["203.0.113.0/24"]}),
+        ("bgpnodepeerings.yaml", {"gracefulRestart": {}, "bfd": {}}),
     ):
         kind = KINDS[name]
         raw = obj(kind, spec)

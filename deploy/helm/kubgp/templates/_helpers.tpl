@@ -163,6 +163,9 @@ speaker's own (its probes run as that). */}}
 - --default-asn={{ .Values.defaultASN }}
 - --log-level={{ .Values.logLevel }}
 - --health-address=127.0.0.1:{{ .Values.nodeAgent.healthPort }}
+{{- if .Values.inClusterRouting.enabled }}
+- --all-nodes
+{{- end }}
 {{- if .Values.metrics.enabled }}
 - --metrics-address={{ include "kubgp.nodeMetricsHost" . }}:{{ .Values.metrics.nodeAgentPort }}
 {{- end }}
