@@ -57,6 +57,24 @@ class AgentMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.node_sessions = Gauge(
+            "kubgp_agent_node_sessions",
+            "This node's BGP sessions to other nodes (BGPNodePeering) the speaker runs, by what "
+            "the other node is to this one (Mesh, RouteReflector, RouteReflectorClient)",
+            ["role"],
+            registry=self.registry,
+        )
+        self.node_sessions_established = Gauge(
+            "kubgp_agent_node_sessions_established",
+            "Of those, the Established ones",
+            ["role"],
+            registry=self.registry,
+        )
+        self.route_reflector = Gauge(
+            "kubgp_agent_route_reflector",
+            "1 when this node is a route reflector of its BGPNodePeering",
+            registry=self.registry,
+        )
         for kind in ("snapshot", "delta"):
             self.pushes.labels(kind=kind)
         for reason in ("nack", "connection"):

@@ -372,6 +372,8 @@ class NodeAgent:
         self.plans += 1
         if first_plan and self._freeze:
             settle()  # the snapshot is long-lived: keep it out of the collector's scans
+        if self.reporter is not None:
+            self.reporter.node_sessions = self._planner.node_sessions
         if plan.reasons != self._reasons:
             self._reasons = plan.reasons
             for reason in plan.reasons:

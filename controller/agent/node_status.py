@@ -14,11 +14,12 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from controller.controller_metrics import AgentMetrics
+from controller.domain.node_peering import NO_SESSIONS, NodeSessions, Role, session_node
 from speaker.api.client import FibSummary, PeerStatus, StateVersion
 from speaker.api.schema import DesiredState
 
@@ -36,6 +37,8 @@ ROUTE_VIA_MAX: Final = 1024
 SINCE_TOLERANCE: Final = 2.0
 DEFAULT_MIN_INTERVAL: Final = 2.0
 EVENT_ATTEMPTS: Final = 3  # an Event is news; after that many failures it is dropped
+MODE_MESH: Final = "FullMesh"
+MODE_REFLECTION: Final = "RouteReflection"
 
 StatusDoc = dict[str, Any]
 
@@ -56,13 +59,19 @@ class SessionReason(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEvent:
-    """A Kubernetes Event to post on the BGPPeer `peer` (the speaker's peer name is the
-    BGPPeer's name)."""
+    """A Kubernetes Event about the speaker's peer `peer`, posted on the BGPPeer of that name,
+    or for a session to another node (`node/NAME`) on its BGPNodePeering (`kind`, `name`)."""
 
     peer: str
     type: EventType
     reason: SessionReason
     message: str
+    kind: str = "BGPPeer"
+    name: str = ""  # the object the Event is about; "" = `peer`
+
+    @property
+    def object_name(self) -> str:
+        return self.name or self.peer
 
 
 class KubeWriter(Protocol):
@@ -120,11 +129,13 @@ def build_status(
     peers: Sequence[PeerStatus],
     previous: Mapping[str, Any] | None = None,
     fib: FibSummary | None = None,
+    node_sessions: NodeSessions = NO_SESSIONS,
 ) -> StatusDoc:
     """The BGPNodeState status for what the speaker runs (`state`, the version it reported as
     applied) and its sessions. A peer's `since` is taken from `previous` when its state is the
     same and the times agree within SINCE_TOLERANCE, so that re-reads do not look like
-    changes."""
+    changes. `node_sessions` (the plan's) names the other node and its role for each session
+    to another node, and gives the node's BGPNodePeering summary."""
     old_peers = {p.get("name"): p for p in (previous or {}).get("peers", ()) if isinstance(p, dict)}
     doc: StatusDoc = {}
     if state is not None:
@@ -135,8 +146,13 @@ def build_status(
         doc["appliedEpoch"] = applied.epoch
         doc["appliedGeneration"] = applied.generation
     entries: list[dict[str, Any]] = []
+    roles = {s.peer.name: s for s in node_sessions.sessions}
     for p in sorted(peers, key=lambda p: p.name):
         entry: dict[str, Any] = {"name": p.name, "address": p.address}
+        session = roles.get(p.name)
+        if session is not None:
+            entry["node"] = session.node
+            entry["role"] = session.role.value
         entry["state"] = p.state if p.state in STATES else "Idle"
         if p.since is not None:
             since = rfc3339(p.since)
@@ -170,6 +186,19 @@ def build_status(
         doc["routes"] = routes_status(fib)
     doc["configuredPeers"] = len(entries)
     doc["establishedPeers"] = sum(1 for e in entries if e["state"] == ESTABLISHED)
+    peering = node_sessions.peering
+    if peering is not None:
+        to_nodes = [e for e in entries if "node" in e]
+        summary: dict[str, Any] = {
+            "name": peering.name,
+            "mode": MODE_REFLECTION if peering.reflector_selector is not None else MODE_MESH,
+            "routeReflector": node_sessions.reflector,
+        }
+        if node_sessions.cluster_id is not None:
+            summary["clusterId"] = node_sessions.cluster_id
+        summary["sessions"] = len(to_nodes)
+        summary["establishedSessions"] = sum(1 for e in to_nodes if e["state"] == ESTABLISHED)
+        doc["nodePeering"] = summary
     doc["peers"] = entries
     return doc
 
@@ -191,6 +220,8 @@ def session_events(
     down-and-up between two reads."""
     before = {p["name"]: p for p in (previous or {}).get("peers", ()) if isinstance(p, dict)}
     now = {p["name"]: p for p in current.get("peers", ())}
+    peering_now = _peering_name(current)
+    peering_before = _peering_name(previous)
     events: list[SessionEvent] = []
     for name in sorted(before.keys() | now.keys()):
         old, new = before.get(name), now.get(name)
@@ -236,7 +267,20 @@ def session_events(
                     ),
                 )
             )
-    return events
+    return [_about(e, peering_now or peering_before) for e in events]
+
+
+def _peering_name(doc: Mapping[str, Any] | None) -> str | None:
+    summary = (doc or {}).get("nodePeering")
+    name = summary.get("name") if isinstance(summary, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _about(event: SessionEvent, peering: str | None) -> SessionEvent:
+    """A session to another node is reported on its BGPNodePeering, not on a BGPPeer."""
+    if session_node(event.peer) is None or peering is None:
+        return event
+    return replace(event, kind="BGPNodePeering", name=peering)
 
 
 def _bfd_events(
@@ -308,6 +352,7 @@ class NodeStatusReporter:
         self._wake = asyncio.Event()
         self._loaded = False
         self.configured: Callable[[str], bool] = lambda _: True
+        self.node_sessions: NodeSessions = NO_SESSIONS  # the agent's latest plan's
 
     @property
     def written(self) -> Mapping[str, Any] | None:
@@ -322,7 +367,9 @@ class NodeStatusReporter:
         if not self._loaded:
             return  # until start-up has read what Kubernetes holds
         base = self._wanted if self._wanted is not None else self._written
-        doc = build_status(state=state, applied=applied, peers=peers, previous=base, fib=fib)
+        doc = build_status(state=state, applied=applied, peers=peers, previous=base, fib=fib,
+                           node_sessions=self.node_sessions)  # fmt: skip
+        self._count_node_sessions(doc)
         new = session_events(self.node_name, self._seen, doc, self.configured)
         self._events.extend((event, 0) for event in new)
         self._seen = doc
@@ -333,6 +380,16 @@ class NodeStatusReporter:
             self._wake.set()
         else:
             self._wanted = None
+
+    def _count_node_sessions(self, doc: Mapping[str, Any]) -> None:
+        metrics = self._metrics
+        for role in Role:
+            mine = [p for p in doc.get("peers", ()) if p.get("role") == role.value]
+            up = sum(1 for p in mine if p.get("state") == ESTABLISHED)
+            metrics.node_sessions.labels(role=role.value).set(len(mine))
+            metrics.node_sessions_established.labels(role=role.value).set(up)
+        summary = doc.get("nodePeering") or {}
+        metrics.route_reflector.set(1 if summary.get("routeReflector") else 0)
 
     def announce(self, event: SessionEvent) -> None:
         """An Event that is not about a status read (say, a peer left out of the plan): posted
@@ -391,8 +448,8 @@ class NodeStatusReporter:
             try:
                 await self._writer.post_event(event)
             except Exception as err:  # noqa: BLE001 - the API may fail any way; retry later
-                log.warning("cannot post %s on BGPPeer %s (attempt %d): %s", event.reason,
-                            event.peer, attempts + 1, err)  # fmt: skip
+                log.warning("cannot post %s on %s %s (attempt %d): %s", event.reason,
+                            event.kind, event.object_name, attempts + 1, err)  # fmt: skip
                 rest = events[i + 1 :]
                 if attempts + 1 < EVENT_ATTEMPTS:
                     rest.insert(0, (event, attempts + 1))
@@ -400,7 +457,7 @@ class NodeStatusReporter:
                 self._schedule_retry()
                 return
             self._metrics.session_events.labels(reason=event.reason.value).inc()
-            log.info("BGPPeer %s: %s: %s", event.peer, event.reason, event.message)
+            log.info("%s %s: %s: %s", event.kind, event.object_name, event.reason, event.message)
 
 
 __all__ = [

@@ -69,8 +69,10 @@ def age(since: str | None, now: datetime.datetime) -> str:
 
 
 def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, Any]:
-    """Nodes x peers from the BGPNodeStates, and the nodes that have none (no agent there yet,
-    or it cannot write its state)."""
+    """Nodes x peers from the BGPNodeStates, the nodes that have none (no agent there yet, or
+    it cannot write its state), and per BGPNodePeering its members, reflectors and
+    node-to-node sessions (`node_peering_view`)."""
+    node_states = list(node_states)
     reported: list[dict[str, Any]] = []
     for ns in sorted(node_states, key=lambda o: str(o["metadata"]["name"])):
         status = ns.get("status") or {}
@@ -91,6 +93,7 @@ def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, A
                         "lastError": p.get("lastError", ""),
                     }
                     | ({"bfd": p["bfd"]} if isinstance(p.get("bfd"), dict) else {})
+                    | {k: p[k] for k in ("node", "role") if isinstance(p.get(k), str)}
                     for p in sorted(status.get("peers") or (), key=lambda p: str(p.get("name")))
                 ],
             }
@@ -99,7 +102,58 @@ def status_view(node_states: Iterable[Raw], nodes: Iterable[Raw]) -> dict[str, A
     missing = sorted(
         str(n["metadata"]["name"]) for n in nodes if n["metadata"]["name"] not in names
     )
-    return {"nodes": reported, "nodesWithoutState": missing}
+    view: dict[str, Any] = {"nodes": reported, "nodesWithoutState": missing}
+    peerings = node_peering_view(node_states)
+    if peerings:
+        view["nodePeerings"] = peerings
+    return view
+
+
+def node_peering_view(node_states: Iterable[Raw]) -> list[dict[str, Any]]:
+    """Per BGPNodePeering, from its members' BGPNodeStates: mode, members, reflectors (and
+    their cluster ids), and its node-to-node sessions counted once per pair of nodes. A pair
+    is established when every session either end reports between them is; one that only one
+    end reports is down ("not on NODE": that node's plan or speaker lacks it)."""
+    peerings: dict[str, dict[str, Any]] = {}
+    ends: dict[str, dict[tuple[str, str], dict[str, list[str]]]] = {}
+    for ns in node_states:
+        node = str(ns["metadata"]["name"])
+        status = ns.get("status") or {}
+        summary = status.get("nodePeering")
+        if not isinstance(summary, Mapping) or not isinstance(summary.get("name"), str):
+            continue
+        name = summary["name"]
+        entry = peerings.setdefault(
+            name, {"name": name, "mode": summary.get("mode"), "members": [], "routeReflectors": []}
+        )
+        entry["members"].append(node)
+        if summary.get("routeReflector"):
+            entry["routeReflectors"].append(node)
+            if isinstance(summary.get("clusterId"), str):
+                entry.setdefault("clusterIds", {})[node] = summary["clusterId"]
+        pairs = ends.setdefault(name, {})
+        for p in status.get("peers") or ():
+            other = p.get("node")
+            if isinstance(other, str) and other != node:
+                pair = (min(node, other), max(node, other))
+                pairs.setdefault(pair, {}).setdefault(node, []).append(str(p.get("state")))
+    out = []
+    for name in sorted(peerings):
+        entry = peerings[name]
+        entry["members"].sort()
+        entry["routeReflectors"].sort()
+        down = []
+        for (a, b), by_end in sorted(ends.get(name, {}).items()):
+            missing = [n for n in (a, b) if n not in by_end and n in entry["members"]]
+            states = sorted({s for seen in by_end.values() for s in seen})
+            if missing or states != ["Established"]:
+                why = [f"not on {n}" for n in missing] + [s for s in states if s != "Established"]
+                down.append({"nodes": [a, b], "why": ", ".join(why)})
+        entry["sessions"] = len(ends.get(name, {}))
+        entry["establishedSessions"] = entry["sessions"] - len(down)
+        entry["down"] = down
+        out.append(entry)
+    return out
 
 
 def bfd_cell(bfd: Mapping[str, Any] | None) -> str:
@@ -113,21 +167,29 @@ def bfd_cell(bfd: Mapping[str, Any] | None) -> str:
 
 
 def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
-    """One row per node and peer; the BFD column is there when some peer has BFD."""
+    """One row per node and peer; the BFD column is there when some peer has BFD, the ROLE
+    column when some session goes to another node; then one row per BGPNodePeering."""
     with_bfd = any("bfd" in p for node in view["nodes"] for p in node["peers"])
+    with_role = any("role" in p for node in view["nodes"] for p in node["peers"])
 
     def bfd(cell: str) -> list[str]:
         return [cell] if with_bfd else []
 
+    def role(cell: str) -> list[str]:
+        return [cell] if with_role else []
+
     rows = []
     for node in view["nodes"]:
         if not node["peers"]:
-            rows.append([node["node"], "-", "-", "NoPeers", "-", "0", "0", *bfd("-"), "-"])
+            rows.append(
+                [node["node"], "-", *role("-"), "-", "NoPeers", "-", "0", "0", *bfd("-"), "-"]
+            )
         for p in node["peers"]:
             rows.append(
                 [
                     node["node"],
                     str(p["name"]),
+                    *role(str(p.get("role", "-"))),
                     str(p["address"] or "-"),
                     str(p["state"]),
                     age(p["since"], now),
@@ -139,11 +201,45 @@ def status_table(view: Mapping[str, Any], now: datetime.datetime) -> str:
             )
     for name in view["nodesWithoutState"]:
         rows.append(
-            [name, "-", "-", "NoNodeState", "-", "-", "-", *bfd("-"), "no BGPNodeState (agent?)"]
-        )
-    header = ["NODE", "PEER", "ADDRESS", "STATE", "SINCE", "ADVERTISED", "RECEIVED", *bfd("BFD"),
-              "LAST ERROR"]  # fmt: skip
-    return table(header, rows) if rows else "No nodes."
+            [name, "-", *role("-"), "-", "NoNodeState", "-", "-", "-", *bfd("-"),
+             "no BGPNodeState (agent?)"]
+        )  # fmt: skip
+    header = ["NODE", "PEER", *role("ROLE"), "ADDRESS", "STATE", "SINCE", "ADVERTISED",
+              "RECEIVED", *bfd("BFD"), "LAST ERROR"]  # fmt: skip
+    text = table(header, rows) if rows else "No nodes."
+    peerings = view.get("nodePeerings") or ()
+    if peerings:
+        text += "\n\n" + node_peering_table(peerings)
+    return text
+
+
+NAMES_SHOWN: Final = 4
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ",".join(items[:NAMES_SHOWN])
+    return (shown + f",+{len(items) - NAMES_SHOWN}") if len(items) > NAMES_SHOWN else shown or "-"
+
+
+def node_peering_table(peerings: Iterable[Mapping[str, Any]]) -> str:
+    """One row per BGPNodePeering: its mode, members, reflectors, sessions (pairs of nodes)
+    and the first few that are down."""
+    rows = []
+    for p in peerings:
+        cluster_ids = sorted(set((p.get("clusterIds") or {}).values()))
+        down = [f"{a}-{b}({d['why']})" for d in p["down"] for a, b in [d["nodes"]]]
+        rows.append([
+            str(p["name"]),
+            str(p.get("mode") or "-"),
+            str(len(p["members"])),
+            _names(p["routeReflectors"]),
+            ",".join(cluster_ids) or "-",
+            f"{p['establishedSessions']}/{p['sessions']}",
+            _names(down),
+        ])  # fmt: skip
+    header = ["NODE PEERING", "MODE", "MEMBERS", "REFLECTORS", "CLUSTER ID", "ESTABLISHED",
+              "DOWN"]  # fmt: skip
+    return table(header, rows)
 
 
 # --- routes -------------------------------------------------------------------------------

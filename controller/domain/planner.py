@@ -195,6 +195,8 @@ class NodePlanner:
         # what they were computed from is the very same objects (snapshots share them).
         self._membership: tuple[object, object, Membership] | None = None
         self._sessions: tuple[tuple[object, ...], NodeSessions] | None = None
+        # The last plan's sessions to other nodes, with their roles (for status).
+        self.node_sessions: NodeSessions = NO_SESSIONS
         self._reset(None)
 
     def _reset(self, context: _Contexts | None) -> None:
@@ -274,6 +276,7 @@ class NodePlanner:
             fib=self.fib,
             cluster_id=in_cluster.cluster_id,
         )
+        self.node_sessions = in_cluster
         return Plan(state, tuple(reasons))
 
     def _node_sessions(

@@ -361,16 +361,16 @@ class KubeNodeStateWriter:
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         involved: dict[str, Any] = {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": PEERS.kind,
-            "name": event.peer,
+            "kind": event.kind,
+            "name": event.object_name,
         }
-        uid = self._peer_uids.uids.get(event.peer)
+        uid = self._peer_uids.uids.get(event.object_name) if event.kind == PEERS.kind else None
         if uid is not None:
             involved["uid"] = uid
         body: Any = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{event.peer}.", "namespace": EVENT_NAMESPACE},
+            "metadata": {"generateName": f"{event.object_name}.", "namespace": EVENT_NAMESPACE},
             "involvedObject": involved,
             "type": event.type.value,
             "reason": event.reason.value,

@@ -19,10 +19,14 @@ from controller.agent.node_status import (
     session_events,
 )
 from controller.controller_metrics import AgentMetrics
+from controller.domain.node_peering import NodeSessions
+from controller.domain.planner import NodePlanner
+from controller.domain.snapshot import Snapshot
 from speaker.api.client import BfdStatus, FibSummary, PeerStatus, RouteNote, StateVersion
 from speaker.api.schema import parse_desired_state
 from testing.kube.crd_schema import admit
 from testing.wait import wait_for_async
+from tests.controller.manifests import RR_SELECTOR, cluster_nodes, node_peering
 from tests.speaker.control.helpers import STATE_DOC
 
 STATE = parse_desired_state(STATE_DOC)
@@ -277,3 +281,91 @@ def test_node_agent_fib_flags_become_the_states_fib_or_a_clear_error(
     with pytest.raises(SystemExit):
         settings("--fib", "--fib-protocol=3")
     assert "--fib-protocol: must be between 5 and 255" in capsys.readouterr().err
+
+
+# --- sessions to other nodes (BGPNodePeering) ----------------------------------------------
+
+
+def _reflector_sessions() -> NodeSessions:
+    reflectors = {"nodeSelector": RR_SELECTOR, "clusterId": "192.0.2.250"}
+    snapshot = Snapshot.build(
+        [*cluster_nodes(3, reflectors=(1, 2)), node_peering("rr", routeReflectors=reflectors)]
+    )
+    planner = NodePlanner("n1")
+    planner.plan(snapshot)
+    return planner.node_sessions
+
+
+def test_node_sessions_carry_the_other_node_and_its_role_and_a_peering_summary() -> None:
+    sessions = _reflector_sessions()
+    doc = build_status(
+        state=STATE,
+        applied=V1,
+        peers=[peer("node/n2", "Established"), peer("node/n3", "Active"), peer("tor", "Idle")],
+        node_sessions=sessions,
+    )
+    by_name = {p["name"]: p for p in doc["peers"]}
+    assert (by_name["node/n2"]["node"], by_name["node/n2"]["role"]) == ("n2", "RouteReflector")
+    assert (by_name["node/n3"]["node"], by_name["node/n3"]["role"]) == (
+        "n3",
+        "RouteReflectorClient",
+    )
+    assert "node" not in by_name["tor"] and "role" not in by_name["tor"]
+    assert doc["nodePeering"] == {
+        "name": "rr",
+        "mode": "RouteReflection",
+        "routeReflector": True,
+        "clusterId": "192.0.2.250",
+        "sessions": 2,
+        "establishedSessions": 1,
+    }
+    plain = build_status(state=STATE, applied=V1, peers=[peer("tor", "Idle")])
+    assert "nodePeering" not in plain
+
+
+def test_events_about_node_sessions_go_on_the_node_peering() -> None:
+    sessions = _reflector_sessions()
+    before = build_status(state=STATE, applied=V1, peers=[peer("node/n2", "Active"),
+                          peer("tor", "Active")], node_sessions=sessions)  # fmt: skip
+    after = build_status(state=STATE, applied=V1, peers=[peer("node/n2", "Established"),
+                         peer("tor", "Established")], node_sessions=sessions)  # fmt: skip
+    events = {e.peer: e for e in session_events("n1", before, after)}
+    assert (events["node/n2"].kind, events["node/n2"].object_name) == ("BGPNodePeering", "rr")
+    assert (events["tor"].kind, events["tor"].object_name) == ("BGPPeer", "tor")
+    assert all(e.reason is SessionReason.SessionEstablished for e in events.values())
+
+
+def test_node_session_metrics_and_events_on_the_peering() -> None:
+    writer = MemoryWriter()
+    metrics = AgentMetrics()
+
+    def count(name: str, role: str) -> float:
+        return metrics.value(name, {"role": role})
+
+    async def main() -> None:
+        reporter = NodeStatusReporter(node_name="n1", writer=writer, metrics=metrics)
+        task = asyncio.create_task(reporter.run())
+        try:
+            await wait_for_async(lambda: reporter.written is not None or writer.stored is None)
+            await asyncio.sleep(0.01)
+            reporter.node_sessions = _reflector_sessions()
+            peers = [peer("node/n2", "Established"), peer("node/n3", "Active")]
+            reporter.observe(state=STATE, applied=V1, peers=peers)
+            await wait_for_async(lambda: len(writer.writes) == 1)
+            assert count("kubgp_agent_node_sessions", "RouteReflector") == 1
+            assert count("kubgp_agent_node_sessions_established", "RouteReflector") == 1
+            assert count("kubgp_agent_node_sessions", "RouteReflectorClient") == 1
+            assert count("kubgp_agent_node_sessions_established", "RouteReflectorClient") == 0
+            assert count("kubgp_agent_node_sessions", "Mesh") == 0
+            assert metrics.value("kubgp_agent_route_reflector") == 1
+            await wait_for_async(lambda: len(writer.events) == 1)
+            (event,) = writer.events
+            assert (event.peer, event.kind, event.object_name) == (
+                "node/n2",
+                "BGPNodePeering",
+                "rr",
+            )
+        finally:
+            task.cancel()
+
+    asyncio.run(main())
