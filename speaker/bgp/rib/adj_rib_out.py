@@ -75,12 +75,14 @@ def _group(items: Iterable[tuple[Prefix, PathAttributes]]) -> dict[PathAttribute
 
 
 class AdjRibOut:
-    """Per-session Adj-RIB-Out. `update()` replaces the table and returns only the difference."""
+    """Per-session Adj-RIB-Out. `update()` replaces the table and returns only the difference;
+    `apply()` changes some prefixes of one family and returns what that changes."""
 
-    __slots__ = ("routes",)
+    __slots__ = ("_owned", "routes")
 
     def __init__(self) -> None:
         self.routes: dict[Family, dict[Prefix, PathAttributes]] = {}
+        self._owned: set[Family] = set()  # tables this object made (the others are shared)
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.routes.values())
@@ -106,7 +108,36 @@ class AdjRibOut:
                 change.announced[family] = _group(changed)
             # Desired tables are built fresh per state and never mutated: share, do not copy.
             self.routes[family] = new if isinstance(new, dict) else dict(new)
+            self._owned.discard(family)
         return change
+
+    def apply(
+        self, family: Family, changes: Mapping[Prefix, PathAttributes | None], change: RibChange
+    ) -> None:
+        """Set (or with None remove) these prefixes of `family`, adding to `change` what is
+        different. A table shared with a desired table is copied first (copy on write)."""
+        table = self.routes.get(family)
+        if family not in self._owned:
+            table = self.routes[family] = dict(table) if table else {}
+            self._owned.add(family)
+        assert table is not None
+        withdrawn: list[Prefix] = []
+        announced: list[tuple[Prefix, PathAttributes]] = []
+        for prefix, attrs in changes.items():
+            old = table.get(prefix)
+            if attrs is None:
+                if old is not None:
+                    del table[prefix]
+                    withdrawn.append(prefix)
+            elif old is not attrs and old != attrs:
+                table[prefix] = attrs
+                announced.append((prefix, attrs))
+        if withdrawn:
+            change.withdrawn.setdefault(family, []).extend(withdrawn)
+        if announced:
+            groups = change.announced.setdefault(family, {})
+            for prefix, attrs in announced:
+                groups.setdefault(attrs, []).append(prefix)
 
     def full(self, family: Family) -> RibChange:
         """Everything held for `family` as announcements (route refresh, RFC 2918)."""
@@ -118,6 +149,7 @@ class AdjRibOut:
 
     def clear(self) -> None:
         self.routes.clear()
+        self._owned.clear()
 
 
 def _v4_mapped(address: bytes) -> bytes:

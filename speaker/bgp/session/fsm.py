@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from speaker.bgp.rib.adj_rib_in import AdjRibIn, RibInChanged, RibInStale
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, Table
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, PathAttributes, Table
 from speaker.bgp.session.config import SessionConfig
 from speaker.bgp.session.counters import MessageCounters
 from speaker.bgp.session.graceful_restart import (
@@ -875,6 +875,20 @@ class Session:
         tx = conn.negotiated.tx if conn is not None and conn.negotiated is not None else None
         local = conn.local_address if conn is not None else b""
         messages = self.outbound.set_routes(desired, sorted(self.families), tx, local)
+        if conn is not None:
+            self._send_wire(out, conn, messages)
+        return out
+
+    def set_reflected(
+        self, changes: Mapping[Family, Mapping[Prefix, PathAttributes | None]]
+    ) -> list[Event]:
+        """Routes reflected to this peer changed (RFC 4456; None: gone). Established: sends
+        the difference; our own advertisements keep their prefixes (`Outbound.set_reflected`)."""
+        out: list[Event] = []
+        conn = self.established
+        tx = conn.negotiated.tx if conn is not None and conn.negotiated is not None else None
+        local = conn.local_address if conn is not None else b""
+        messages = self.outbound.set_reflected(changes, sorted(self.families), tx, local)
         if conn is not None:
             self._send_wire(out, conn, messages)
         return out

@@ -1,10 +1,13 @@
 """What one session sends of its routes: Adj-RIB-Out feeding, End-of-RIB, route refresh served.
 
-`Outbound` holds the desired table (`set_routes`, the same for every session of a state) and
-the session's Adj-RIB-Out. On establishment the whole table goes out for the negotiated
-families, then End-of-RIB per family (RFC 4724 §2; a restarting speaker may hold it back,
-`speaker/bgp/session/graceful_restart.py`); while Established only the difference to the
-previous desired table. A ROUTE-REFRESH (RFC 2918) for a negotiated family re-sends that
+`Outbound` holds the desired table (`set_routes`, the same for every session of a state), the
+routes reflected to this peer (`set_reflected`, RFC 4456: `speaker.bgp.rib.reflection`) and the
+session's Adj-RIB-Out. What the session announces is its export view: the desired table, plus
+the reflected routes for prefixes the desired table does not have (our own advertisement wins).
+On establishment the whole export view goes out for the negotiated families, then End-of-RIB
+per family (RFC 4724 §2; a restarting speaker may hold it back,
+`speaker/bgp/session/graceful_restart.py`); while Established only the difference to what was
+sent. A ROUTE-REFRESH (RFC 2918) for a negotiated family re-sends that
 family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC 2918 §4) are ignored.
 
 Methods return wire bytes, one UPDATE per item; the FSM counts and sends them.
@@ -12,13 +15,14 @@ Methods return wire bytes, one UPDATE per item; the FSM counts and sends them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, PathAttributes, RibChange, Table, encode_change
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.context import DecodeContext, Family
 from speaker.bgp.wire.messages import RouteRefresh, RouteRefreshSubtype
+from speaker.bgp.wire.nlri import Prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +36,33 @@ class RouteRefreshServed:
 class Outbound:
     """One session's Adj-RIB-Out and the desired table it follows."""
 
-    __slots__ = ("desired", "refreshes_served", "rib_out", "skipped_routes")
+    __slots__ = ("desired", "reflected", "refreshes_served", "rib_out", "skipped_routes")
 
     def __init__(self) -> None:
         self.rib_out = AdjRibOut()
         self.desired: Table = {}
+        self.reflected: dict[Family, dict[Prefix, PathAttributes]] = {}
         self.skipped_routes = 0  # announced prefixes with no usable next hop, last change
         self.refreshes_served = 0
+
+    def export(self) -> Table:
+        """What the session should announce: the desired table, and the reflected routes of
+        prefixes it does not have. Without reflected routes, the desired table itself."""
+        if not any(self.reflected.values()):
+            return self.desired
+        out = dict(self.desired)
+        for family, routes in self.reflected.items():
+            if routes:
+                own = self.desired.get(family)
+                out[family] = {**routes, **own} if own else dict(routes)
+        return out
 
     def established(
         self, families: Iterable[Family], ctx: DecodeContext, local: bytes
     ) -> list[bytes]:
-        """The whole desired table for `families` (a new session starts from nothing)."""
+        """The whole export view for `families` (a new session starts from nothing)."""
         self.rib_out.clear()
-        return self._encode(self.rib_out.update(self.desired, families), ctx, local)
+        return self._encode(self.rib_out.update(self.export(), families), ctx, local)
 
     def set_routes(
         self, desired: Table, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
@@ -54,7 +71,37 @@ class Outbound:
         self.desired = desired
         if ctx is None:
             return []
-        return self._encode(self.rib_out.update(desired, families), ctx, local)
+        return self._encode(self.rib_out.update(self.export(), families), ctx, local)
+
+    def set_reflected(
+        self,
+        changes: Mapping[Family, Mapping[Prefix, PathAttributes | None]],
+        families: Iterable[Family],
+        ctx: DecodeContext | None,
+        local: bytes,
+    ) -> list[bytes]:
+        """Reflected routes changed (None: gone); with `ctx`, the difference to send: only
+        for prefixes the desired table does not have (there, our own advertisement wins)."""
+        effective: dict[Family, dict[Prefix, PathAttributes | None]] = {}
+        for family, routes in changes.items():
+            table = self.reflected.setdefault(family, {})
+            own = self.desired.get(family, {})
+            visible = effective[family] = {}
+            for prefix, attrs in routes.items():
+                if attrs is None:
+                    table.pop(prefix, None)
+                else:
+                    table[prefix] = attrs
+                if prefix not in own:
+                    visible[prefix] = attrs
+        if ctx is None:
+            return []
+        change = RibChange()
+        for family in families:
+            found = effective.get(family)
+            if found:
+                self.rib_out.apply(family, found, change)
+        return self._encode(change, ctx, local)
 
     @staticmethod
     def end_of_rib(families: Iterable[Family], ctx: DecodeContext) -> list[bytes]:
