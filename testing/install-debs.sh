@@ -8,6 +8,7 @@ command -v gobgpd >/dev/null 2>&1 || need+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || need+=(frr)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)  # traffic between namespaces
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
