@@ -99,6 +99,9 @@ class Bird(RouterDaemon):
         ]
         if route.local_pref is not None:
             sets.append(f"bgp_local_pref = {route.local_pref};")
+        # Any other BGP attribute, as BIRD's filter language sets it: {"bgp_originator_id":
+        # "192.0.2.11"}, {"bgp_cluster_list": "add(bgp_cluster_list, 192.0.2.250)"}.
+        sets += [f"{key} = {value};" for key, value in route.extra.items()]
         return f"route {route.prefix} unreachable {{ {' '.join(sets)} }};"
 
     def _export_filter(self, family: str) -> list[str]:
@@ -139,6 +142,8 @@ class Bird(RouterDaemon):
             out.append(f"  password {_quote(peer.password)};")
         if peer.bfd is not None:
             out.append("  bfd on;")
+        if peer.route_reflector_client:
+            out.append("  rr client;")
         out.append(f"  graceful restart {'on' if peer.graceful_restart else 'off'};")
         if peer.graceful_restart:
             out.append(f"  graceful restart time {peer.restart_time};")
@@ -268,4 +273,6 @@ def _route(prefix: str, attrs: dict[str, str]) -> Route:
             )
         ),
         origin=attrs.get("BGP.origin"),
+        originator_id=attrs.get("BGP.originator_id") or None,
+        cluster_list=tuple(attrs.get("BGP.cluster_list", "").split()),
     )

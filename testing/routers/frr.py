@@ -117,6 +117,8 @@ class FRR(RouterDaemon):
                 # would put its loopback address there, which GoBGP and FRR refuse.
                 lines.append(f"  neighbor {peer.address} attribute-unchanged next-hop")
                 lines.append(f"  neighbor {peer.address} route-map lab-export out")
+                if peer.route_reflector_client:
+                    lines.append(f"  neighbor {peer.address} route-reflector-client")
             lines.append(" exit-address-family")
         lines.append("!")
         (self.workdir / "bgpd.conf").write_text("\n".join(lines) + "\n")
@@ -349,4 +351,6 @@ def _route(prefix: str, path: dict[str, Any], local_pref: int | None) -> Route:
         communities=tuple(sorted(path.get("community", {}).get("list", []))),
         large_communities=tuple(sorted(path.get("largeCommunity", {}).get("list", []))),
         origin=_ORIGINS.get(path.get("origin", ""), path.get("origin")),
+        originator_id=path.get("originatorId"),
+        cluster_list=tuple(path.get("clusterList", {}).get("list", [])),
     )

@@ -58,6 +58,7 @@ class PeerSpec:
     multihop: int = 255
     ttl_security: bool = False
     bfd: BfdTimers | None = None  # BFD on this session (BIRD; FRR with bfdd, in a netns only)
+    route_reflector_client: bool = False  # iBGP: the lab router reflects routes for it (RFC 4456)
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.address)
@@ -93,6 +94,8 @@ class Route:
     communities: tuple[str, ...] = ()
     large_communities: tuple[str, ...] = ()
     origin: str | None = None
+    originator_id: str | None = None  # ORIGINATOR_ID (RFC 4456), when the route carries one
+    cluster_list: tuple[str, ...] = ()  # CLUSTER_LIST, first (most recent) cluster first
 
     @property
     def family(self) -> str:
