@@ -32,8 +32,8 @@ from tests.controller.manifests import (
 R = ReasonCode
 
 
-def run(objects: list[Raw], name: str = "n1", **kwargs: bool) -> Plan:
-    result = plan(Snapshot.build(objects), name, **kwargs)
+def run(objects: list[Raw], name: str = "n1", *, all_nodes: bool = True) -> Plan:
+    result = plan(Snapshot.build(objects), name, all_nodes=all_nodes)
     if result.state is not None:
         assert parse_desired_state(result.state.to_dict()) == result.state
     return result
