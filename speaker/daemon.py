@@ -12,6 +12,9 @@ separate tasks.
 
 Received routes go through `speaker.route_service.RouteService` (import policy, Loc-RIB,
 kernel FIB; docs/route-import.md): each runner hands it its session's Adj-RIB-In changes.
+Route reflection (RFC 4456, `speaker.route_reflection`) is the Loc-RIB's second consumer: what
+it reflects goes into each iBGP peer's export view (`Session.set_reflected`), next to our own
+advertisements (docs/in-cluster-routing.md).
 
 Peers with `bfd` get a BFD session (`speaker.bfd_service`), and a `BgpGate` (RFC 5882, see
 `speaker.bfd.coupling` and docs/bfd.md) decides what its state means for the BGP session: an
@@ -29,6 +32,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 
 from speaker.api.ipc import BfdStatus, PeerStatus
@@ -41,7 +45,8 @@ from speaker.bfd.session import StateChanged as BfdStateChanged
 from speaker.bfd.session import Timers
 from speaker.bfd_service import BfdPeer, BfdService
 from speaker.bgp.rib.adj_rib_in import RibInChanged, RibInStale
-from speaker.bgp.rib.adj_rib_out import Table
+from speaker.bgp.rib.adj_rib_out import PathAttributes, Table
+from speaker.bgp.rib.reflection import ExportChanges
 from speaker.bgp.session.fsm import (
     Close,
     Connect,
@@ -57,10 +62,11 @@ from speaker.bgp.session.fsm import (
     UpdateOutcome,
 )
 from speaker.bgp.session.inbound import Outcome
-from speaker.bgp.wire.context import family_name
+from speaker.bgp.wire.context import Family, family_name
 from speaker.bgp.wire.errors import CeaseSubcode
-from speaker.bgp.wire.nlri import prefix_to_str
+from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 from speaker.control import StateRefused
+from speaker.route_reflection import RouteReflection
 from speaker.route_service import RouteService, SessionEvent
 from speaker.session_inputs import RouteTables, local_asn, session_config
 from speaker.transport import (
@@ -273,6 +279,11 @@ class PeerRunner:
 
     def set_routes(self, table: Table) -> None:
         self._run(self.session.set_routes(table))
+
+    def set_reflected(
+        self, changes: Mapping[Family, Mapping[Prefix, PathAttributes | None]]
+    ) -> None:
+        self._run(self.session.set_reflected(changes))
 
     def _run(self, events: list[Event]) -> None:
         received: list[SessionEvent] = []
@@ -499,6 +510,14 @@ class Speaker:
         self.bfd_gates: dict[str, BgpGate] = {}
         self._gate_timers: dict[str, asyncio.TimerHandle] = {}
         self.routes = RouteService(sessions=self._sessions, restarting=restarting, netns=fib_netns)
+        # Reflected best paths into iBGP peers' export views, in Loc-RIB order.
+        self.reflection = RouteReflection(deliver=self._reflected)
+        self.routes.add_consumer(self.reflection.changed)
+
+    def _reflected(self, name: str, changes: ExportChanges) -> None:
+        runner = self.runners.get(name)
+        if runner is not None:
+            runner.set_reflected(changes)
 
     def _sessions(self) -> dict[str, Session]:
         return {name: runner.session for name, runner in self.runners.items()}
@@ -540,9 +559,11 @@ class Speaker:
                     name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
                 )
         tables = RouteTables(state)
+        created: list[str] = []
         for peer in state.peers:
             current = self.runners.get(peer.name)
             if current is None:
+                created.append(peer.name)
                 new = PeerRunner(
                     peer,
                     session_config(state, peer),
@@ -561,7 +582,20 @@ class Speaker:
             else:
                 current.peer = peer  # at most its `bfd` or `import` changed
                 current.set_routes(tables.for_peer(peer))
+        self._apply_reflection(state, created)
         self._apply_bfd(state)
+
+    def _apply_reflection(self, state: DesiredState, created: list[str]) -> None:
+        """The reflector follows the state's iBGP peers and cluster id (what changes for the
+        existing sessions is delivered); a session created by this apply starts from its
+        whole reflected table (it has nothing yet, whatever changed)."""
+        rib = self.routes.rib
+        assert rib is not None  # `commit` made it
+        self.reflection.configure(state, rib)
+        for name in created:
+            table = self.reflection.reflector.table(name)
+            if table:
+                self.runners[name].set_reflected(table)
 
     # -- BFD (RFC 5882) ----------------------------------------------------------------------
 
