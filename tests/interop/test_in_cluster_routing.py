@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,12 @@ class Nodes:
     def sessions(self, name: str) -> dict[str, str]:
         return {p.name: p.state for p in status_sync(self.sockets[name], timeout=10).peers}
 
+    def without_session(self, name: str, peer: str) -> bool:
+        return peer not in self.sessions(name)
+
+    def session_down(self, name: str, peer: str) -> bool:
+        return self.sessions(name)[peer] != "Established"
+
 
 def kernel_routes(host: LanHost) -> dict[str, tuple[str, ...]]:
     """Our routes in the host's main table: prefix -> gateways."""
@@ -147,14 +154,19 @@ def test_full_mesh_then_a_node_leaves(
         wait_routes(host, want, "a route to every other node's pod CIDR via that node")
         assert set(nodes.sessions(host.name).values()) == {"Established"}
 
-    # n4 leaves the cluster: its Node is gone, the others are planned without it.
+    # n4 leaves the cluster: its Node is gone, the others are planned without it. Its
+    # speaker still runs: what removes its routes is the others' new plans, nothing else.
     leaving = lan.host("n4")
     staying = [h for h in lan.hosts if h is not leaving]
     nodes.reload(states(manifests(lan, staying), [h.name for h in staying]))
-    nodes.procs["n4"].stop()
     for host in staying:
         wait_withdrawn(host, leaving.pod_cidr, "n4's pod CIDR withdrawn")
-        assert "node/n4" not in nodes.sessions(host.name)
+        wait_for(partial(nodes.without_session, host.name, "node/n4"),
+                 f"{host.name}: no session to n4", CONVERGE)  # fmt: skip
+        want = {h.pod_cidr: (h.address,) for h in staying if h is not host}
+        assert kernel_routes(host) == want
+    assert nodes.procs["n4"].running()
+    nodes.procs["n4"].stop()
     wait_reachable(lan, staying)
     assert not lan.ping(staying[0], leaving)
 
@@ -186,16 +198,22 @@ def test_route_reflectors_then_one_dies_then_a_client_leaves(
     n1 = lan.host("n1")
     for host in survivors:
         wait_withdrawn(host, n1.pod_cidr, "the dead reflector's pod CIDR withdrawn")
-        assert nodes.sessions(host.name)["node/n1"] != "Established"
+        wait_for(partial(nodes.session_down, host.name, "node/n1"),
+                 f"{host.name}: the session to n1 down", CONVERGE)  # fmt: skip
     wait_reachable(lan, survivors)
+    for host in survivors:  # every other survivor's pod CIDR, via that node, through n2
+        want = {h.pod_cidr: (h.address,) for h in survivors if h is not host}
+        assert kernel_routes(host) == want, host.name
 
-    # Client n5 leaves: its routes leave every other node.
+    # Client n5 leaves: the others are planned without it (its speaker still runs), and its
+    # routes leave every other node.
     n5 = lan.host("n5")
     staying = [h for h in survivors if h is not n5]
     remaining = [h for h in lan.hosts if h is not n5]
     replanned = states(manifests(lan, remaining, reflectors=reflectors), [h.name for h in staying])
     nodes.reload(replanned)
-    nodes.procs["n5"].signal(signal.SIGTERM)
     for host in staying:
         wait_withdrawn(host, n5.pod_cidr, "n5's pod CIDR withdrawn")
+    assert nodes.procs["n5"].running()
+    nodes.procs["n5"].signal(signal.SIGTERM)
     wait_reachable(lan, staying)
