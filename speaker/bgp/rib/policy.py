@@ -16,6 +16,10 @@ Evaluation is on wire values (prefix `(length, octets)`, communities as ints) an
 the per-prefix part is small: the attribute conditions are evaluated once per distinct
 `ReceivedPath` object (every prefix of one UPDATE shares it) into a short list of rules that can
 still match, each with its outcome prepared; per prefix only the prefix condition runs.
+Rules that name one exact prefix and no attribute condition (what a node's peering with other
+nodes is made of: one rule per pod CIDR, docs/in-cluster-routing.md) are not in that list but
+in a dict by prefix: there a path often carries a single prefix (each node's route has its own
+ORIGINATOR_ID and next hop), so a per-path pass over hundreds of rules would be the whole cost.
 """
 
 from __future__ import annotations
@@ -164,11 +168,23 @@ def _with_actions(rule: ImportRule, path: ReceivedPath) -> ReceivedPath:
 class ImportPolicy:
     """One peer's ordered import rules. Pure; caches per-path work (see the module doc)."""
 
-    __slots__ = ("_plans", "rules")
+    __slots__ = ("_exact", "_paths", "_scan", "rules")
 
     def __init__(self, rules: Sequence[ImportRule] = ()) -> None:
         self.rules: tuple[ImportRule, ...] = tuple(rules)
-        self._plans: dict[int, tuple[ReceivedPath, _Plan]] = {}
+        # exact-prefix rules without attribute conditions: (afi, length, key) -> first index
+        self._exact: dict[tuple[int, int, int], int] = {}
+        self._scan: tuple[int, ...] = ()  # the other rules, in order: the per-path plan
+        scan: list[int] = []
+        for index, rule in enumerate(self.rules):
+            pm = rule.prefix
+            if pm is not None and pm.ge == pm.le == pm.length and not _conditional(rule):
+                self._exact.setdefault((pm.afi, pm.length, pm.key), index)
+            else:
+                scan.append(index)
+        self._scan = tuple(scan)
+        # per path: the plan of the scanned rules, and the exact rules' verdicts made for it
+        self._paths: dict[int, tuple[ReceivedPath, _Plan, dict[int, Verdict]]] = {}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ImportPolicy) and other.rules == self.rules
@@ -187,7 +203,8 @@ class ImportPolicy:
         asns = path_asns(segments)
         origin = origin_as(segments)
         plan: list[tuple[_PrefixCheck | None, Verdict]] = []
-        for index, rule in enumerate(self.rules):
+        for index in self._scan:
+            rule = self.rules[index]
             if not (
                 rule.communities <= comms
                 and rule.large_communities <= larges
@@ -208,16 +225,20 @@ class ImportPolicy:
         """The verdict for `prefix` of address family `afi` received with `path`."""
         if not self.rules:
             return NO_MATCH
-        cached = self._plans.get(id(path))
-        if cached is not None and cached[0] is path:
-            plan = cached[1]
-        else:
-            plan = self._plan(path)
-            if len(self._plans) >= PLAN_CACHE_SIZE:
-                self._plans.clear()
-            self._plans[id(path)] = (path, plan)
+        cached = self._paths.get(id(path))
+        if cached is None or cached[0] is not path:
+            if len(self._paths) >= PLAN_CACHE_SIZE:
+                self._paths.clear()
+            cached = self._paths[id(path)] = (path, self._plan(path), {})
+        _, plan, made = cached
         length, octets = prefix
+        exact = -1
+        if self._exact:
+            key = int.from_bytes(octets, "big") >> (8 * len(octets) - length)
+            exact = self._exact.get((afi, length, key), -1)
         for check, verdict in plan:
+            if exact >= 0 and verdict.rule is not None and verdict.rule > exact:
+                break  # the exact rule comes first
             if check is None:
                 return verdict
             r_afi, r_len, key, ge, le = check
@@ -227,4 +248,21 @@ class ImportPolicy:
                 and (not r_len or int.from_bytes(octets, "big") >> (8 * len(octets) - r_len) == key)
             ):
                 return verdict
-        return NO_MATCH
+        if exact < 0:
+            return NO_MATCH
+        found = made.get(exact)
+        if found is None:
+            rule = self.rules[exact]
+            accepted = rule.action is Action.ACCEPT
+            found = made[exact] = Verdict(exact, _with_actions(rule, path) if accepted else None)
+        return found
+
+
+def _conditional(rule: ImportRule) -> bool:
+    """The rule looks at the path's attributes (not only the prefix)."""
+    return bool(
+        rule.communities
+        or rule.large_communities
+        or rule.as_path_contains
+        or rule.origin_asn is not None
+    )

@@ -292,3 +292,67 @@ def test_rule_validation() -> None:
         PrefixMatch(afi=AFI_IPV4, network=0x0A000000, length=8, ge=8, le=33)
     with pytest.raises(ValueError, match="host bits"):
         PrefixMatch(afi=AFI_IPV4, network=0x0A000001, length=8, ge=8, le=8)
+
+
+# --- exact-prefix rules are looked up by prefix: the same first match as a scan -------------
+
+_NETS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.3.0/24", "10.2.0.0/16", "0.0.0.0/0"]
+_COMM = "65000:10"
+
+
+@st.composite
+def _rules(draw: st.DrawFn) -> list[ImportRule]:
+    out = []
+    for _ in range(draw(st.integers(0, 8))):
+        net = draw(st.sampled_from([*_NETS, None]))
+        kind = draw(st.sampled_from(["exact", "range"]))
+        prefix = None
+        if net is not None:
+            length = ipaddress.ip_network(net).prefixlen
+            prefix = pm(net) if kind == "exact" else pm(net, ge=length, le=32)
+        action = draw(st.sampled_from([ACCEPT, REJECT]))
+        conditional = draw(st.booleans())
+        out.append(ImportRule(
+            action=action, prefix=prefix,
+            communities=frozenset({community_value(_COMM)}) if conditional else frozenset(),
+            set_local_preference=draw(st.sampled_from([None, 200])) if action is ACCEPT else None,
+        ))  # fmt: skip
+    return out
+
+
+def _reference(rules: list[ImportRule], prefix: str, carried: bool) -> int | None:
+    for index, rule in enumerate(rules):
+        if rule.prefix is not None and not rule.prefix.matches(afi(prefix), pfx(prefix)):
+            continue
+        if rule.communities and not carried:
+            continue
+        return index if rule.action is ACCEPT else -1
+    return None
+
+
+@given(
+    rules=_rules(),
+    prefix=st.sampled_from([*_NETS[:-1], "10.1.2.128/25", "192.0.2.0/24"]),
+    carried=st.booleans(),
+)
+def test_exact_rules_by_prefix_agree_with_first_match_in_order(
+    rules: list[ImportRule], prefix: str, carried: bool
+) -> None:
+    policy = ImportPolicy(rules)
+    received = path(communities=(_COMM,) if carried else ())
+    assert verdict_of(policy, prefix, received) == _reference(rules, prefix, carried)
+    # and the verdict is made once per path and rule
+    again = policy.evaluate(afi(prefix), pfx(prefix), received)
+    assert again is policy.evaluate(afi(prefix), pfx(prefix), received)
+
+
+def test_many_exact_rules_single_prefix_paths() -> None:
+    """A node's peering with other nodes: one rule per pod CIDR, one path per prefix."""
+    rules = [ImportRule(action=ACCEPT, prefix=pm(f"10.{i // 256}.{i % 256}.0/24"))
+             for i in range(300)]  # fmt: skip
+    policy = ImportPolicy(rules)
+    for i in range(300):
+        received = path(next_hop=f"192.0.2.{i % 250 + 1}")
+        v = policy.evaluate(AFI_IPV4, pfx(f"10.{i // 256}.{i % 256}.0/24"), received)
+        assert v.rule == i and v.path is received
+    assert policy.evaluate(AFI_IPV4, pfx("10.0.0.0/23"), path()) is NO_MATCH
