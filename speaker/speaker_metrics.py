@@ -21,6 +21,9 @@ apply-duration histogram is recorded as it happens.
     kubgp_bgp_prefixes_best{peer}                           only when it is configured: accepted
     kubgp_bgp_prefixes_installed{peer}                      by import policy / best / in the kernel
     kubgp_loc_rib_prefixes{family}                          prefixes with a selected path
+    kubgp_bgp_prefixes_reflected{peer}                      route reflection (RFC 4456), on a
+    kubgp_route_reflector_clients                           reflector only: best paths reflected
+                                                            to each iBGP peer; its clients
     kubgp_fib_routes                                        our routes in the kernel
     kubgp_fib_routes_failed                                 routes the kernel refuses now
     kubgp_fib_deferred                                      1 while graceful restart keeps the
@@ -170,6 +173,7 @@ class _SessionCollector(Collector):
         yield from (up, state, flaps, last_error, advertised, received, sent, got, n_sent, n_got)
         yield from (outcomes, outcome_prefixes)
         yield from self._routes()
+        yield from self._reflection()
         yield from self._bfd()
         applied = self.control.applied if self.control is not None else None
         if applied is not None:
@@ -238,6 +242,22 @@ class _SessionCollector(Collector):
         yield CounterMetricFamily(
             "kubgp_node_route_rereads", "Re-reads of the node's routes (next-hop resolution)",
             value=routes.node_rereads,
+        )  # fmt: skip
+
+    def _reflection(self) -> Iterator[Metric]:
+        reflector = self.speaker.reflection.reflector
+        if not reflector.active:
+            return
+        reflected = GaugeMetricFamily(
+            "kubgp_bgp_prefixes_reflected", "Best paths reflected to the iBGP peer (RFC 4456)",
+            labels=["peer"],
+        )  # fmt: skip
+        for name, n in sorted(reflector.counts().items()):
+            reflected.add_metric([name], n)
+        yield reflected
+        yield GaugeMetricFamily(
+            "kubgp_route_reflector_clients", "Route reflector clients of this speaker",
+            value=sum(1 for p in reflector.peers.values() if p.client),
         )  # fmt: skip
 
     def _bfd(self) -> Iterator[Metric]:

@@ -185,6 +185,20 @@ class Reflector:
                     out.setdefault(family, {})[prefix] = entry[0]
         return out
 
+    def counts(self) -> dict[str, int]:
+        """Per iBGP peer, the prefixes reflected to it now (for metrics: one pass over what is
+        reflected per peer)."""
+        out: dict[str, int] = {}
+        for name, peer in self._peers.items():
+            out[name] = sum(
+                1
+                for family, sent in self._sent.items()
+                if family in peer.families
+                for entry in sent.values()
+                if _gets(peer, entry)
+            )
+        return out
+
     # ---- inside ------------------------------------------------------------------------------
 
     def _reflect(self, sel: Selection) -> _Sent | None:

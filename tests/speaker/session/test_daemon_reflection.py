@@ -21,6 +21,7 @@ from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.received_attributes import cluster_list, originator_id
 from speaker.bgp.wire.context import IPV4_UNICAST
 from speaker.daemon import Speaker
+from speaker.speaker_metrics import SpeakerMetrics
 from testing.routers.lab import loopback_address
 from testing.routers.netns import NetnsPair
 from testing.wait import wait_for_async
@@ -107,6 +108,17 @@ def test_reflected_to_the_other_client_and_again_after_a_session_reset(
             assert cluster_list(got.attributes) == (rid(CLUSTER_ID),)
             assert c1.received("rr", "10.1.0.0/24") is None
             assert c2.received("rr", "10.2.0.0/24") is None
+            metrics = SpeakerMetrics(rr.speaker).registry
+            for name in ("c1", "c2"):
+                assert metrics.get_sample_value("kubgp_bgp_prefixes_reflected",
+                                                {"peer": name}) == 1.0  # fmt: skip
+            assert metrics.get_sample_value("kubgp_route_reflector_clients") == 2.0
+            assert (
+                SpeakerMetrics(c1.speaker).registry.get_sample_value(
+                    "kubgp_route_reflector_clients"
+                )
+                is None
+            )  # a client reflects nothing
 
             # A session parameter of c2 changes at the reflector: that session is reset, and
             # the new one starts from the whole reflected table (the reflector's peers did not
@@ -130,6 +142,8 @@ def test_reflected_to_the_other_client_and_again_after_a_session_reset(
             await wait_for_async(lambda: c2.received("rr", "10.1.0.0/24") is None,
                                  "c1's route withdrawn from c2", timeout=60)  # fmt: skip
             assert rr.status("c2").prefixes_advertised == 0
+            assert metrics.get_sample_value("kubgp_bgp_prefixes_reflected", {"peer": "c2"}) == 0
+            assert metrics.get_sample_value("kubgp_bgp_prefixes_reflected", {"peer": "c1"}) == 1
             assert c1.received("rr", "10.2.0.0/24") is not None  # c2's stays
         finally:
             for node in (c1, c2, rr):
