@@ -93,6 +93,10 @@ class FRR(RouterDaemon):
             f" match tag {_LOCAL_TAG}",
             "exit",
             "!",
+            # A lab route reflector sends its clients what it reflects too (RFC 4456).
+            "route-map lab-reflect permit 10",
+            "exit",
+            "!",
             f"router bgp {self.asn}",
             f" bgp router-id {self.router_id}",
             " no bgp ebgp-requires-policy",
@@ -116,9 +120,11 @@ class FRR(RouterDaemon):
                 # Keep the documentation next hop the originating route-map set: on eBGP FRR
                 # would put its loopback address there, which GoBGP and FRR refuse.
                 lines.append(f"  neighbor {peer.address} attribute-unchanged next-hop")
-                lines.append(f"  neighbor {peer.address} route-map lab-export out")
                 if peer.route_reflector_client:
                     lines.append(f"  neighbor {peer.address} route-reflector-client")
+                    lines.append(f"  neighbor {peer.address} route-map lab-reflect out")
+                else:
+                    lines.append(f"  neighbor {peer.address} route-map lab-export out")
             lines.append(" exit-address-family")
         lines.append("!")
         (self.workdir / "bgpd.conf").write_text("\n".join(lines) + "\n")

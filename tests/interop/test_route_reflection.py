@@ -96,7 +96,7 @@ def test_kubgp_reflector_with_bird_clients_and_loops_dropped(
         bird2.originated[n2.pod_cidr] = Origination(prefix=n2.pod_cidr, next_hop=n2.address)
         # n3's route first carries our own router id as ORIGINATOR_ID: a loop.
         bird3.originated[n3.pod_cidr] = Origination(
-            prefix=n3.pod_cidr, next_hop=n3.address, extra={"bgp_originator_id": state.router_id}
+            prefix=n3.pod_cidr, next_hop=n3.address, originator_id=state.router_id
         )
         bird2.start()
         bird3.start()
@@ -142,9 +142,8 @@ def test_kubgp_reflector_with_bird_clients_and_loops_dropped(
         # Our cluster id in its CLUSTER_LIST: a loop again, so the route that replaces the
         # clean one is dropped, and the clean one is withdrawn from bird2 and the kernel.
         bird3.originated[n3.pod_cidr] = Origination(
-            prefix=n3.pod_cidr, next_hop=n3.address,
-            extra={"bgp_cluster_list": f"add(bgp_cluster_list, {CLUSTER_ID})"},
-        )  # fmt: skip
+            prefix=n3.pod_cidr, next_hop=n3.address, cluster_list=(CLUSTER_ID,)
+        )
         bird3.reconfigure()
         wait_for(lambda: at(bird2, n3.pod_cidr) == [],
                  "n3's route withdrawn from bird2 (its replacement looped)", TIMEOUT)  # fmt: skip
