@@ -26,9 +26,12 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
-from speaker.api.ipc import BfdStatus, PeerStatus
+from speaker.api.ipc import BfdStatus, Delta, PeerStatus
+from speaker.api.routes import AttributeInterner
 from speaker.api.schema import DesiredState, Listen, Peer
 from speaker.bfd.coupling import BgpGate, GateAction
 from speaker.bfd.demux import SINGLE_HOP_TTL
@@ -36,7 +39,7 @@ from speaker.bfd.packet import diagnostic_name
 from speaker.bfd.session import StateChanged as BfdStateChanged
 from speaker.bfd.session import Timers
 from speaker.bfd_service import BfdPeer, BfdService
-from speaker.bgp.rib.adj_rib_out import Table
+from speaker.bgp.rib.adj_rib_out import Desired, Nlri
 from speaker.bgp.session.fsm import (
     Close,
     Connect,
@@ -52,11 +55,11 @@ from speaker.bgp.session.fsm import (
     UpdateOutcome,
 )
 from speaker.bgp.session.inbound import Outcome
-from speaker.bgp.wire.context import family_name
+from speaker.bgp.wire.context import Family, family_name
 from speaker.bgp.wire.errors import CeaseSubcode
 from speaker.bgp.wire.nlri import prefix_to_str
 from speaker.control import StateRefused
-from speaker.session_inputs import RouteTables, local_asn, session_config
+from speaker.session_inputs import RouteStore, local_asn, session_config
 from speaker.transport import (
     GTSM_TTL,
     Listener,
@@ -255,8 +258,11 @@ class PeerRunner:
             self._timer = None
         self._timer_at = None
 
-    def set_routes(self, table: Table) -> None:
-        self._run(self.session.set_routes(table))
+    def set_routes(self, desired: Desired) -> None:
+        self._run(self.session.set_routes(desired))
+
+    def routes_changed(self, changes: Mapping[Family, Sequence[tuple[Nlri, Any, Any]]]) -> None:
+        self._run(self.session.routes_changed(changes))
 
     def _run(self, events: list[Event]) -> None:
         for event in events:
@@ -460,9 +466,12 @@ class PeerRunner:
 class Speaker:
     """The declarative BGP speaker: give it a whole desired state; it converges to it."""
 
-    def __init__(self, *, restarting: bool = False) -> None:
+    def __init__(
+        self, *, restarting: bool = False, interner: AttributeInterner | None = None
+    ) -> None:
         # restarting: the sessions of the first state applied are a restart (RFC 4724 R bit).
         self._restarting = restarting
+        self.routes = RouteStore(interner)
         self._hold_eor = False
         self.state: DesiredState | None = None
         self.runners: dict[str, PeerRunner] = {}
@@ -502,7 +511,7 @@ class Speaker:
                 self._remove(
                     name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
                 )
-        tables = RouteTables(state)
+        self.routes.load(state)
         for peer in state.peers:
             current = self.runners.get(peer.name)
             if current is None:
@@ -515,14 +524,29 @@ class Speaker:
                 new.session.hold_end_of_rib = self._hold_eor
                 self.runners[peer.name] = new
                 self._by_address[normalise(peer.address)] = new
-                new.session.set_routes(tables.for_peer(peer))
+                new.session.set_routes(self.routes.desired(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
                 if not self._held(peer.name):
                     new.start()
             else:
                 current.peer = peer  # at most its `bfd` changed
-                current.set_routes(tables.for_peer(peer))
+                current.set_routes(self.routes.desired(peer))
         self._apply_bfd(state)
+
+    @property
+    def interner(self) -> AttributeInterner:
+        """The attribute sets of the routes advertised: a parser given it makes states whose
+        unchanged routes the sessions see as unchanged at a glance."""
+        return self.routes.interner
+
+    async def apply_delta(self, delta: Delta) -> None:
+        """Apply a delta to the applied state in place (`speaker.api.ipc.IpcError`, nothing
+        changed, when it does not apply): every session sends the changed routes alone. Returns
+        once they are in every Adj-RIB-Out."""
+        changes = self.routes.apply_delta(delta)
+        if changes:
+            for runner in self.runners.values():
+                runner.routes_changed(changes)
 
     # -- BFD (RFC 5882) ----------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from speaker.api.ipc import AppliedState, PeerStatus
+from speaker.api.ipc import AppliedState, Delta, PeerStatus
 from speaker.api.schema import DesiredState
 from speaker.bfd.packet import State as BfdState
 from speaker.bfd.packet import diagnostic_name
@@ -292,6 +292,11 @@ class TimedSink:
     async def apply(self, state: DesiredState) -> None:
         started = time.perf_counter()
         await self.metrics.speaker.apply(state)
+        self.metrics.apply_duration.observe(time.perf_counter() - started)
+
+    async def apply_delta(self, delta: Delta) -> None:
+        started = time.perf_counter()
+        await self.metrics.speaker.apply_delta(delta)
         self.metrics.apply_duration.observe(time.perf_counter() - started)
 
     def status(self) -> Sequence[PeerStatus]:

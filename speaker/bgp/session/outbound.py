@@ -1,21 +1,31 @@
 """What one session sends of its routes: Adj-RIB-Out feeding, End-of-RIB, route refresh served.
 
-`Outbound` holds the desired table (`set_routes`, the same for every session of a state) and
-the session's Adj-RIB-Out. On establishment the whole table goes out for the negotiated
-families, then End-of-RIB per family (RFC 4724 §2; a restarting speaker may hold it back,
-`speaker/bgp/session/graceful_restart.py`); while Established only the difference to the
-previous desired table. A ROUTE-REFRESH (RFC 2918) for a negotiated family re-sends that
-family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC 2918 §4) are ignored.
+`Outbound` holds the desired routes (`set_routes`: a `Desired`, whose tables every session of
+a state shares) and the session's Adj-RIB-Out. On establishment the whole table goes out for
+the negotiated families, then End-of-RIB per family (RFC 4724 §2; a restarting speaker may hold
+it back, `speaker/bgp/session/graceful_restart.py`); while Established only the difference to
+the previous desired routes, or, when the runtime changed the shared tables in place
+(`routes_changed`), only the keys it names. A ROUTE-REFRESH (RFC 2918) for a negotiated
+family re-sends that family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC
+2918 §4) are ignored.
 
 Methods return wire bytes, one UPDATE per item; the FSM counts and sends them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, RibChange, Table, encode_change
+from speaker.bgp.rib.adj_rib_out import (
+    EMPTY,
+    AdjRibOut,
+    Desired,
+    Nlri,
+    RibChange,
+    encode_change,
+)
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.context import DecodeContext, Family
 from speaker.bgp.wire.messages import RouteRefresh, RouteRefreshSubtype
@@ -36,7 +46,7 @@ class Outbound:
 
     def __init__(self) -> None:
         self.rib_out = AdjRibOut()
-        self.desired: Table = {}
+        self.desired: Desired = EMPTY
         self.skipped_routes = 0  # announced prefixes with no usable next hop, last change
         self.refreshes_served = 0
 
@@ -48,13 +58,42 @@ class Outbound:
         return self._encode(self.rib_out.update(self.desired, families), ctx, local)
 
     def set_routes(
-        self, desired: Table, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
+        self, desired: Desired, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
     ) -> list[bytes]:
-        """A new desired table; with `ctx` (Established), the difference to send."""
+        """New desired routes; with `ctx` (Established), the difference to send."""
         self.desired = desired
         if ctx is None:
             return []
         return self._encode(self.rib_out.update(desired, families), ctx, local)
+
+    def routes_changed(
+        self,
+        changes: Mapping[Family, Sequence[tuple[Nlri, Any, Any]]],
+        families: Iterable[Family],
+        ctx: DecodeContext | None,
+        local: bytes,
+    ) -> list[bytes]:
+        """The desired tables changed in place: per family (key, value before, value after).
+        With `ctx` (Established), what to send for those keys alone."""
+        if ctx is None:
+            return []
+        negotiated = set(families)
+        change = RibChange()
+        stale: list[Family] = []
+        for family, changed in changes.items():
+            if family not in negotiated:
+                continue
+            if self.rib_out.sent.get(family) is not self.desired.tables.get(family):
+                stale.append(family)  # not what was sent: work it out whole
+                continue
+            part = self.rib_out.changed(family, changed)
+            change.withdrawn.update(part.withdrawn)
+            change.announced.update(part.announced)
+        if stale:
+            whole = self.rib_out.update(self.desired, stale)
+            change.withdrawn.update(whole.withdrawn)
+            change.announced.update(whole.announced)
+        return self._encode(change, ctx, local)
 
     @staticmethod
     def end_of_rib(families: Iterable[Family], ctx: DecodeContext) -> list[bytes]:

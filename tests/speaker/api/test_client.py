@@ -121,6 +121,7 @@ def test_client_imports_nothing_heavy() -> None:
             "speaker.api.communities",
             "speaker.api.fields",
             "speaker.api.ipc",
+            "speaker.api.routes",
             "speaker.api.schema",
         ]
     )
