@@ -9,11 +9,10 @@ import asyncio
 import os
 from pathlib import Path
 
-from speaker.api.ipc import Delta, apply_delta_in_place
 from speaker.api.schema import DesiredState
 from speaker.control import serve_control
 from speaker.state_store import FILE_NAME, JOURNAL_NAME, StateStore
-from tests.speaker.control.helpers import Conn, RecordingSink, delta, snapshot, socket_dir
+from tests.speaker.control.helpers import Conn, DeltaSink, delta, snapshot, socket_dir
 
 
 def _size(path: Path) -> int:
@@ -21,19 +20,6 @@ def _size(path: Path) -> int:
         return os.path.getsize(path)
     except FileNotFoundError:
         return 0
-
-
-class DeltaSink(RecordingSink):
-    """Records snapshots, and applies deltas to the last one in place (as `Speaker` does)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.deltas: list[Delta] = []
-
-    async def apply_delta(self, change: Delta) -> None:
-        assert self.current is not None
-        apply_delta_in_place(self.current, change)
-        self.deltas.append(change)
 
 
 def test_deltas_in_place_journaled_resumed_and_compacted(tmp_path: Path) -> None:
