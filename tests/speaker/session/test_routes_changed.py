@@ -13,8 +13,9 @@ from speaker.bgp.wire.nlri import prefix_to_str
 from speaker.daemon import Speaker
 from speaker.session_inputs import RouteStore, session_config
 from testing.routers.lab import loopback_address
+from testing.wait import wait_for_async
 from tests.speaker.session.back_to_back import Wire
-from tests.speaker.session.test_daemon import peer, run, status, until
+from tests.speaker.session.test_daemon import peer, run, status
 
 HOSTS = [f"10.0.{i // 250}.{i % 250}/32" for i in range(2000)]
 
@@ -120,7 +121,7 @@ def test_speakers_apply_a_delta_in_place() -> None:
                 "advertisements": [{"prefixes": HOSTS}],
             })  # fmt: skip
             await a.apply(a_state)
-            await until("all at b", lambda: status(b, "a").prefixes_received == len(HOSTS))
+            await wait_for_async(lambda: status(b, "a").prefixes_received == len(HOSTS), "all at b")
             table = a.routes.desired(a_state.peers[0]).tables[IPV4_UNICAST]
             await a.apply_delta(Delta(epoch=1, generation=2, base=1,
                                       add=(Advertisement(prefix="10.7.0.0/24"),),
@@ -128,8 +129,8 @@ def test_speakers_apply_a_delta_in_place() -> None:
             # In the Adj-RIB-Out when apply_delta returns; the same shared table.
             assert status(a, "b").prefixes_advertised == len(HOSTS) - 9
             assert a.routes.desired(a_state.peers[0]).tables[IPV4_UNICAST] is table
-            await until("the delta at b",
-                        lambda: status(b, "a").prefixes_received == len(HOSTS) - 9)  # fmt: skip
+            await wait_for_async(lambda: status(b, "a").prefixes_received == len(HOSTS) - 9,
+                                 "the delta at b")  # fmt: skip
             got = b.runners["a"].session.rib_in.routes[IPV4_UNICAST]
             assert (24, bytes((10, 7, 0))) in got and (32, bytes((10, 0, 0, 0))) not in got
         finally:
