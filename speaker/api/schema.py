@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import socket
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import FrozenInstanceError, dataclass, field
@@ -776,8 +775,8 @@ def _str_items(value: object) -> tuple[str, ...] | None:
 
 _NOT_FAST: Final = object()
 _HOST32: Final = b"\x20"
-_AF_INET: Final = socket.AF_INET
-_pton = socket.inet_pton
+_AF_INET: Final = _routes._AF_INET  # socket's, through routes (the one allowed importer)
+_pton = _routes._pton
 
 
 class AdvertisementReader:
