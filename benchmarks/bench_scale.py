@@ -322,7 +322,7 @@ def _blast(target: str, me: str, n: int, pid: int, count: Callable[[], int]) -> 
                     raise RuntimeError(f"the sender's session ended: {event}")
             return count()
 
-        done = _poll_until(counted, n)
+        done = _poll_until(counted, n, timeout=30 + n / 2000)  # a stuck count fails soon
         cpu = cpu_seconds(pid) - cpu0
         rss, _ = memory(pid)
         return Received(done - est["t"], cpu, rss)
