@@ -209,7 +209,7 @@ def _rib_bytes_per_route(n: int) -> float:
     before = tracemalloc.get_traced_memory()[0]
     session = Session(session_config(state, state.peers[0]))
     session.set_routes(RouteTables(state).for_peer(state.peers[0]))
-    session.rib_out.update(session.desired, list(session.desired))  # as when Established
+    session.rib_out.update(session.desired, session.desired.families())  # as when Established
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return held / n

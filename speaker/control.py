@@ -10,10 +10,13 @@ state is in every Adj-RIB-Out, `status()` reports the peers. What it guarantees:
   `allowed_uids` (root and the server's own uid by default); another uid gets a nack and is
   closed.
 - Protocol: `hello` with the applied epoch/generation on connect; requests on one connection
-  are answered one by one, in order. Snapshot and delta are checked by `ipc.accept` (epoch and
-  generation rules, delta base, schema) and applied one at a time across all connections;
-  `ack` once `apply` returned and the state was saved, a `nack` with the reason otherwise, the
-  running state untouched. Status is answered at once, also while an apply is in flight.
+  are answered one by one, in order. Snapshot and delta are checked (`ipc.check_version`:
+  epoch and generation rules, delta base; the schema when parsed; `ipc.check_delta`: the
+  delta applies) and applied one at a time across all connections; `ack` once applied and
+  saved, a `nack` with the reason otherwise, the running state untouched. A delta is applied
+  in place (`StateSink.apply_delta`, when the sink has it: the cost is the delta's size) and
+  journaled; a snapshot is saved whole (`speaker.state_store`). Status is answered at once,
+  also while an apply is in flight.
 - Bounds: a line over `max_line` bytes gets a nack and the connection is closed; the stream
   reader stops buffering at about twice the limit, so the rest is never read into memory. Each
   connection has its own write queue of `write_queue` lines; a client whose queue is full, or
@@ -42,9 +45,9 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from speaker.api.ipc import (
     DEFAULT_MAX_LINE,
@@ -60,11 +63,14 @@ from speaker.api.ipc import (
     Snapshot,
     StateVersion,
     Status,
-    accept,
+    apply_delta,
+    check_delta,
+    check_version,
     encode,
     parse_request,
 )
 from speaker.api.route_status import FibSummary, Routes, RoutesRequest
+from speaker.api.routes import AttributeInterner
 from speaker.api.schema import DesiredState
 from speaker.state_store import StateStore, StateStoreError
 
@@ -99,6 +105,20 @@ class RouteSink(Protocol):
     def fib_summary(self) -> FibSummary | None: ...
 
     def route_report(self, request: RoutesRequest) -> Routes: ...
+
+
+class DeltaSink(StateSink, Protocol):
+    """A sink that applies deltas itself, in place, to the state it last applied."""
+
+    async def apply_delta(self, delta: Delta) -> None:
+        """Apply `delta` to the state last applied (`IpcError`, nothing changed, if it does
+        not apply); return once the change is in every Adj-RIB-Out."""
+        ...
+
+
+@runtime_checkable
+class _DeltaCapable(Protocol):
+    def apply_delta(self, delta: Delta) -> Coroutine[Any, Any, None]: ...
 
 
 class StateRefused(Exception):
@@ -191,8 +211,10 @@ class ControlServer:
         write_queue: int,
         write_timeout: float,
         refuse_states: str | None = None,
+        interner: AttributeInterner | None = None,
     ) -> None:
         self.path = path
+        self.interner = interner
         self.allowed_uids = allowed_uids
         self.max_line = max_line
         self.dropped_clients = 0
@@ -237,7 +259,7 @@ class ControlServer:
     async def _resume(self) -> None:
         restored = None
         if self._store is not None:
-            result = await asyncio.to_thread(self._store.load)
+            result = await asyncio.to_thread(self._store.load, interner=self.interner)
             if result.problem:
                 log.error("control: %s", result.problem)
             restored = result.applied
@@ -248,7 +270,7 @@ class ControlServer:
                 restored.version.epoch,
                 restored.version.generation,
                 len(restored.state.peers),
-                len(restored.state.advertisements),
+                restored.state.route_count,
             )
             try:
                 await self._sink.apply(restored.state)
@@ -279,6 +301,8 @@ class ControlServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._store is not None:
+            self._store.close()
         with contextlib.suppress(OSError):
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:
@@ -339,13 +363,17 @@ class ControlServer:
             if not line.strip():
                 continue
             client.send(encode(await self._answer(line)))
+            if self._store is not None and self._store.compaction_due:
+                await self._compact()
 
     async def _answer(self, line: bytes) -> Reply:
         try:
             if len(line) > PARSE_IN_THREAD_BYTES:
-                request = await asyncio.to_thread(parse_request, line, max_line=self.max_line)
+                request = await asyncio.to_thread(
+                    parse_request, line, max_line=self.max_line, interner=self.interner
+                )
             else:
-                request = parse_request(line, max_line=self.max_line)
+                request = parse_request(line, max_line=self.max_line, interner=self.interner)
         except IpcError as err:
             return Nack(reason=err.reason, want=err.want)
         except Exception as err:  # a parser bug: refuse the line, keep serving
@@ -354,7 +382,7 @@ class ControlServer:
         if isinstance(request, Snapshot | Delta):
             if self._refuse_states is not None:
                 return Nack(reason=self._refuse_states, want=None)
-            return await self._apply(request)
+            return await self._apply(request, line)
         if isinstance(request, RoutesRequest):
             return self._routes(request)
         return self._status()
@@ -377,16 +405,17 @@ class ControlServer:
             return Nack(reason=f"status failed: {err}", want=None)
         return Status(peers=peers, applied=self._version(), fib=fib)
 
-    async def _apply(self, request: Request) -> Reply:
+    async def _apply(self, request: Request, line: bytes) -> Reply:
         assert isinstance(request, Snapshot | Delta)
         async with self._lock:
             if self._closing:
                 return Nack(reason="the speaker is stopping", want=None)
             try:
-                new = accept(self._applied, request)
+                check_version(self._applied, request)
+                new, job = self._plan(request)
             except IpcError as err:
                 return Nack(reason=err.reason, want=err.want)
-            self._inflight = asyncio.create_task(self._sink.apply(new.state))
+            self._inflight = asyncio.create_task(job)
             try:
                 # Shielded: a client going away (or close()) does not cut an apply in half.
                 await asyncio.shield(self._inflight)
@@ -397,6 +426,8 @@ class ControlServer:
                 log.error("control: generation %d refused, the running state is unchanged: %s",
                           new.version.generation, err)  # fmt: skip
                 return Nack(reason=f"the speaker could not apply the state: {err}")
+            except IpcError as err:  # the sink's own check: nothing changed
+                return Nack(reason=err.reason, want=err.want)
             except Exception as err:
                 log.exception("control: applying generation %d failed", new.version.generation)
                 self._applied = None
@@ -404,11 +435,46 @@ class ControlServer:
             self._applied = new
             if self._store is not None:
                 try:
-                    await asyncio.to_thread(self._store.save, new)
+                    if isinstance(request, Snapshot):
+                        await asyncio.to_thread(self._store.save, new)
+                    else:
+                        await asyncio.to_thread(self._store.append, line, request, new)
                 except StateStoreError as err:
                     # Applied and running; only a restart would miss it. Say so, keep going.
                     log.error("control: %s", err)
             return Ack(epoch=new.version.epoch, generation=new.version.generation)
+
+    def _plan(self, request: Snapshot | Delta) -> tuple[AppliedState, Coroutine[Any, Any, None]]:
+        """The state after `request` and the sink call that makes it run; `IpcError` (nothing
+        changed) when a delta does not apply."""
+        if isinstance(request, Snapshot):
+            return AppliedState(version=request.version, state=request.state), self._sink.apply(
+                request.state
+            )
+        applied = self._applied
+        assert applied is not None  # check_version
+        if isinstance(self._sink, _DeltaCapable):
+            # In place: the sink's state is this one, moved forward by the delta alone.
+            check_delta(applied.state, request)
+            return (
+                AppliedState(version=request.version, state=applied.state),
+                self._sink.apply_delta(request),
+            )
+        state = apply_delta(applied.state, request)
+        return AppliedState(version=request.version, state=state), self._sink.apply(state)
+
+    async def _compact(self) -> None:
+        """A new base in place of a journal grown past it (after the ack: the next request
+        waits for it, no client's reply does)."""
+        async with self._lock:
+            store, applied = self._store, self._applied
+            if store is None or applied is None or not store.compaction_due:
+                return
+            try:
+                # The state changes only under the lock, which this holds.
+                await asyncio.to_thread(store.save, applied)
+            except StateStoreError as err:
+                log.error("control: compacting the journal: %s", err)
 
     def _version(self) -> StateVersion | None:
         return None if self._applied is None else self._applied.version
@@ -426,13 +492,15 @@ async def serve_control(
     write_queue: int = DEFAULT_WRITE_QUEUE,
     write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     refuse_states: str | None = None,
+    interner: AttributeInterner | None = None,
 ) -> ControlServer:
     """Resume the saved state (if any), then listen on `path`.
 
     `allowed_uids` defaults to root and this process's uid. `group` (name or gid) makes the
     socket 0660 owned by that group; `mode` overrides the mode. `refuse_states`: the state
     comes from elsewhere (a `--config` file); every snapshot and delta is refused with this
-    reason, status is served. Raises `ControlError` when the path is held by a live process or
+    reason, status is served. `interner`: the sink's attribute sets (`Speaker.interner`), so
+    that parsed states share them. Raises `ControlError` when the path is held by a live process or
     is not a socket, or the group is unknown."""
     uids = frozenset({0, os.getuid()} if allowed_uids is None else allowed_uids)
     gid = _gid(group)
@@ -445,6 +513,7 @@ async def serve_control(
         write_queue=write_queue,
         write_timeout=write_timeout,
         refuse_states=refuse_states,
+        interner=interner,
     )
     socket_mode = mode if mode is not None else (0o600 if gid is None else 0o660)
     await server._start(mode=socket_mode, gid=gid)
@@ -513,6 +582,7 @@ __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
     "ControlError",
     "ControlServer",
+    "DeltaSink",
     "RouteSink",
     "StateRefused",
     "StateSink",

@@ -32,11 +32,13 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
-from speaker.api.ipc import BfdStatus, PeerStatus
+from speaker.api.ipc import BfdStatus, Delta, PeerStatus
 from speaker.api.route_status import FibSummary, Routes, RoutesRequest
+from speaker.api.routes import AttributeInterner
 from speaker.api.schema import DesiredState, Listen, Peer
 from speaker.bfd.coupling import BgpGate, GateAction
 from speaker.bfd.demux import SINGLE_HOP_TTL
@@ -45,7 +47,7 @@ from speaker.bfd.session import StateChanged as BfdStateChanged
 from speaker.bfd.session import Timers
 from speaker.bfd_service import BfdPeer, BfdService
 from speaker.bgp.rib.adj_rib_in import RibInChanged, RibInStale
-from speaker.bgp.rib.adj_rib_out import PathAttributes, Table
+from speaker.bgp.rib.adj_rib_out import Desired, Nlri, PathAttributes
 from speaker.bgp.rib.reflection import ExportChanges
 from speaker.bgp.session.fsm import (
     Close,
@@ -68,7 +70,7 @@ from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 from speaker.control import StateRefused
 from speaker.route_reflection import RouteReflection
 from speaker.route_service import RouteService, SessionEvent
-from speaker.session_inputs import RouteTables, local_asn, session_config
+from speaker.session_inputs import RouteStore, local_asn, session_config
 from speaker.transport import (
     GTSM_TTL,
     Listener,
@@ -277,8 +279,11 @@ class PeerRunner:
             self._timer = None
         self._timer_at = None
 
-    def set_routes(self, table: Table) -> None:
-        self._run(self.session.set_routes(table))
+    def set_routes(self, desired: Desired) -> None:
+        self._run(self.session.set_routes(desired))
+
+    def routes_changed(self, changes: Mapping[Family, Sequence[tuple[Nlri, Any, Any]]]) -> None:
+        self._run(self.session.routes_changed(changes))
 
     def set_reflected(
         self, changes: Mapping[Family, Mapping[Prefix, PathAttributes | None]]
@@ -495,11 +500,18 @@ class PeerRunner:
 class Speaker:
     """The declarative BGP speaker: give it a whole desired state; it converges to it."""
 
-    def __init__(self, *, restarting: bool = False, fib_netns: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        restarting: bool = False,
+        fib_netns: str | None = None,
+        interner: AttributeInterner | None = None,
+    ) -> None:
         # restarting: the sessions of the first state applied are a restart (RFC 4724 R bit).
         # fib_netns: the named network namespace whose routing tables received routes go to
         # (tests and benchmarks); None: our own.
         self._restarting = restarting
+        self.advertised = RouteStore(interner)  # our own routes, per peer (session_inputs)
         self._hold_eor = False
         self.state: DesiredState | None = None
         self.runners: dict[str, PeerRunner] = {}
@@ -558,7 +570,7 @@ class Speaker:
                 self._remove(
                     name, IdleReason.ConfigurationChange, CeaseSubcode.OtherConfigurationChange
                 )
-        tables = RouteTables(state)
+        self.advertised.load(state)
         created: list[str] = []
         for peer in state.peers:
             current = self.runners.get(peer.name)
@@ -575,13 +587,13 @@ class Speaker:
                 new.session.hold_end_of_rib = self._hold_eor
                 self.runners[peer.name] = new
                 self._by_address[normalise(peer.address)] = new
-                new.session.set_routes(tables.for_peer(peer))
+                new.session.set_routes(self.advertised.desired(peer))
                 log.info("peer %s (%s): added, AS %s", peer.name, peer.address, peer.asn)
                 if not self._held(peer.name):
                     new.start()
             else:
                 current.peer = peer  # at most its `bfd` or `import` changed
-                current.set_routes(tables.for_peer(peer))
+                current.set_routes(self.advertised.desired(peer))
         self._apply_reflection(state, created)
         self._apply_bfd(state)
 
@@ -596,6 +608,21 @@ class Speaker:
             table = self.reflection.reflector.table(name)
             if table:
                 self.runners[name].set_reflected(table)
+
+    @property
+    def interner(self) -> AttributeInterner:
+        """The attribute sets of the routes advertised: a parser given it makes states whose
+        unchanged routes the sessions see as unchanged at a glance."""
+        return self.advertised.interner
+
+    async def apply_delta(self, delta: Delta) -> None:
+        """Apply a delta to the applied state in place (`speaker.api.ipc.IpcError`, nothing
+        changed, when it does not apply): every session sends the changed routes alone. Returns
+        once they are in every Adj-RIB-Out."""
+        changes = self.advertised.apply_delta(delta)
+        if changes:
+            for runner in self.runners.values():
+                runner.routes_changed(changes)
 
     # -- BFD (RFC 5882) ----------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from speaker.api.ipc import AppliedState, PeerStatus
+from speaker.api.ipc import AppliedState, Delta, PeerStatus
 from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState
 from speaker.bfd.packet import State as BfdState
@@ -380,6 +380,11 @@ class TimedSink:
     async def apply(self, state: DesiredState) -> None:
         started = time.perf_counter()
         await self.metrics.speaker.apply(state)
+        self.metrics.apply_duration.observe(time.perf_counter() - started)
+
+    async def apply_delta(self, delta: Delta) -> None:
+        started = time.perf_counter()
+        await self.metrics.speaker.apply_delta(delta)
         self.metrics.apply_duration.observe(time.perf_counter() - started)
 
     def status(self) -> Sequence[PeerStatus]:

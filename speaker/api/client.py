@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Final
 
 from speaker.api.ipc import (
+    COMPACT_PROTO,
     DEFAULT_MAX_LINE,
     Ack,
     BfdStatus,
@@ -165,6 +166,12 @@ class SpeakerClient:
     ) -> None:
         await self.close()
 
+    @property
+    def compact(self) -> bool:
+        """The speaker reads advertisements grouped by attribute set (hello proto 2 or more):
+        snapshots and deltas are sent that way, several times smaller."""
+        return self.hello.proto >= COMPACT_PROTO
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(ConnectionError):
@@ -173,8 +180,10 @@ class SpeakerClient:
     async def snapshot(
         self, state: DesiredState, *, epoch: int, generation: int, timeout: float | None = None
     ) -> Ack:
-        """Send the whole state; return the ack once it is applied, or raise `NackError`."""
-        return await self._apply(Snapshot(epoch=epoch, generation=generation, state=state), timeout)
+        """Send the whole state; return the ack once it is applied, or raise `NackError`.
+        Written grouped by attribute set when the speaker reads that (`compact`)."""
+        message = Snapshot(epoch=epoch, generation=generation, state=state, compact=self.compact)
+        return await self._apply(message, timeout)
 
     async def delta(
         self,
@@ -188,7 +197,12 @@ class SpeakerClient:
     ) -> Ack:
         """Add (or replace, by prefix) and remove advertisements against generation `base`."""
         message = Delta(
-            epoch=epoch, generation=generation, base=base, add=tuple(add), remove=tuple(remove)
+            epoch=epoch,
+            generation=generation,
+            base=base,
+            add=tuple(add),
+            remove=tuple(remove),
+            compact=self.compact,
         )
         return await self._apply(message, timeout)
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, ParamSpec, TypeAlias, TypeVar
 
 from speaker.api.fields import (
@@ -51,14 +51,27 @@ from speaker.api.fields import (
 )
 from speaker.api.fields import prefix as cidr_prefix
 from speaker.api.route_status import FibSummary, Routes, RoutesRequest
+from speaker.api.routes import (
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    AttributeInterner,
+    RouteAttributes,
+    fast_nlri,
+    nlri_text,
+)
 from speaker.api.schema import (
     Advertisement,
+    AdvertisementReader,
     DesiredState,
-    parse_advertisement,
+    attributes_to_dict,
+    nlri_of,
     parse_desired_state,
 )
 
-PROTO: Final = 1
+PROTO: Final = 2
+"""2: snapshots and deltas may carry advertisements grouped (`prefixes`, defaults left out;
+docs/performance.md). A client sends that form only to a speaker whose hello says 2 or more."""
+COMPACT_PROTO: Final = 2
 DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
 """Bytes per line, newline excluded: about 100,000 advertisements in a snapshot."""
 MAX_COUNTER: Final = (1 << 63) - 1
@@ -268,11 +281,13 @@ class Hello:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """client -> speaker: the whole desired state."""
+    """client -> speaker: the whole desired state. `compact`: written with advertisements
+    grouped (proto 2); read either way."""
 
     epoch: int
     generation: int
     state: DesiredState
+    compact: bool = field(default=False, compare=False)
     TYPE: ClassVar[str] = "snapshot"
 
     @property
@@ -284,16 +299,18 @@ class Snapshot:
             "type": self.TYPE,
             "epoch": self.epoch,
             "generation": self.generation,
-            "state": self.state.to_dict(),
+            "state": self.state.to_dict(compact=self.compact),
         }
 
     @classmethod
     @_nacked
-    def from_json(cls, doc: Mapping[str, object]) -> Snapshot:
+    def from_json(
+        cls, doc: Mapping[str, object], interner: AttributeInterner | None = None
+    ) -> Snapshot:
         f = _fields(doc, "", ("type", "epoch", "generation", "state"))
         raw = mapping(f.raw("state"), "state", JSON)
         try:
-            state = parse_desired_state(raw)
+            state = parse_desired_state(raw, interner=interner)
         except FieldError as err:
             raise FieldError(f"state.{err.path}" if err.path else "state", err.detail) from None
         return cls(
@@ -303,21 +320,44 @@ class Snapshot:
         )
 
 
+Added = tuple[tuple[str, bytes, RouteAttributes], ...]
+Removed = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRoutes:
+    """A delta in compact form: (family, NLRI key, attributes) added, (family, key) removed,
+    in the order of `Delta.add` and `Delta.remove`."""
+
+    add: Added
+    remove: Removed
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delta:
     """client -> speaker: advertisements to add (or replace, by prefix) and prefixes to remove,
-    against the applied generation `base`. Peers, ASN and router id change only by snapshot."""
+    against the applied generation `base`. Peers, ASN and router id change only by snapshot.
+    `compact`: `add` written grouped by attribute set (proto 2); read either way."""
 
     epoch: int
     generation: int
     base: int
     add: tuple[Advertisement, ...] = ()
     remove: tuple[str, ...] = ()
+    compact: bool = field(default=False, compare=False)
+    parsed: DeltaRoutes | None = field(default=None, compare=False, repr=False)
     TYPE: ClassVar[str] = "delta"
 
     @property
     def version(self) -> StateVersion:
         return StateVersion(epoch=self.epoch, generation=self.generation)
+
+    def routes(self) -> DeltaRoutes:
+        """The compact form (as parsed, or made from `add` and `remove`)."""
+        if self.parsed is not None:
+            return self.parsed
+        add = tuple((*nlri_of(a.prefix), a.attributes) for a in self.add)
+        return DeltaRoutes(add, tuple(nlri_of(p) for p in self.remove))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -325,36 +365,53 @@ class Delta:
             "epoch": self.epoch,
             "generation": self.generation,
             "base": self.base,
-            "add": advertisements_to_json(self.add),
+            "add": (
+                advertisement_groups(self.add) if self.compact else advertisements_to_json(self.add)
+            ),
             "remove": list(self.remove),
         }
 
     @classmethod
     @_nacked
-    def from_json(cls, doc: Mapping[str, object]) -> Delta:
+    def from_json(
+        cls, doc: Mapping[str, object], interner: AttributeInterner | None = None
+    ) -> Delta:
         f = _fields(doc, "", ("type", "epoch", "generation", "base", "add", "remove"))
-        add = tuple(
-            parse_advertisement(mapping(raw, f"add[{i}]", JSON), f"add[{i}]")
-            for i, raw in enumerate(sequence(f.raw("add"), "add", JSON))
-        )
-        remove = tuple(
-            cidr_prefix(raw, f"remove[{i}]")
-            for i, raw in enumerate(sequence(f.raw("remove"), "remove", JSON))
-        )
-        seen: dict[str, str] = {}
-        named = [(f"add[{i}]", a.prefix) for i, a in enumerate(add)]
-        named += [(f"remove[{i}]", p) for i, p in enumerate(remove)]
-        for path, prefix in named:
-            if prefix in seen:
-                raise IpcError(f"{path}: prefix {prefix} is also in {seen[prefix]}")
-            seen[prefix] = path
+        reader = AdvertisementReader(None, interner)
+        seen: dict[tuple[str, bytes], str] = {}
+        added: list[tuple[str, bytes, RouteAttributes]] = []
+        for i, raw in enumerate(sequence(f.raw("add"), "add", JSON)):
+            path = f"add[{i}]"
+            reader.tables = {FAMILY_IPV4: {}, FAMILY_IPV6: {}}
+            reader.entry(mapping(raw, path, JSON), path)
+            for family, table in reader.tables.items():
+                for key, attrs in table.items():
+                    _once(seen, family, key, path)
+                    added.append((family, key, attrs))
+        removed: list[tuple[str, bytes]] = []
+        for i, raw in enumerate(sequence(f.raw("remove"), "remove", JSON)):
+            path = f"remove[{i}]"
+            found = fast_nlri(raw) if type(raw) is str else None
+            if found is None:
+                found = nlri_of(cidr_prefix(raw, path))
+            _once(seen, *found, path)
+            removed.append(found)
         return cls(
             epoch=_counter(f.raw("epoch"), "epoch"),
             generation=_counter(f.raw("generation"), "generation"),
             base=_counter(f.raw("base"), "base"),
-            add=add,
-            remove=remove,
+            add=tuple(Advertisement.of(nlri_text(fm, k), a) for fm, k, a in added),
+            remove=tuple(nlri_text(fm, k) for fm, k in removed),
+            parsed=DeltaRoutes(tuple(added), tuple(removed)),
         )
+
+
+def _once(seen: dict[tuple[str, bytes], str], family: str, key: bytes, path: str) -> None:
+    """A prefix may appear once in a delta, across `add` and `remove`."""
+    first = seen.get((family, key))
+    if first is not None:
+        raise IpcError(f"{path}: prefix {nlri_text(family, key)} is also in {first}")
+    seen[(family, key)] = path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -457,11 +514,22 @@ Request: TypeAlias = Snapshot | Delta | StatusRequest | RoutesRequest
 Reply: TypeAlias = Hello | Ack | Nack | Status | Routes
 Message: TypeAlias = Request | Reply
 
-REQUESTS: Final[Mapping[str, Callable[[Mapping[str, object]], Request]]] = {
+
+def _status_request(doc: Mapping[str, object], interner: AttributeInterner | None) -> Request:
+    return StatusRequest.from_json(doc)
+
+
+def _routes_request(doc: Mapping[str, object], interner: AttributeInterner | None) -> Request:
+    return _nacked(RoutesRequest.from_json)(doc)  # speaker.api.route_status
+
+
+REQUESTS: Final[
+    Mapping[str, Callable[[Mapping[str, object], AttributeInterner | None], Request]]
+] = {
     Snapshot.TYPE: Snapshot.from_json,
     Delta.TYPE: Delta.from_json,
-    StatusRequest.TYPE: StatusRequest.from_json,
-    RoutesRequest.TYPE: _nacked(RoutesRequest.from_json),  # speaker.api.route_status
+    StatusRequest.TYPE: _status_request,
+    RoutesRequest.TYPE: _routes_request,
 }
 REPLIES: Final[Mapping[str, Callable[[Mapping[str, object]], Reply]]] = {
     Hello.TYPE: Hello.from_json,
@@ -482,13 +550,16 @@ def encode(message: Message) -> bytes:
     return text.encode() + b"\n"
 
 
-def parse_request(line: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> Request:
-    """A line from a client -> a request, or `IpcError`."""
+def parse_request(
+    line: bytes, *, max_line: int = DEFAULT_MAX_LINE, interner: AttributeInterner | None = None
+) -> Request:
+    """A line from a client -> a request, or `IpcError`. `interner`: attribute sets shared
+    with the states parsed before (the speaker's own)."""
     doc, kind = _decode_line(line, max_line)
     parse = REQUESTS.get(kind)
     if parse is None:
         raise IpcError(f"type: unknown request type {kind!r}; expected one of {sorted(REQUESTS)}")
-    return parse(doc)
+    return parse(doc, interner)
 
 
 def parse_reply(line: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> Reply:
@@ -531,8 +602,8 @@ def _decode_line(line: bytes, max_line: int) -> tuple[Mapping[str, object], str]
 # --- the state machine ---------------------------------------------------------------------
 
 
-def accept(applied: AppliedState | None, message: Snapshot | Delta) -> AppliedState:
-    """The state after `message`, or `IpcError` (want snapshot) when the rules refuse it."""
+def check_version(applied: AppliedState | None, message: Snapshot | Delta) -> None:
+    """`IpcError` (want snapshot) when the epoch and generation rules refuse `message`."""
     if isinstance(message, Snapshot):
         if (
             applied is not None
@@ -543,7 +614,7 @@ def accept(applied: AppliedState | None, message: Snapshot | Delta) -> AppliedSt
                 f"generation {message.generation} is not after the applied generation "
                 f"{applied.version.generation} of epoch {message.epoch}"
             )
-        return AppliedState(version=message.version, state=message.state)
+        return
     if applied is None:
         raise IpcError("no state is applied yet; a delta needs a snapshot first")
     if message.epoch != applied.version.epoch:
@@ -559,42 +630,97 @@ def accept(applied: AppliedState | None, message: Snapshot | Delta) -> AppliedSt
         raise IpcError(
             f"delta generation {message.generation} is not after its base {message.base}"
         )
+
+
+def accept(applied: AppliedState | None, message: Snapshot | Delta) -> AppliedState:
+    """The state after `message`, or `IpcError` (want snapshot) when the rules refuse it.
+    Pure: a delta gives a new state (a copy); the speaker applies deltas in place instead
+    (`check_version`, then `apply_delta_in_place`)."""
+    check_version(applied, message)
+    if isinstance(message, Snapshot):
+        return AppliedState(version=message.version, state=message.state)
+    assert applied is not None
     return AppliedState(version=message.version, state=apply_delta(applied.state, message))
 
 
-def apply_delta(state: DesiredState, delta: Delta) -> DesiredState:
-    """`state` with `delta.add` put in (replacing by prefix) and `delta.remove` taken out."""
+Change = tuple[bytes, RouteAttributes | None, RouteAttributes | None]
+RouteChanges = dict[str, list[Change]]
+"""Per family: (NLRI key, attributes before, attributes after), None where absent."""
+
+
+def check_delta(state: DesiredState, delta: Delta) -> DeltaRoutes:
+    """`IpcError` unless `delta` applies to `state`: every removed prefix is advertised, every
+    added one names peers of the state. Changes nothing."""
+    routes = state.routes
+    parsed = delta.routes()
+    for i, (family, key) in enumerate(parsed.remove):
+        if routes.get(family, key) is None:
+            raise IpcError(f"remove[{i}]: {nlri_text(family, key)} is not advertised")
     peer_names = {p.name for p in state.peers}
-    merged = {a.prefix: a for a in state.advertisements}
-    for i, prefix in enumerate(delta.remove):
-        if merged.pop(prefix, None) is None:
-            raise IpcError(f"remove[{i}]: {prefix} is not advertised")
-    for i, adv in enumerate(delta.add):
-        for j, name in enumerate(adv.peers or ()):
+    checked: set[RouteAttributes] = set()
+    for i, (_family, _key, attrs) in enumerate(parsed.add):
+        if attrs.peers is None or attrs in checked:
+            continue
+        for j, name in enumerate(attrs.peers):
             if name not in peer_names:
                 raise IpcError(f"add[{i}].peers[{j}]: no peer named {name!r}")
-        merged[adv.prefix] = adv
-    return replace(state, advertisements=tuple(merged.values()))
+        checked.add(attrs)
+    return parsed
+
+
+def apply_delta_in_place(state: DesiredState, delta: Delta) -> RouteChanges:
+    """Moves `state.routes` forward by `delta` (checked first: on `IpcError` nothing changed)
+    and returns what changed. The cost is the delta's size, not the state's. `state` is the
+    caller's own (the speaker's applied state): whoever else holds it sees the change."""
+    parsed = check_delta(state, delta)
+    families = state.routes.families
+    changes: RouteChanges = {}
+    for family, key in parsed.remove:
+        old = families[family].remove(key)
+        changes.setdefault(family, []).append((key, old, None))
+    for family, key, attrs in parsed.add:
+        old = families[family].set(key, attrs)
+        if old is not attrs and old != attrs:
+            changes.setdefault(family, []).append((key, old, attrs))
+    return changes
+
+
+def apply_delta(state: DesiredState, delta: Delta) -> DesiredState:
+    """`state` with `delta.add` put in (replacing by prefix) and `delta.remove` taken out, as a
+    new state; `state` is unchanged."""
+    copy = state.with_routes(state.routes.copy())
+    apply_delta_in_place(copy, delta)
+    return copy
 
 
 # --- helpers -------------------------------------------------------------------------------
 
-# A stand-in state to write advertisements with the schema's own rules.
-_STANDIN_ROUTER_ID: Final = "192.0.2.1"
-
 
 def advertisements_to_json(advertisements: Sequence[Advertisement]) -> list[object]:
-    """Advertisements in the schema's canonical JSON form (the schema writes them only as part
-    of a state, so they are wrapped in a stand-in one)."""
-    standin = DesiredState(
-        router_id=_STANDIN_ROUTER_ID, asn=1, advertisements=tuple(advertisements)
-    )
-    docs = standin.to_dict()["advertisements"]
-    assert isinstance(docs, list)
-    return docs
+    """Advertisements in the schema's canonical JSON form, one entry each."""
+    out: list[object] = []
+    for a in advertisements:
+        doc: dict[str, object] = {"prefix": a.prefix}
+        doc.update(attributes_to_dict(a.attributes, compact=False))
+        out.append(doc)
+    return out
+
+
+def advertisement_groups(advertisements: Sequence[Advertisement]) -> list[object]:
+    """Advertisements grouped by attribute set (`prefixes`), defaults left out (proto 2)."""
+    groups: dict[RouteAttributes, list[str]] = {}
+    for a in advertisements:
+        groups.setdefault(a.attributes, []).append(a.prefix)
+    out: list[object] = []
+    for attrs, prefixes in groups.items():
+        doc: dict[str, object] = {"prefixes": prefixes}
+        doc.update(attributes_to_dict(attrs, compact=True))
+        out.append(doc)
+    return out
 
 
 __all__ = [
+    "COMPACT_PROTO",
     "DEFAULT_MAX_LINE",
     "PROTO",
     "REPLIES",
@@ -604,6 +730,7 @@ __all__ = [
     "AppliedState",
     "BfdStatus",
     "Delta",
+    "DeltaRoutes",
     "Hello",
     "IpcError",
     "Message",
@@ -611,14 +738,19 @@ __all__ = [
     "PeerStatus",
     "Reply",
     "Request",
+    "RouteChanges",
     "Snapshot",
     "StateVersion",
     "Status",
     "StatusRequest",
     "Want",
     "accept",
+    "advertisement_groups",
     "advertisements_to_json",
     "apply_delta",
+    "apply_delta_in_place",
+    "check_delta",
+    "check_version",
     "encode",
     "parse_reply",
     "parse_request",

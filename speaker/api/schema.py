@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import FrozenInstanceError, dataclass, field
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
+from speaker.api import routes as _routes
 from speaker.api.communities import community as _community
 from speaker.api.communities import large_community as _large_community
 from speaker.api.fields import FieldError, one_of, unique
@@ -44,12 +46,20 @@ from speaker.api.fields import prefix as _prefix
 from speaker.api.fields import sequence as _list
 from speaker.api.fields import string as _str
 from speaker.api.fields import unique as _str_list
+from speaker.api.routes import (
+    AttributeInterner,
+    RouteAttributes,
+    Routes,
+    fast_nlri,
+    nlri_text,
+)
 
 API_VERSION: Final = "kubgp.io/speaker/v1"
 
-FAMILY_IPV4: Final = "ipv4-unicast"
-FAMILY_IPV6: Final = "ipv6-unicast"
-FAMILIES: Final = frozenset({FAMILY_IPV4, FAMILY_IPV6})
+FAMILY_IPV4: Final = _routes.FAMILY_IPV4
+FAMILY_IPV6: Final = _routes.FAMILY_IPV6
+FAMILIES: Final = _routes.FAMILIES
+
 
 DEFAULT_PORT: Final = 179
 DEFAULT_HOLD_TIME: Final = 90
@@ -177,6 +187,32 @@ class Advertisement:
     med: int | None = None
     as_path_prepend: int = 0
 
+    @property
+    def attributes(self) -> RouteAttributes:
+        """Everything but the prefix."""
+        return RouteAttributes(
+            peers=self.peers,
+            next_hop=self.next_hop,
+            communities=self.communities,
+            large_communities=self.large_communities,
+            local_preference=self.local_preference,
+            med=self.med,
+            as_path_prepend=self.as_path_prepend,
+        )
+
+    @classmethod
+    def of(cls, prefix: str, attrs: RouteAttributes) -> Advertisement:
+        return cls(
+            prefix=prefix,
+            peers=attrs.peers,
+            next_hop=attrs.next_hop,
+            communities=attrs.communities,
+            large_communities=attrs.large_communities,
+            local_preference=attrs.local_preference,
+            med=attrs.med,
+            as_path_prepend=attrs.as_path_prepend,
+        )
+
 
 @lru_cache(maxsize=1 << 17)
 def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
@@ -193,29 +229,196 @@ def _peer_key(peer: Peer) -> str:
     return peer.name
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+def nlri_of(prefix: str) -> tuple[str, bytes]:
+    """(family, NLRI key) of a valid prefix (`speaker.api.routes`); ValueError if it is not
+    one."""
+    found = fast_nlri(prefix)
+    if found is None:
+        found = fast_nlri(str(ipaddress.ip_network(prefix)))
+        if found is None:  # pragma: no cover - ip_network's text is canonical
+            raise ValueError(f"not a prefix: {prefix!r}")
+    return found
+
+
+def routes_of(advertisements: Iterable[Advertisement]) -> Routes:
+    """The compact form of advertisements (later ones replace earlier ones with the prefix)."""
+    tables: dict[str, dict[bytes, RouteAttributes]] = {FAMILY_IPV4: {}, FAMILY_IPV6: {}}
+    interned: dict[RouteAttributes, RouteAttributes] = {}
+    for adv in advertisements:
+        family, key = nlri_of(adv.prefix)
+        attrs = adv.attributes
+        tables[family][key] = interned.setdefault(attrs, attrs)
+    return Routes.of(tables)
+
+
 class DesiredState:
-    """The whole desired state of one speaker. Construction puts peers and advertisements in
-    canonical order, so two states with the same content compare equal."""
+    """The whole desired state of one speaker, immutable. Peers are kept sorted by name.
+
+    The advertisements live in one of two forms: `advertisements`, a tuple of `Advertisement`
+    sorted by prefix (what a planner builds), or `routes`, the compact form
+    (`speaker.api.routes.Routes`: what parsing gives and what the speaker runs on). Each is
+    made from the other on demand; a state parsed from a document never holds `Advertisement`
+    objects unless asked for them, and then builds them afresh each time. Two states with the
+    same content compare equal whatever form they hold.
+
+    The speaker's control server moves its applied state's `routes` forward in place when it
+    applies a delta (`speaker.api.ipc.apply_delta_in_place`); nothing else changes a state."""
+
+    __slots__ = (
+        "_advertisements",
+        "_routes",
+        "always_compare_med",
+        "asn",
+        "cluster_id",
+        "fib",
+        "listen",
+        "peers",
+        "router_id",
+    )
 
     router_id: str
     asn: int
-    listen: Listen | None = None
-    peers: tuple[Peer, ...] = ()
-    advertisements: tuple[Advertisement, ...] = ()
-    fib: Fib | None = None
-    always_compare_med: bool = False  # MED compared across neighbouring ASes (route selection)
-    cluster_id: str | None = None  # RFC 4456 CLUSTER_ID, IPv4 dotted quad; None: the router id
+    listen: Listen | None
+    peers: tuple[Peer, ...]
+    fib: Fib | None
+    always_compare_med: bool  # MED compared across neighbouring ASes (route selection)
+    cluster_id: str | None  # RFC 4456 CLUSTER_ID, IPv4 dotted quad; None: the router id
+    _advertisements: tuple[Advertisement, ...] | None
+    _routes: Routes | None
 
-    def __post_init__(self) -> None:
-        peers = tuple(sorted(self.peers, key=_peer_key))
-        if peers != self.peers:
-            object.__setattr__(self, "peers", peers)
-        advs = self.advertisements
-        if not _is_sorted(advs):
-            object.__setattr__(self, "advertisements", tuple(sorted(advs, key=_advertisement_key)))
+    def __init__(
+        self,
+        *,
+        router_id: str,
+        asn: int,
+        listen: Listen | None = None,
+        peers: tuple[Peer, ...] = (),
+        advertisements: tuple[Advertisement, ...] = (),
+        fib: Fib | None = None,
+        always_compare_med: bool = False,
+        cluster_id: str | None = None,
+        routes: Routes | None = None,
+    ) -> None:
+        if routes is not None and advertisements:
+            raise ValueError("give advertisements or routes, not both")
+        setattr_ = object.__setattr__
+        setattr_(self, "router_id", router_id)
+        setattr_(self, "asn", asn)
+        setattr_(self, "listen", listen)
+        sorted_peers = tuple(sorted(peers, key=_peer_key))
+        setattr_(self, "peers", sorted_peers if sorted_peers != peers else peers)
+        setattr_(self, "fib", fib)
+        setattr_(self, "always_compare_med", always_compare_med)
+        setattr_(self, "cluster_id", cluster_id)
+        if routes is not None:
+            setattr_(self, "_routes", routes)
+            setattr_(self, "_advertisements", None)
+        else:
+            advs = tuple(advertisements)
+            if not _is_sorted(advs):
+                advs = tuple(sorted(advs, key=_advertisement_key))
+            setattr_(self, "_advertisements", advs)
+            setattr_(self, "_routes", None)
 
-    def to_dict(self) -> dict[str, object]:
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    @property
+    def advertisements(self) -> tuple[Advertisement, ...]:
+        """Every advertisement, sorted by prefix (built afresh from `routes` when the state
+        holds the compact form)."""
+        if self._advertisements is not None:
+            return self._advertisements
+        assert self._routes is not None
+        return tuple(
+            Advertisement.of(nlri_text(family, key), attrs)
+            for family, key, attrs in self._routes.items()
+        )
+
+    @property
+    def routes(self) -> Routes:
+        """The compact form (built once from `advertisements` when the state holds those)."""
+        routes = self._routes
+        if routes is None:
+            assert self._advertisements is not None
+            routes = routes_of(self._advertisements)
+            object.__setattr__(self, "_routes", routes)
+        return routes
+
+    @property
+    def route_count(self) -> int:
+        if self._advertisements is not None:
+            return len(self._advertisements)
+        assert self._routes is not None
+        return len(self._routes)
+
+    def with_routes(self, routes: Routes) -> DesiredState:
+        """This state's head (everything but the advertisements) with `routes`."""
+        return self.replace(routes=routes)
+
+    def replace(self, **changes: Any) -> DesiredState:
+        """A copy with the named fields changed (what `dataclasses.replace` does for the other
+        types of the contract); the advertisements are kept in the form this state holds them
+        unless `advertisements` or `routes` is given."""
+        fields: dict[str, Any] = {
+            "router_id": self.router_id,
+            "asn": self.asn,
+            "listen": self.listen,
+            "peers": self.peers,
+            "fib": self.fib,
+            "always_compare_med": self.always_compare_med,
+            "cluster_id": self.cluster_id,
+        }
+        unknown = set(changes) - set(fields) - {"advertisements", "routes"}
+        if unknown:
+            raise TypeError(f"DesiredState has no field {sorted(unknown)[0]!r}")
+        if "advertisements" not in changes and "routes" not in changes:
+            if self._advertisements is not None:
+                fields["advertisements"] = self._advertisements
+            else:
+                assert self._routes is not None
+                fields["routes"] = self._routes.copy()  # states are moved forward in place
+        fields.update(changes)
+        return DesiredState(**fields)
+
+    def _head(self) -> tuple[object, ...]:
+        return (
+            self.router_id,
+            self.asn,
+            self.listen,
+            self.peers,
+            self.fib,
+            self.always_compare_med,
+            self.cluster_id,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DesiredState):
+            return NotImplemented
+        if self is other:
+            return True
+        if self._head() != other._head():
+            return False
+        if self._advertisements is not None and other._advertisements is not None:
+            return self._advertisements == other._advertisements
+        return self.routes == other.routes
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"DesiredState(router_id={self.router_id!r}, asn={self.asn}, listen={self.listen!r}, "
+            f"peers={self.peers!r}, advertisements=<{self.route_count}>, fib={self.fib!r}, "
+            f"always_compare_med={self.always_compare_med}, cluster_id={self.cluster_id!r})"
+        )
+
+    def to_dict(self, *, compact: bool = False) -> dict[str, object]:
+        """The canonical document. `compact`: advertisements grouped by attribute set, each
+        group's prefixes in `prefixes`, default values left out (docs/performance.md); a
+        speaker before proto 2 does not read it."""
         doc: dict[str, object] = {
             "apiVersion": API_VERSION,
             "routerId": self.router_id,
@@ -224,7 +427,10 @@ class DesiredState:
         if self.listen is not None:
             doc["listen"] = {"address": self.listen.address, "port": self.listen.port}
         doc["peers"] = [_peer_to_dict(p) for p in self.peers]
-        doc["advertisements"] = [_advertisement_to_dict(a) for a in self.advertisements]
+        if compact:
+            doc["advertisements"] = groups_to_dict(self.routes)
+        else:
+            doc["advertisements"] = [_advertisement_to_dict(a) for a in self.advertisements]
         if self.cluster_id is not None:
             doc["clusterId"] = self.cluster_id
         if self.fib is not None:
@@ -237,6 +443,36 @@ class DesiredState:
         if self.always_compare_med:
             doc["alwaysCompareMed"] = True
         return doc
+
+
+def groups_to_dict(routes: Routes) -> list[dict[str, object]]:
+    """Advertisements in the compact form: one entry per attribute set with its `prefixes`,
+    only the values that are not the defaults."""
+    out: list[dict[str, object]] = []
+    for attrs, members in routes.groups():
+        entry: dict[str, object] = {"prefixes": [nlri_text(f, k) for f, k in members]}
+        entry.update(attributes_to_dict(attrs, compact=True))
+        out.append(entry)
+    return out
+
+
+def attributes_to_dict(a: RouteAttributes, *, compact: bool) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    if a.peers is not None:
+        doc["peers"] = list(a.peers)
+    if not compact or a.next_hop != "self":
+        doc["nextHop"] = a.next_hop
+    if not compact or a.communities:
+        doc["communities"] = list(a.communities)
+    if not compact or a.large_communities:
+        doc["largeCommunities"] = list(a.large_communities)
+    if a.local_preference is not None:
+        doc["localPreference"] = a.local_preference
+    if a.med is not None:
+        doc["med"] = a.med
+    if not compact or a.as_path_prepend:
+        doc["asPathPrepend"] = a.as_path_prepend
+    return doc
 
 
 def _is_sorted(advs: tuple[Advertisement, ...]) -> bool:
@@ -306,16 +542,7 @@ def _import_rule_to_dict(r: ImportRule) -> dict[str, object]:
 
 def _advertisement_to_dict(a: Advertisement) -> dict[str, object]:
     doc: dict[str, object] = {"prefix": a.prefix}
-    if a.peers is not None:
-        doc["peers"] = list(a.peers)
-    doc["nextHop"] = a.next_hop
-    doc["communities"] = list(a.communities)
-    doc["largeCommunities"] = list(a.large_communities)
-    if a.local_preference is not None:
-        doc["localPreference"] = a.local_preference
-    if a.med is not None:
-        doc["med"] = a.med
-    doc["asPathPrepend"] = a.as_path_prepend
+    doc.update(attributes_to_dict(a.attributes, compact=False))
     return doc
 
 
@@ -554,16 +781,27 @@ _ADVERTISEMENT_KEYS = (
     "med",
     "asPathPrepend",
 )
+_GROUP_KEYS = ("prefixes", *_ADVERTISEMENT_KEYS[1:])
+_FAST_KEYS: Final = frozenset(_ADVERTISEMENT_KEYS)
 
 
 def parse_advertisement(
-    value: object, path: str, peer_names: Mapping[str, Peer] | None = None
+    value: object, path: str, peer_names: Collection[str] | None = None
 ) -> Advertisement:
-    """One advertisement at `path`; its `peers` must be among `peer_names` unless that is None
-    (a delta's are checked against the applied state, speaker.api.ipc)."""
+    """One advertisement of one prefix at `path`; its `peers` must be among `peer_names` unless
+    that is None (a delta's are checked against the applied state, speaker.api.ipc)."""
     f = _Fields(value, path, _ADVERTISEMENT_KEYS)
     prefix = _prefix(f.required("prefix"), f.at("prefix"))
-    family = family_of(prefix)
+    attrs = _read_attributes(f, peer_names, family_of(prefix))
+    return Advertisement.of(prefix, attrs)
+
+
+def _read_attributes(
+    f: _Fields, peer_names: Collection[str] | None, family: str | None
+) -> RouteAttributes:
+    """The attribute fields of an advertisement entry, read field by field (every error with
+    its exact key path). `family`: the prefix's, which an explicit next hop must share (None:
+    checked per prefix by the caller)."""
     peers: tuple[str, ...] | None = None
     if f.has("peers"):
         peers = _str_list(f.raw("peers"), f.at("peers"), _str)
@@ -576,15 +814,14 @@ def parse_advertisement(
         raw = _str(f.raw("nextHop"), f.at("nextHop"))
         if raw != "self":
             next_hop = _ip(raw, f.at("nextHop"))
-            if family_of(next_hop) != family:
+            if family is not None and family_of(next_hop) != family:
                 raise SchemaError(
                     f.at("nextHop"),
                     f"must be 'self' or an address of the prefix's family ({family})",
                 )
     local_pref = f.raw("localPreference")
     med = f.raw("med")
-    return Advertisement(
-        prefix=prefix,
+    return RouteAttributes(
         peers=peers,
         next_hop=next_hop,
         communities=f.get("communities", lambda v, p: _str_list(v, p, _community), ()),
@@ -599,12 +836,200 @@ def parse_advertisement(
     )
 
 
+def _str_items(value: object) -> tuple[str, ...] | None:
+    """A list of strings as a tuple; None for anything else (the exact reader says why)."""
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not str:
+            return None
+    return tuple(value)
+
+
+_NOT_FAST: Final = object()
+_HOST32: Final = b"\x20"
+_AF_INET: Final = _routes._AF_INET  # socket's, through routes (the one allowed importer)
+_pton = _routes._pton
+
+
+class AdvertisementReader:
+    """Reads advertisement entries, one prefix each (`prefix`) or grouped (`prefixes`), into
+    per-family tables of NLRI keys (`speaker.api.routes`).
+
+    Fast where a document is well formed: an entry whose keys are all known and whose values
+    have the usual types is read without building a field reader; its attribute values are
+    looked up by their raw form (types included, so `1` never stands for `true`) among those
+    already read, and each prefix goes through `fast_nlri`. Anything else, and every error,
+    goes through the exact per-field readers, so the messages are the same as ever."""
+
+    def __init__(
+        self,
+        peer_names: Collection[str] | None,
+        interner: AttributeInterner | None = None,
+        *,
+        tables: dict[str, dict[bytes, RouteAttributes]] | None = None,
+    ) -> None:
+        self.peer_names = peer_names
+        self.tables = tables if tables is not None else {FAMILY_IPV4: {}, FAMILY_IPV6: {}}
+        # How many prefixes each attribute set has, per family, counted as they are read.
+        self.counts: dict[str, Counter[RouteAttributes]] = {f: Counter() for f in self.tables}
+        self._interner = interner if interner is not None else AttributeInterner()
+        # raw attribute values (with their types) -> (attributes, the next hop's family)
+        self._seen: dict[tuple[object, ...], tuple[RouteAttributes, str | None]] = {}
+
+    def routes(self) -> Routes:
+        return Routes.of(self.tables, self.counts)
+
+    def reset(self) -> None:
+        """Start afresh (new tables), keeping the attribute sets read so far."""
+        self.tables = {FAMILY_IPV4: {}, FAMILY_IPV6: {}}
+        self.counts = {f: Counter() for f in self.tables}
+
+    def _intern(self, attrs: RouteAttributes) -> tuple[RouteAttributes, str | None]:
+        attrs = self._interner.intern(attrs)
+        return attrs, None if attrs.next_hop == "self" else family_of(attrs.next_hop)
+
+    def _raw_key(self, entry: dict[str, object]) -> tuple[object, ...] | object:
+        get = entry.get
+        peers = get("peers", _NOT_FAST)
+        if peers is not _NOT_FAST:
+            peers = _str_items(peers)
+            if peers is None:
+                return _NOT_FAST
+        communities = get("communities", ())
+        if communities != ():
+            communities = _str_items(communities)
+            if communities is None:
+                return _NOT_FAST
+        large = get("largeCommunities", ())
+        if large != ():
+            large = _str_items(large)
+            if large is None:
+                return _NOT_FAST
+        next_hop = get("nextHop", "self")
+        local_pref = get("localPreference")
+        med = get("med")
+        prepend = get("asPathPrepend", 0)
+        return (peers, next_hop, type(next_hop), communities, large, local_pref,
+                type(local_pref), med, type(med), prepend, type(prepend))  # fmt: skip
+
+    def _attributes(
+        self, entry: object, path: str, keys: tuple[str, ...], family: str | None
+    ) -> tuple[RouteAttributes, str | None]:
+        raw = self._raw_key(entry) if type(entry) is dict else _NOT_FAST
+        if raw is not _NOT_FAST:
+            assert isinstance(raw, tuple)
+            found = self._seen.get(raw)
+            if found is not None:
+                return found
+        f = _Fields(entry, path, keys)
+        found = self._intern(_read_attributes(f, self.peer_names, family))
+        if raw is not _NOT_FAST:
+            assert isinstance(raw, tuple)
+            self._seen[raw] = found
+        return found
+
+    def attributes(self, value: object, path: str) -> RouteAttributes:
+        """A mapping of attribute fields alone (no prefix), read exactly and interned."""
+        f = _Fields(value, path, _GROUP_KEYS[1:])
+        return self._intern(_read_attributes(f, self.peer_names, None))[0]
+
+    def entry(self, value: object, path: str) -> None:
+        """One entry of an advertisements list at `path`."""
+        if type(value) is dict and "prefixes" in value:
+            self._group(value, path)
+            return
+        if type(value) is dict and value.keys() <= _FAST_KEYS:
+            prefix = value.get("prefix")
+            found = fast_nlri(prefix) if type(prefix) is str else None
+            if found is not None:
+                family, key = found
+                attrs, hop_family = self._attributes(value, path, _ADVERTISEMENT_KEYS, family)
+                if hop_family is None or hop_family == family:
+                    self._put(family, key, attrs, f"{path}.prefix")
+                    return
+        # The exact path: the first error in the entry, with its key path.
+        adv = parse_advertisement(value, path, self.peer_names)
+        family, key = nlri_of(adv.prefix)
+        attrs, _ = self._intern(adv.attributes)
+        self._put(family, key, attrs, f"{path}.prefix")
+
+    def _put(self, family: str, key: bytes, attrs: RouteAttributes, path: str) -> None:
+        table = self.tables[family]
+        if key in table:
+            raise SchemaError(path, f"duplicate prefix {nlri_text(family, key)}")
+        table[key] = attrs
+        self.counts[family][attrs] += 1
+
+    def _group(self, value: dict[str, object], path: str) -> None:
+        if "prefix" in value:
+            raise SchemaError(path, "has both prefix and prefixes; give one")
+        attrs, hop_family = self._attributes(value, path, _GROUP_KEYS, None)
+        where = f"{path}.prefixes"
+        texts = _list(value["prefixes"], where)
+        if not texts:
+            raise SchemaError(where, "must name at least one prefix")
+        if hop_family != FAMILY_IPV6 and self._v4_hosts(texts, attrs):
+            return
+        tables = self.tables
+        v4 = tables[FAMILY_IPV4]
+        v6 = tables[FAMILY_IPV6]
+        added = {FAMILY_IPV4: len(v4), FAMILY_IPV6: len(v6)}
+        for i, text in enumerate(texts):
+            found = fast_nlri(text) if type(text) is str else None
+            if found is None:
+                found = nlri_of(_prefix(text, f"{where}[{i}]"))
+            family, key = found
+            if hop_family is not None and family != hop_family:
+                raise SchemaError(
+                    f"{where}[{i}]",
+                    f"is not of the family of nextHop {attrs.next_hop} ({hop_family})",
+                )
+            table = v4 if family == FAMILY_IPV4 else v6
+            if key in table:
+                raise SchemaError(f"{where}[{i}]", f"duplicate prefix {nlri_text(family, key)}")
+            table[key] = attrs
+        for family, before in added.items():
+            if len(tables[family]) > before:
+                self.counts[family][attrs] += len(tables[family]) - before
+
+    def _v4_hosts(self, texts: Sequence[object], attrs: RouteAttributes) -> bool:
+        """A group of IPv4 host routes in canonical spelling (the usual bulk), read in one
+        pass; False (nothing read) for anything else."""
+        try:
+            keys = [_HOST32 + _pton(_AF_INET, t[:-3]) for t in texts if t[-3:] == "/32"]  # type: ignore[index]
+        except (TypeError, OSError, ValueError, UnicodeError):
+            return False
+        if len(keys) != len(texts):
+            return False
+        fresh = dict.fromkeys(keys, attrs)
+        table = self.tables[FAMILY_IPV4]
+        if len(fresh) != len(keys) or (table and not table.keys().isdisjoint(fresh)):
+            return False  # a duplicate: the prefix-by-prefix path names it
+        if table:
+            table.update(fresh)
+        else:
+            self.tables[FAMILY_IPV4] = fresh
+        self.counts[FAMILY_IPV4][attrs] += len(keys)
+        return True
+
+    def read(self, value: object, path: str) -> None:
+        """A whole advertisements list."""
+        entry = self.entry
+        for i, raw in enumerate(_list(value, path)):
+            entry(raw, f"{path}[{i}]")
+
+
 def _or_empty(value: object) -> object:
     return [] if value is None else value
 
 
-def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
-    """Validates a decoded desired-state document; raises `SchemaError` naming the key path."""
+def parse_desired_state(
+    doc: Mapping[str, object], *, interner: AttributeInterner | None = None
+) -> DesiredState:
+    """Validates a decoded desired-state document; raises `SchemaError` naming the key path.
+    The result holds the compact form (`DesiredState.routes`); `interner` shares attribute
+    sets with states parsed before (the speaker passes its own)."""
     f = _Fields(
         doc,
         "",
@@ -627,19 +1052,15 @@ def parse_desired_state(doc: Mapping[str, object]) -> DesiredState:
                 "only an iBGP peer (asn equal to the local ASN) can be a route reflector client",
             )
         peers[peer.name] = peer
-    advertisements: dict[str, Advertisement] = {}
-    for i, raw in enumerate(_list(_or_empty(f.raw("advertisements")), "advertisements")):
-        adv = parse_advertisement(raw, f"advertisements[{i}]", peers)
-        if adv.prefix in advertisements:
-            raise SchemaError(f"advertisements[{i}].prefix", f"duplicate prefix {adv.prefix}")
-        advertisements[adv.prefix] = adv
+    reader = AdvertisementReader(peers, interner)
+    reader.read(_or_empty(f.raw("advertisements")), "advertisements")
     return DesiredState(
         router_id=router_id,
         asn=asn,
         listen=None if listen is None else _listen(listen, "listen"),
         peers=tuple(peers.values()),
-        advertisements=tuple(advertisements.values()),
         fib=f.get("fib", _fib, None),
         always_compare_med=f.get("alwaysCompareMed", _bool, False),
         cluster_id=f.get("clusterId", _ipv4, None),
+        routes=reader.routes(),
     )

@@ -31,11 +31,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from speaker.api.ipc import PeerStatus
+from speaker.api.ipc import Delta, PeerStatus
 from speaker.api.route_status import FibSummary, Routes, RoutesRequest
 from speaker.api.schema import DesiredState
 from speaker.cli.config_file import ConfigError, load_config
-from speaker.control import ControlError, ControlServer, StateRefused, StateSink, serve_control
+from speaker.control import (
+    ControlError,
+    ControlServer,
+    DeltaSink,
+    StateRefused,
+    serve_control,
+)
 from speaker.daemon import Speaker
 from speaker.speaker_metrics import SpeakerMetrics
 from speaker.state_store import StateStore
@@ -51,7 +57,7 @@ class _ReleaseEndOfRib:
     """The control server's sink after a resume: the applies after the first `skip` (the
     resume itself) come from the agent, and the first of them releases End-of-RIB."""
 
-    def __init__(self, inner: StateSink, speaker: Speaker, *, skip: int) -> None:
+    def __init__(self, inner: DeltaSink, speaker: Speaker, *, skip: int) -> None:
         self._inner = inner
         self._speaker = speaker
         self._skip = skip
@@ -62,6 +68,11 @@ class _ReleaseEndOfRib:
             self._skip -= 1
         else:
             self._speaker.release_end_of_rib("the agent's state is in")
+
+    async def apply_delta(self, delta: Delta) -> None:
+        # A delta on the resumed state: the agent found its own state running.
+        await self._inner.apply_delta(delta)
+        self._speaker.release_end_of_rib("the agent's state is in")
 
     def status(self) -> Sequence[PeerStatus]:
         return self._inner.status()
@@ -112,7 +123,7 @@ async def serve(
     control: ControlServer | None = None
     # With a file, the file is the state: nothing to persist (the CLI refuses --state-dir).
     store = StateStore(state_dir) if state_dir is not None and path is None else None
-    control_sink: StateSink = sink
+    control_sink: DeltaSink = sink
     if socket_path is not None and store is not None and store.path.exists():
         # Resuming a saved state that may be out of date: End-of-RIB (which makes a graceful-
         # restart peer drop what we did not re-send) waits for the agent's first state.
@@ -124,7 +135,7 @@ async def serve(
         if path is not None and state is not None:
             await sink.apply(state)
             log.info("applied %s: %d peers, %d advertisements", path, len(state.peers),
-                     len(state.advertisements))  # fmt: skip
+                     state.route_count)  # fmt: skip
         if socket_path is not None:
             # Under the agent, serve_control resumes the persisted state first. With a file,
             # the socket serves status and refuses states: the file is the state.
@@ -136,6 +147,7 @@ async def serve(
                 state_store=store,
                 refuse_states=None if path is None else
                 f"the state comes from --config {path}; edit it and send SIGHUP",
+                interner=speaker.interner,
             )  # fmt: skip
             metrics.watch_control(control)
             log.info("control socket %s ready", socket_path)
@@ -156,7 +168,7 @@ async def serve(
             log.error("SIGHUP: cannot apply %s: %s; keeping the running state", config, exc)
             return
         log.info("SIGHUP: applied %s: %d peers, %d advertisements", config, len(new.peers),
-                 len(new.advertisements))  # fmt: skip
+                 new.route_count)  # fmt: skip
 
     async def reloader() -> None:
         # Survives every error: one failed reload never stops the next SIGHUP.

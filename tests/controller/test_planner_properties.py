@@ -216,7 +216,7 @@ def _without_node_sessions(state: DesiredState) -> DesiredState:
         names = every if a.peers is None else tuple(n for n in a.peers if session_node(n) is None)
         if names:
             advertisements.append(replace(a, peers=names))
-    return replace(state, listen=None, peers=peers, advertisements=tuple(advertisements))
+    return state.replace(listen=None, peers=peers, advertisements=tuple(advertisements))
 
 
 @SETTINGS

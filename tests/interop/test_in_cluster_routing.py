@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,7 @@ def states(objects: list[Any], names: list[str]) -> dict[str, DesiredState]:
     for name in names:
         state = plan(snapshot, name).state
         assert state is not None, name
-        out[name] = replace(state, fib=Fib(protocol=PROTOCOL))
+        out[name] = state.replace(fib=Fib(protocol=PROTOCOL))
     return out
 
 

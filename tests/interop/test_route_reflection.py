@@ -13,7 +13,6 @@ Nodes and a BGPNodePeering with route reflectors:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ def planned(lan: Lan, reflector: str, name: str) -> DesiredState:
     )
     state = plan(Snapshot.build(objects), name).state
     assert state is not None
-    return replace(state, fib=Fib(protocol=DEFAULT_FIB_PROTOCOL))
+    return state.replace(fib=Fib(protocol=DEFAULT_FIB_PROTOCOL))
 
 
 def kernel_routes(host: LanHost) -> dict[str, tuple[str, ...]]:

@@ -36,6 +36,7 @@ from speaker.bgp.wire.nlri import Prefix
 _LEN = [bytes((n,)) for n in range(256)]
 _EMPTY_ATTRS = b"\0\0"
 _MP_ATTR_HEADER = 4  # flags, type, 2-octet extended length: the worst case we budget for
+_UNIFORM_RUN = 32  # entries from which checking for one size pays
 
 
 def _entries(
@@ -53,10 +54,21 @@ def _entries(
     return [lens[length] + octets for length, octets in prefixes]
 
 
-def _pack(entries: list[bytes], budget: int) -> list[bytes]:
+def _pack(entries: Sequence[bytes], budget: int) -> list[bytes]:
     """Cut encoded prefixes into runs of at most `budget` octets, in order."""
     if budget <= 0:
         raise ValueError("the attributes leave no room for a single prefix")
+    n = len(entries)
+    if n > _UNIFORM_RUN:
+        # Entries of one size (host routes): join once and slice, no loop per prefix.
+        sizes = set(map(len, entries))
+        if len(sizes) == 1:
+            (size,) = sizes
+            step = budget // size * size
+            if not step:
+                raise ValueError("the attributes leave no room for a single prefix")
+            blob = b"".join(entries)
+            return [blob[i : i + step] for i in range(0, len(blob), step)]
     runs: list[bytes] = []
     run: list[bytes] = []
     size = 0
@@ -123,6 +135,23 @@ class UpdateBuilder:
         if not prefixes:
             return []
         entries = _entries(family, self.ctx, prefixes, path_ids)
+        return self.announce_nlri(
+            family, attributes, entries, next_hop=next_hop, ipv4_in_mp=ipv4_in_mp
+        )
+
+    def announce_nlri(
+        self,
+        family: Family,
+        attributes: Sequence[Attribute],
+        entries: Sequence[bytes],
+        *,
+        next_hop: bytes,
+        ipv4_in_mp: bool = False,
+    ) -> list[bytes]:
+        """As `announce`, with the prefixes already in their wire form (one NLRI entry each:
+        length octet and prefix octets, with the path identifier first under ADD-PATH)."""
+        if not entries:
+            return []
         room = self.ctx.max_message - HEADER_LEN - 4
         if family == IPV4_UNICAST and not ipv4_in_mp:
             attrs = [a for a in attributes if not isinstance(a, NextHopAttribute)]
@@ -154,6 +183,14 @@ class UpdateBuilder:
         if not prefixes:
             return []
         entries = _entries(family, self.ctx, prefixes, path_ids)
+        return self.withdraw_nlri(family, entries, ipv4_in_mp=ipv4_in_mp)
+
+    def withdraw_nlri(
+        self, family: Family, entries: Sequence[bytes], *, ipv4_in_mp: bool = False
+    ) -> list[bytes]:
+        """As `withdraw`, with the prefixes already in their wire form."""
+        if not entries:
+            return []
         room = self.ctx.max_message - HEADER_LEN - 4
         if family == IPV4_UNICAST and not ipv4_in_mp:
             return [

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from speaker.bgp.rib.adj_rib_in import AdjRibIn, RibInChanged, RibInStale
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, PathAttributes, Table
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, Desired, Nlri, PathAttributes, Table
 from speaker.bgp.session.config import SessionConfig
 from speaker.bgp.session.counters import MessageCounters
 from speaker.bgp.session.graceful_restart import (
@@ -262,12 +263,12 @@ class Session:
         return self.outbound.rib_out
 
     @property
-    def desired(self) -> Table:
+    def desired(self) -> Desired:
         return self.outbound.desired
 
     @desired.setter
-    def desired(self, table: Table) -> None:
-        self.outbound.desired = table
+    def desired(self, table: Desired | Table) -> None:
+        self.outbound.desired = table if isinstance(table, Desired) else Desired.of(table)
 
     @property
     def skipped_routes(self) -> int:
@@ -868,8 +869,11 @@ class Session:
 
     # ---- routes ----------------------------------------------------------------------------
 
-    def set_routes(self, desired: Table) -> list[Event]:
-        """The new desired table. Established: sends only the difference (grouped, packed)."""
+    def set_routes(self, desired: Desired | Table) -> list[Event]:
+        """The new desired routes (a `Desired`, or a plain table). Established: sends only the
+        difference (grouped, packed)."""
+        if not isinstance(desired, Desired):
+            desired = Desired.of(desired)
         out: list[Event] = []
         conn = self.established
         tx = conn.negotiated.tx if conn is not None and conn.negotiated is not None else None
@@ -891,6 +895,21 @@ class Session:
         messages = self.outbound.set_reflected(changes, sorted(self.families), tx, local)
         if conn is not None:
             self._send_wire(out, conn, messages)
+        return out
+
+    def routes_changed(
+        self, changes: Mapping[Family, Sequence[tuple[Nlri, Any, Any]]]
+    ) -> list[Event]:
+        """The shared desired tables were changed in place (by the runtime, for a delta): per
+        family (key, value before, value after). Established: sends those keys' changes."""
+        out: list[Event] = []
+        conn = self.established
+        if conn is None or conn.negotiated is None:
+            return out
+        messages = self.outbound.routes_changed(
+            changes, self.families, conn.negotiated.tx, conn.local_address
+        )
+        self._send_wire(out, conn, messages)
         return out
 
     def request_refresh(self, family: Family) -> list[Event]:

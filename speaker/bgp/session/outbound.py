@@ -1,24 +1,38 @@
 """What one session sends of its routes: Adj-RIB-Out feeding, End-of-RIB, route refresh served.
 
-`Outbound` holds the desired table (`set_routes`, the same for every session of a state), the
-routes reflected to this peer (`set_reflected`, RFC 4456: `speaker.bgp.rib.reflection`) and the
-session's Adj-RIB-Out. What the session announces is its export view: the desired table, plus
-the reflected routes for prefixes the desired table does not have (our own advertisement wins).
-On establishment the whole export view goes out for the negotiated families, then End-of-RIB
-per family (RFC 4724 §2; a restarting speaker may hold it back,
-`speaker/bgp/session/graceful_restart.py`); while Established only the difference to what was
-sent. A ROUTE-REFRESH (RFC 2918) for a negotiated family re-sends that
-family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC 2918 §4) are ignored.
+`Outbound` holds the desired routes (`set_routes`: a `Desired`, whose tables every session of
+a state shares), the routes reflected to this peer (`set_reflected`, RFC 4456:
+`speaker.bgp.rib.reflection`) and the session's Adj-RIB-Out. What the session announces is its
+export view: the desired routes, plus the reflected routes for prefixes the desired routes do
+not give this peer (our own advertisement wins). On establishment the whole export view goes
+out for the negotiated families, then End-of-RIB per family (RFC 4724 §2; a restarting
+speaker may hold it back, `speaker/bgp/session/graceful_restart.py`); while Established only
+the difference to what was sent, or, when the runtime changed the shared tables in place
+(`routes_changed`), only the keys it names. A ROUTE-REFRESH (RFC 2918) for a negotiated
+family re-sends that family's Adj-RIB-Out; unknown subtypes (RFC 7313 §5) and families (RFC
+2918 §4) are ignored.
 
 Methods return wire bytes, one UPDATE per item; the FSM counts and sends them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, PathAttributes, RibChange, Table, encode_change
+from speaker.bgp.rib.adj_rib_out import (
+    EMPTY,
+    AdjRibOut,
+    Desired,
+    FamilyTable,
+    Nlri,
+    PathAttributes,
+    PlainTable,
+    RibChange,
+    encode_change,
+    nlri_key,
+)
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.context import DecodeContext, Family
 from speaker.bgp.wire.messages import RouteRefresh, RouteRefreshSubtype
@@ -40,22 +54,42 @@ class Outbound:
 
     def __init__(self) -> None:
         self.rib_out = AdjRibOut()
-        self.desired: Table = {}
-        self.reflected: dict[Family, dict[Prefix, PathAttributes]] = {}
+        self.desired: Desired = EMPTY
+        self.reflected: dict[Family, dict[Nlri, PathAttributes]] = {}
         self.skipped_routes = 0  # announced prefixes with no usable next hop, last change
         self.refreshes_served = 0
 
-    def export(self) -> Table:
-        """What the session should announce: the desired table, and the reflected routes of
-        prefixes it does not have. Without reflected routes, the desired table itself."""
+    def export(self) -> Desired:
+        """What the session should announce: the desired routes, and the reflected routes of
+        prefixes they do not give this peer. Without reflected routes, the desired routes
+        themselves (shared tables, no copy)."""
         if not any(self.reflected.values()):
             return self.desired
-        out = dict(self.desired)
+        tables: dict[Family, FamilyTable] = dict(self.desired.tables)
+        resolvers = dict(self.desired.resolvers)
         for family, routes in self.reflected.items():
             if routes:
-                own = self.desired.get(family)
-                out[family] = {**routes, **own} if own else dict(routes)
-        return out
+                merged = dict(routes)
+                merged.update(self._own(family))
+                tables[family] = PlainTable(merged)
+                resolvers.pop(family, None)
+        return Desired(tables, resolvers)
+
+    def _own(self, family: Family) -> dict[Nlri, PathAttributes]:
+        """Our own routes of `family` as this peer gets them."""
+        table = self.desired.tables.get(family)
+        if table is None:
+            return {}
+        resolve = self.desired.resolver(family)
+        meaning = {v: resolve(v) for v in table.counts}
+        return {k: a for k, v in table.routes.items() if (a := meaning[v]) is not None}
+
+    def _owns(self, family: Family, key: Nlri) -> bool:
+        table = self.desired.tables.get(family)
+        if table is None:
+            return False
+        value = table.routes.get(key)
+        return value is not None and self.desired.resolver(family)(value) is not None
 
     def established(
         self, families: Iterable[Family], ctx: DecodeContext, local: bytes
@@ -65,9 +99,9 @@ class Outbound:
         return self._encode(self.rib_out.update(self.export(), families), ctx, local)
 
     def set_routes(
-        self, desired: Table, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
+        self, desired: Desired, families: Iterable[Family], ctx: DecodeContext | None, local: bytes
     ) -> list[bytes]:
-        """A new desired table; with `ctx` (Established), the difference to send."""
+        """New desired routes; with `ctx` (Established), the difference to send."""
         self.desired = desired
         if ctx is None:
             return []
@@ -82,18 +116,18 @@ class Outbound:
     ) -> list[bytes]:
         """Reflected routes changed (None: gone); with `ctx`, the difference to send: only
         for prefixes the desired table does not have (there, our own advertisement wins)."""
-        effective: dict[Family, dict[Prefix, PathAttributes | None]] = {}
+        effective: dict[Family, dict[Nlri, PathAttributes | None]] = {}
         for family, routes in changes.items():
             table = self.reflected.setdefault(family, {})
-            own = self.desired.get(family, {})
             visible = effective[family] = {}
             for prefix, attrs in routes.items():
+                key = nlri_key(prefix)
                 if attrs is None:
-                    table.pop(prefix, None)
+                    table.pop(key, None)
                 else:
-                    table[prefix] = attrs
-                if prefix not in own:
-                    visible[prefix] = attrs
+                    table[key] = attrs
+                if not self._owns(family, key):
+                    visible[key] = attrs
         if ctx is None:
             return []
         change = RibChange()
@@ -101,6 +135,36 @@ class Outbound:
             found = effective.get(family)
             if found:
                 self.rib_out.apply(family, found, change)
+        return self._encode(change, ctx, local)
+
+    def routes_changed(
+        self,
+        changes: Mapping[Family, Sequence[tuple[Nlri, Any, Any]]],
+        families: Iterable[Family],
+        ctx: DecodeContext | None,
+        local: bytes,
+    ) -> list[bytes]:
+        """The desired tables changed in place: per family (key, value before, value after).
+        With `ctx` (Established), what to send for those keys alone (a family that also has
+        reflected routes is worked out whole, from the export view)."""
+        if ctx is None:
+            return []
+        negotiated = set(families)
+        change = RibChange()
+        stale: list[Family] = []
+        for family, changed in changes.items():
+            if family not in negotiated:
+                continue
+            if self.rib_out.sent.get(family) is not self.desired.tables.get(family):
+                stale.append(family)  # not what was sent: work it out whole
+                continue
+            part = self.rib_out.changed(family, changed)
+            change.withdrawn.update(part.withdrawn)
+            change.announced.update(part.announced)
+        if stale:
+            whole = self.rib_out.update(self.export(), stale)
+            change.withdrawn.update(whole.withdrawn)
+            change.announced.update(whole.announced)
         return self._encode(change, ctx, local)
 
     @staticmethod

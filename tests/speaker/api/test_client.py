@@ -122,6 +122,7 @@ def test_client_imports_nothing_heavy() -> None:
             "speaker.api.fields",
             "speaker.api.ipc",
             "speaker.api.route_status",
+            "speaker.api.routes",
             "speaker.api.schema",
         ]
     )

@@ -94,7 +94,7 @@ def test_reply_round_trip(message: Message) -> None:
 def test_wire_shapes_follow_design() -> None:
     assert json.loads(encode(Hello(applied=V))) == {
         "type": "hello",
-        "proto": 1,
+        "proto": 2,
         "applied": {"epoch": 7, "generation": 3},
     }
     assert json.loads(encode(Nack(reason="r"))) == {
@@ -147,7 +147,7 @@ def _line(doc: Any) -> bytes:
         (b"[1,2]\n", "must be a JSON object, not array"),
         (b'{"epoch":1}\n', "type: required"),
         (b'{"type":5}\n', "type: must be a string"),
-        (b'{"type":"hello","proto":1,"applied":null}\n', "unknown request type 'hello'"),
+        (b'{"type":"hello","proto":2,"applied":null}\n', "unknown request type 'hello'"),
         (_line({"type": "status", "x": 1}), "x: unknown key"),
         (_line({**snapshot(1, 1), "extra": True}), "extra: unknown key"),
         (_line({"type": "snapshot", "epoch": 1, "state": STATE_DOC}), "generation: required"),

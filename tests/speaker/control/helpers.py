@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from speaker.api.ipc import PeerStatus
+from speaker.api.ipc import Delta, PeerStatus, apply_delta_in_place
 from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.control import StateRefused
 
@@ -87,6 +87,19 @@ class RecordingSink:
 
     def status(self) -> Sequence[PeerStatus]:
         return self.peers
+
+
+class DeltaSink(RecordingSink):
+    """Records snapshots, and applies deltas to the last one in place (as `Speaker` does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: list[Delta] = []
+
+    async def apply_delta(self, change: Delta) -> None:
+        assert self.current is not None
+        apply_delta_in_place(self.current, change)
+        self.deltas.append(change)
 
 
 @contextmanager

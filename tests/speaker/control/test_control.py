@@ -78,7 +78,7 @@ def test_group_makes_the_socket_0660_for_that_group() -> None:
 def test_snapshot_ack_and_hello_reports_it() -> None:
     async def scenario(server: ControlServer, sink: RecordingSink, path: Path) -> None:
         agent = await Conn.open(path)
-        assert await agent.recv() == {"type": "hello", "proto": 1, "applied": None}
+        assert await agent.recv() == {"type": "hello", "proto": 2, "applied": None}
         reply = await agent.ask(snapshot(5, 1))
         assert reply == {"type": "ack", "epoch": 5, "generation": 1}
         assert sink.applied == [STATE]
@@ -375,7 +375,7 @@ def test_refuse_states_serves_status_and_nacks_every_state() -> None:
 
     async def scenario(server: ControlServer, sink: RecordingSink, path: Path) -> None:
         conn = await Conn.open(path)
-        assert (await conn.recv()) == {"type": "hello", "proto": 1, "applied": None}
+        assert (await conn.recv()) == {"type": "hello", "proto": 2, "applied": None}
         for request in (snapshot(1, 1), delta(1, 2, 1)):
             assert await conn.ask(request) == {"type": "nack", "reason": reason, "want": None}
         status = await conn.ask({"type": "status"})
@@ -460,7 +460,7 @@ def test_wrong_uid_is_refused_by_peer_credentials() -> None:
 def test_allowed_uid_gets_hello_and_default_mode_keeps_others_out() -> None:
     async def allowed(server: ControlServer, sink: RecordingSink, path: Path) -> None:
         lines = await _connect_as(65534, path, 1)
-        assert lines == [repr(b'{"type":"hello","proto":1,"applied":null}\n')]
+        assert lines == [repr(b'{"type":"hello","proto":2,"applied":null}\n')]
 
     async def by_mode(server: ControlServer, sink: RecordingSink, path: Path) -> None:
         assert await _connect_as(65534, path, 1) == ["EACCES"]

@@ -5,7 +5,7 @@ establishment, and received by the peer with ORIGINATOR_ID and CLUSTER_LIST (bac
 from __future__ import annotations
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, PathAttributes, RibChange
+from speaker.bgp.rib.adj_rib_out import AdjRibOut, Desired, PathAttributes, RibChange, nlri_key
 from speaker.bgp.rib.received_attributes import cluster_list, originator_id
 from speaker.bgp.rib.reflection import reflected_attributes
 from speaker.bgp.session.fsm import Session, State
@@ -22,33 +22,36 @@ FROM_CLIENT = ReceivedPath((OriginAttribute(0), AsPathAttribute(), LocalPrefAttr
                            bytes([192, 0, 2, 7]))  # fmt: skip
 REFLECTED = reflected_attributes(FROM_CLIENT, 0x0A000007, 0xC00002FA)
 P1, P2, P3 = hosts(3)
+K1, K2, K3 = (nlri_key(p) for p in (P1, P2, P3))
 
 
 def test_adj_rib_out_apply_copies_a_shared_table_before_changing_it() -> None:
-    desired = {V4: {P1: OWN}}
+    desired = Desired.of({V4: {P1: OWN}})
     rib = AdjRibOut()
     rib.update(desired, [V4])
     change = RibChange()
-    rib.apply(V4, {P2: REFLECTED, P3: None}, change)
-    assert desired == {V4: {P1: OWN}}  # the shared desired table is untouched
+    rib.apply(V4, {K2: REFLECTED, K3: None}, change)
+    assert desired.plain() == {V4: {P1: OWN}}  # the shared desired table is untouched
     assert rib.routes[V4] == {P1: OWN, P2: REFLECTED}
-    assert change.announced == {V4: {REFLECTED: [P2]}} and not change.withdrawn
+    assert rib.count(V4) == 2
+    assert change.announced == {V4: {REFLECTED: [K2]}} and not change.withdrawn
     again = RibChange()
-    rib.apply(V4, {P2: REFLECTED, P1: None}, again)  # same again: nothing; P1 withdrawn
-    assert not again.announced and again.withdrawn == {V4: [P1]}
+    rib.apply(V4, {K2: REFLECTED, K1: None}, again)  # same again: nothing; P1 withdrawn
+    assert not again.announced and again.withdrawn == {V4: [K1]}
+    assert rib.count(V4) == 1
 
 
 def test_our_advertisement_wins_and_the_reflected_route_shows_when_ours_goes() -> None:
     out = Outbound()
-    out.set_routes({V4: {P1: OWN}}, [V4], None, b"")
+    out.set_routes(Desired.of({V4: {P1: OWN}}), [V4], None, b"")
     assert out.set_reflected({V4: {P1: REFLECTED, P2: REFLECTED}}, [V4], None, b"") == []
-    assert out.export() == {V4: {P1: OWN, P2: REFLECTED}}
+    assert out.export().plain() == {V4: {P1: OWN, P2: REFLECTED}}
     # our own P1 goes: the reflected one takes its place in the export view
-    out.set_routes({V4: {}}, [V4], None, b"")
-    assert out.export() == {V4: {P1: REFLECTED, P2: REFLECTED}}
+    out.set_routes(Desired.of({V4: {}}), [V4], None, b"")
+    assert out.export().plain() == {V4: {P1: REFLECTED, P2: REFLECTED}}
     # the reflected P1 goes too
     out.set_reflected({V4: {P1: None}}, [V4], None, b"")
-    assert out.export() == {V4: {P2: REFLECTED}}
+    assert out.export().plain() == {V4: {P2: REFLECTED}}
 
 
 def reflector_and_client() -> tuple[Wire, Session, Session]:
