@@ -174,6 +174,7 @@ class StateStore:
     # -- loading -----------------------------------------------------------------------------
 
     def load(self, *, interner: AttributeInterner | None = None) -> LoadResult:
+        self._remove_leftovers()
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -195,6 +196,25 @@ class StateStore:
         self._base_bytes = len(data)
         applied, problem = self._replay(applied, interner)
         return LoadResult(applied=applied, problem=problem)
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files of writers that died between writing and renaming
+        (`.applied.json.<pid>.tmp`, never acked: the base beside it is the state). A file whose
+        process still runs is left alone."""
+        prefix = f".{FILE_NAME}."
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            pid_text = name[len(prefix) : -len(".tmp")]
+            if not (name.startswith(prefix) and name.endswith(".tmp") and pid_text.isdigit()):
+                continue
+            pid = int(pid_text)
+            if pid == os.getpid() or _alive(pid):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(self.directory / name)
 
     def _replay(
         self, applied: AppliedState, interner: AttributeInterner | None
@@ -390,6 +410,16 @@ def _trusted_state(doc: dict[str, object], interner: AttributeInterner | None) -
                 keys = split_nlri(base64.b64decode(packed, validate=True))
                 tables[family].update(dict.fromkeys(keys, attrs))
     return head.with_routes(Routes.of(tables))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, someone else's
+        return True
+    return True
 
 
 def split_nlri(data: bytes) -> list[bytes]:

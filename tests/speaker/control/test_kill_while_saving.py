@@ -242,6 +242,7 @@ def test_kill_9_at_every_point_of_saving_resumes_the_last_acked_generation(
             after = asyncio.run(asyncio.wait_for(_restart(directory, d / "s", resumed.version), 60))
         again = StateStore(directory).load()
         assert again.problem is None and again.applied is not None, where
+        assert not list(directory.glob("*.tmp")) and not list(directory.glob(".*.tmp")), where
         assert again.applied.version.generation == generation + 1, where
         assert again.applied.state == after, where
     # Both outcomes occur: kills before a record is whole and after it was fsynced.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,27 @@ def test_save_renames_a_new_file_over_the_old(tmp_path: Path) -> None:
     # A new inode: the file was renamed over, never rewritten in place.
     assert store.path.stat().st_ino != before
     assert json.loads(store.path.read_bytes().partition(b"\n")[0])["generation"] == 42
+
+
+def test_load_removes_the_temporary_file_of_a_writer_that_died(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save(APPLIED)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        left = tmp_path / f".{FILE_NAME}.{dead.pid}.tmp"
+        running = tmp_path / f".{FILE_NAME}.{live.pid}.tmp"
+        other = tmp_path / f".{FILE_NAME}.notapid.tmp"
+        for path in (left, running, other):
+            path.write_bytes(b"half a base")
+        loaded = StateStore(tmp_path).load()
+        assert loaded.applied == APPLIED and loaded.problem is None
+        assert not left.exists()  # its writer is gone: never acked, the base is the state
+        assert running.exists() and other.exists()  # a live writer's, and not ours to judge
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_save_failure_is_a_clear_error(tmp_path: Path) -> None:
