@@ -151,6 +151,7 @@ class NodeAgent:
         secret_refresh: float = DEFAULT_SECRET_REFRESH,
         fib: Fib | None = None,
         all_nodes: bool = False,
+        always_compare_med: bool = False,
     ) -> None:
         """`freeze_after_sync`: `gc.freeze()` after the first plan, so the long-lived snapshot
         stays out of the collector's full scans (docs/planner.md); for the agent process.
@@ -163,7 +164,11 @@ class NodeAgent:
         self.reporter = reporter
         self._metrics = metrics
         self._planner = NodePlanner(
-            node_name, default_asn=default_asn, fib=fib, all_nodes=all_nodes
+            node_name,
+            default_asn=default_asn,
+            fib=fib,
+            all_nodes=all_nodes,
+            always_compare_med=always_compare_med,
         )
         self._quiet = quiet
         self._max_delay = max_delay

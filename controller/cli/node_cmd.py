@@ -119,6 +119,9 @@ def register(subparsers: Any) -> None:  # argparse's _SubParsersAction is privat
                      help="route metric (default %(default)s)")  # fmt: skip
     fib.add_argument("--fib-max-paths", type=int, default=DEFAULT_MAX_PATHS, metavar="N",
                      help="ECMP width (default %(default)s)")  # fmt: skip
+    p.add_argument("--always-compare-med", action="store_true",
+                   help="compare MED between paths from different neighbouring ASes too "
+                   "(RFC 4271 9.1.2.2 c; default: only between paths from one AS)")  # fmt: skip
     p.add_argument("--all-nodes", action="store_true",
                    help="watch every Node, not only this one, to plan BGP sessions to the other "
                    "nodes of a BGPNodePeering (docs/in-cluster-routing.md)")  # fmt: skip
@@ -202,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         secret_refresh=args.secret_refresh,
         fib=fib_settings(args),
         all_nodes=args.all_nodes,
+        always_compare_med=args.always_compare_med,
     )
     logging.getLogger("kubgp.agent").info(
         "node agent for %s, speaker at %s, epoch %d", args.node_name, args.speaker_socket,

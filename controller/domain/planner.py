@@ -102,14 +102,20 @@ def plan(
     default_asn: int = DEFAULT_ASN,
     fib: Fib | None = None,
     all_nodes: bool = True,
+    always_compare_med: bool = False,
 ) -> Plan:
     """One node's desired speaker state and the reasons for what it left out. Pure. `fib`:
-    the node agent's kernel route settings (--fib), passed through to the state.
+    the node agent's kernel route settings (--fib), passed through to the state, as is
+    `always_compare_med` (--always-compare-med).
     `all_nodes` False: the snapshot holds only this node (an agent watching its own Node), so
     it plans no session to other nodes (saying why) rather than sessions to none."""
-    return NodePlanner(node_name, default_asn=default_asn, fib=fib, all_nodes=all_nodes).plan(
-        snapshot
-    )
+    return NodePlanner(
+        node_name,
+        default_asn=default_asn,
+        fib=fib,
+        all_nodes=all_nodes,
+        always_compare_med=always_compare_med,
+    ).plan(snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +192,12 @@ class NodePlanner:
         default_asn: int = DEFAULT_ASN,
         fib: Fib | None = None,
         all_nodes: bool = True,
+        always_compare_med: bool = False,
     ) -> None:
         self.node_name = node_name
         self.default_asn = default_asn
         self.fib = fib
+        self.always_compare_med = always_compare_med
         self.all_nodes = all_nodes
         # Node peering (BGPNodePeering): the membership and this node's sessions, reused while
         # what they were computed from is the very same objects (snapshots share them).
@@ -274,6 +282,7 @@ class NodePlanner:
             peers=speaker_peers + in_cluster.peers,
             advertisements=tuple(advertisements),
             fib=self.fib,
+            always_compare_med=self.always_compare_med,
             cluster_id=in_cluster.cluster_id,
         )
         self.node_sessions = in_cluster

@@ -565,6 +565,11 @@ def test_peer_import_rules_map_onto_the_speaker_peer_and_fib_comes_from_the_agen
     with_fib = plan(Snapshot.build([node(), peer(**imports)]), "n1", fib=fib).state
     assert with_fib is not None and with_fib.fib == fib
     assert parse_desired_state(with_fib.to_dict()) == with_fib
+    assert not with_fib.always_compare_med
+    compared = plan(Snapshot.build([node(), peer(**imports)]), "n1", always_compare_med=True)
+    assert compared.state is not None and compared.state.always_compare_med
+    assert compared.state.to_dict()["alwaysCompareMed"] is True
+    assert parse_desired_state(compared.state.to_dict()) == compared.state
 
 
 def test_invalid_import_rules_are_an_invalid_peer() -> None:

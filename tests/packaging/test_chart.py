@@ -457,7 +457,19 @@ def test_route_import_gives_the_speaker_net_admin_and_the_agent_the_fib_settings
     off = one(render(), "DaemonSet")
     args = build_parser().parse_args(kubelet_args(container(off, "node-agent"), NODE_FIELDS)[1:])
     assert fib_settings(args) is None
+    assert args.always_compare_med is False
     assert "NET_ADMIN" not in container(off, "speaker")["securityContext"]["capabilities"]["add"]
+
+
+def test_always_compare_med_reaches_the_node_agent_with_or_without_kernel_routes() -> None:
+    from controller.cli.kubgp_controller import build_parser
+
+    for enabled in (False, True):
+        values = {"routeImport": {"enabled": enabled, "alwaysCompareMed": True}}
+        agent = container(one(render(values), "DaemonSet"), "node-agent")
+        args = build_parser().parse_args(kubelet_args(agent, NODE_FIELDS)[1:])
+        assert args.always_compare_med is True
+        assert args.fib is enabled
 
 
 def _kubelet_http_get(probe: Manifest) -> bool:

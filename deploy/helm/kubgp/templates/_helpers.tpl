@@ -170,6 +170,9 @@ speaker's own (its probes run as that). */}}
 - --metrics-address={{ include "kubgp.nodeMetricsHost" . }}:{{ .Values.metrics.nodeAgentPort }}
 {{- end }}
 {{- with .Values.routeImport }}
+{{- if .alwaysCompareMed }}
+- --always-compare-med
+{{- end }}
 {{- if .enabled }}
 - --fib
 - --fib-table={{ int64 .table }}
