@@ -132,7 +132,7 @@ class Desired:
         return {f: _resolved(t, self.resolver(f)) for f, t in self.tables.items()}
 
 
-def _resolved_keys(table: FamilyTable, resolve: Resolve) -> dict[Nlri, PathAttributes]:
+def resolved_keys(table: FamilyTable, resolve: Resolve) -> dict[Nlri, PathAttributes]:
     """{key: attributes} of every route of `table` that means something to the session."""
     meaning = {v: resolve(v) for v in table.counts}
     out: dict[Nlri, PathAttributes] = {}
@@ -144,13 +144,7 @@ def _resolved_keys(table: FamilyTable, resolve: Resolve) -> dict[Nlri, PathAttri
 
 
 def _resolved(table: FamilyTable, resolve: Resolve) -> dict[Prefix, PathAttributes]:
-    meaning = {v: resolve(v) for v in table.counts}
-    out: dict[Prefix, PathAttributes] = {}
-    for key, value in table.routes.items():
-        attrs = meaning[value]
-        if attrs is not None:
-            out[nlri_prefix(key)] = attrs
-    return out
+    return {nlri_prefix(k): a for k, a in resolved_keys(table, resolve).items()}
 
 
 EMPTY = Desired({})
@@ -263,7 +257,7 @@ class AdjRibOut:
         if table is None:
             shared = self.sent.get(family)
             routes = (
-                {} if shared is None else _resolved_keys(shared, self.resolvers.get(family, _as_is))
+                {} if shared is None else resolved_keys(shared, self.resolvers.get(family, _as_is))
             )
             table = self._owned[family] = PlainTable(routes)
             self.sent[family] = table
@@ -430,4 +424,5 @@ __all__ = [
     "nlri_key",
     "nlri_prefix",
     "resolve_next_hop",
+    "resolved_keys",
 ]

@@ -32,6 +32,7 @@ from speaker.bgp.rib.adj_rib_out import (
     RibChange,
     encode_change,
     nlri_key,
+    resolved_keys,
 )
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.context import DecodeContext, Family
@@ -78,11 +79,7 @@ class Outbound:
     def _own(self, family: Family) -> dict[Nlri, PathAttributes]:
         """Our own routes of `family` as this peer gets them."""
         table = self.desired.tables.get(family)
-        if table is None:
-            return {}
-        resolve = self.desired.resolver(family)
-        meaning = {v: resolve(v) for v in table.counts}
-        return {k: a for k, v in table.routes.items() if (a := meaning[v]) is not None}
+        return {} if table is None else resolved_keys(table, self.desired.resolver(family))
 
     def _owns(self, family: Family, key: Nlri) -> bool:
         table = self.desired.tables.get(family)
