@@ -41,12 +41,12 @@ imports: venv
 unit: venv
 	$(VENV)/bin/pytest
 
-# The edit loop: pure tests only, no BGP daemons, namespaces, real kopf, product processes or
-# seconds of real timers (markers lab, netns, slow in pyproject.toml). 1077 tests, 45 s of CPU:
-# 67 s wall while other engineers' runs kept the 2 cores at load 2-3, 84-120 s at load 4-5 (a CPU
-# hog beside them); never measured idle. `make test` runs everything.
+# The edit loop: pure tests only, no BGP daemons, namespaces, real kopf or seconds of real timers
+# (markers lab, netns, slow in pyproject.toml), over both cores (pytest-xdist). 1259 tests, ~62 s
+# of CPU: 80 s wall with a full `make test`, a CPU hog and two other engineers' work beside it
+# (104 s there on one core); never measured idle. `make test` runs everything, on one core.
 test-fast: venv
-	$(VENV)/bin/pytest -q -m "not lab and not netns and not slow"
+	$(VENV)/bin/pytest -q -n 2 -m "not lab and not netns and not slow"
 
 bench: venv
 	$(PY) -m benchmarks --short
