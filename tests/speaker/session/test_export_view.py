@@ -5,7 +5,14 @@ establishment, and received by the peer with ORIGINATOR_ID and CLUSTER_LIST (bac
 from __future__ import annotations
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
-from speaker.bgp.rib.adj_rib_out import AdjRibOut, Desired, PathAttributes, RibChange, nlri_key
+from speaker.bgp.rib.adj_rib_out import (
+    AdjRibOut,
+    Desired,
+    PathAttributes,
+    PlainTable,
+    RibChange,
+    nlri_key,
+)
 from speaker.bgp.rib.received_attributes import cluster_list, originator_id
 from speaker.bgp.rib.reflection import reflected_attributes
 from speaker.bgp.session.fsm import Session, State
@@ -84,4 +91,41 @@ def test_reflected_routes_reach_the_peer_whole_at_establishment_then_incremental
     assert set(b.rib_in.routes[V4]) == {P1, P2, P3}
     wire.feed(a, a.set_reflected({V4: {P2: None}}))
     assert set(b.rib_in.routes[V4]) == {P1, P3}
+    assert len(a.rib_out) == 2
+
+
+def test_a_delta_in_place_on_a_reflector_keeps_the_export_view_right() -> None:
+    """The runtime changes the shared desired table in place for a delta (`routes_changed`);
+    on a session that also carries reflected routes, the change is worked out against the
+    export view: our new route takes a reflected prefix over, our removed one gives it back."""
+    wire, a, b = reflector_and_client()
+    desired = Desired.of({V4: {P1: OWN}})
+    (table,) = desired.tables.values()
+    assert isinstance(table, PlainTable)
+    a.set_routes(desired)
+    a.set_reflected({V4: {P2: REFLECTED, P3: REFLECTED}})
+    wire.feed(b, b.start(wire.now))
+    wire.feed(a, a.start(wire.now))
+    assert (a.state, b.state) == (State.Established, State.Established)
+    assert set(b.rib_in.routes[V4]) == {P1, P2, P3}
+    assert originator_id(b.rib_in.routes[V4][P2].attributes) == 0x0A000007
+
+    def change(key: bytes, new: PathAttributes | None) -> tuple[bytes, object, object]:
+        old = table.routes.pop(key, None)
+        if old is not None:
+            table.counts[old] -= 1
+        if new is not None:
+            table.routes[key] = new
+            table.counts[new] += 1
+        return key, old, new
+
+    # P2 becomes ours; P1 is no longer ours (and nobody reflects it)
+    wire.feed(a, a.routes_changed({V4: [change(K2, OWN), change(K1, None)]}))
+    got = b.rib_in.routes[V4]
+    assert set(got) == {P2, P3}
+    assert originator_id(got[P2].attributes) is None  # ours now, not the reflected one
+    # ours goes again: the reflected P2 is what the client gets back
+    wire.feed(a, a.routes_changed({V4: [change(K2, None)]}))
+    got = b.rib_in.routes[V4]
+    assert set(got) == {P2, P3} and originator_id(got[P2].attributes) == 0x0A000007
     assert len(a.rib_out) == 2
