@@ -49,6 +49,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from speaker.api.route_status import SUMMARY_ITEMS, FibSummary, RouteNote, Routes, RoutesRequest
 from speaker.api.schema import DEFAULT_FIB_PROTOCOL, DEFAULT_FIB_TABLE, DesiredState, Fib, Peer
@@ -60,8 +61,10 @@ from speaker.bgp.session.fsm import Session, State, StateChanged
 from speaker.bgp.wire.context import Family
 from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 from speaker.control import StateRefused
-from speaker.netlink import AsyncFibWriter, FibError, FibResult, FibWriter, NodeRoutes
 from speaker.route_import import import_policy, loc_rib_options, peer_info
+
+if TYPE_CHECKING:  # imported when first needed: pyroute2 costs ~22 MB of RSS to import
+    from speaker.netlink import AsyncFibWriter, FibError, FibResult, FibWriter, NodeRoutes
 
 log = logging.getLogger("kubgp.speaker")
 
@@ -94,6 +97,8 @@ class _Fib:
 
     @classmethod
     def open(cls, config: Fib, netns: str | None) -> _Fib:
+        from speaker.netlink import AsyncFibWriter, FibWriter
+
         writer = FibWriter(
             table=config.table, protocol=config.protocol, metric=config.metric, netns=netns
         )
@@ -207,6 +212,8 @@ class RouteService:
             protocol, tables = _node_scope(state.fib)
             node = self._node
             if needs_node and (node is None or node.protocol != protocol or node.tables != tables):
+                from speaker.netlink import NodeRoutes
+
                 prepared.node = NodeRoutes(protocol=protocol, tables=tables, netns=self._netns)
                 prepared.node_routes = list(await asyncio.to_thread(prepared.node.read))
             prepared.stop_node = not needs_node and node is not None
@@ -506,6 +513,8 @@ class RouteService:
                     result = await fib.io.apply(changes)
                 except Exception:
                     log.exception("FIB: applying %d changes failed (a bug)", len(changes))
+                    from speaker.netlink import FibResult
+
                     result = FibResult()
                 self._record(result, self._inflight)
                 self._inflight = {}
