@@ -253,7 +253,13 @@ def advertise_frr(lab: Lab, n: int) -> Advertised:
         text = conf.read_text()
         marker = " address-family ipv4 unicast\n"
         networks = "".join(f"  network {p}\n" for p in hosts(n))
-        conf.write_text(text.replace(marker, marker + networks, 1))
+        text = text.replace(marker, marker + networks, 1)
+        # The lab's export policy passes only what its own `network ... route-map` tagged: a
+        # bare `network` line is the plain FRR sender, so the probe's neighbor has no out-map.
+        export = f"  neighbor {address} route-map lab-export out\n"
+        if export not in text:
+            raise RuntimeError(f"the FRR fixture's config changed: no {export.strip()!r}")
+        conf.write_text(text.replace(export, "", 1))
         sender._write_config = lambda: None  # type: ignore[method-assign]  # keep the networks
         return _run_daemon(sender, probe, timeout=600)
 
