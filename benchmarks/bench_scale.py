@@ -622,21 +622,28 @@ def run(short: bool) -> None:
     print(f"{'':44}" + "".join(f"{name:>14}" for name in names))
     for n in sizes:
         _table(adv, rx, names, n)
-    control_sizes = [10_000] if short else [10_000, 100_000, 1_000_000]
-    kubgps = [(name, code) for name, kind, code in senders if kind == "kubgp"]
+    _control_and_idle(short, [(name, code) for name, kind, code in senders if kind == "kubgp"])
+
+
+def _control_and_idle(short: bool, kubgps: list[tuple[str, Path | None]]) -> None:
+    # No 1M snapshot: it is ~19 MB on the control socket, above its documented 16 MiB line limit
+    # (docs/control-socket.md), and issue 18 asks the snapshot at 10k and the delta at 100k.
+    control_sizes = [10_000] if short else [10_000, 100_000]
     print("kubgp under an agent: snapshot and delta acks (ms); on the wire = at the receiver")
     for n in control_sizes:
         for name, code in kubgps:
-            c: ControlFigures = _fresh(control_kubgp, n, code)
-            print(f"{name:13} N={n:>9,}: snapshot ack {c.snapshot_ack * 1e3:.1f}, 1% changed "
-                  f"{c.snapshot_1pct_ack * 1e3:.1f}; one-route delta ack median "
-                  f"{statistics.median(c.delta_ack) * 1e3:.2f} (max "
-                  f"{max(c.delta_ack) * 1e3:.2f}), on the wire median "
-                  f"{statistics.median(c.delta_wire) * 1e3:.2f}; 1,000-route delta ack "
-                  f"{c.big_delta_ack * 1e3:.1f}, on the wire {c.big_delta_wire * 1e3:.1f}",
-                  flush=True)  # fmt: skip
+            with _reported(f"control {n:,} by {name}"):
+                c: ControlFigures = _fresh(control_kubgp, n, code)
+                print(f"{name:13} N={n:>9,}: snapshot ack {c.snapshot_ack * 1e3:.1f}, 1% changed "
+                      f"{c.snapshot_1pct_ack * 1e3:.1f}; one-route delta ack median "
+                      f"{statistics.median(c.delta_ack) * 1e3:.2f} (max "
+                      f"{max(c.delta_ack) * 1e3:.2f}), on the wire median "
+                      f"{statistics.median(c.delta_wire) * 1e3:.2f}; 1,000-route delta ack "
+                      f"{c.big_delta_ack * 1e3:.1f}, on the wire {c.big_delta_wire * 1e3:.1f}",
+                      flush=True)  # fmt: skip
     idle_n, window = (10_000, 5.0) if short else (100_000, 30.0)
     for name, code in kubgps:
-        pct: float = _fresh(idle_kubgp, idle_n, code, window)
-        print(f"{name:13} idle, 10 established peers, {idle_n:,} routes: {pct:.3f} % of a core "
-              f"over {window:g} s", flush=True)  # fmt: skip
+        with _reported(f"idle {idle_n:,} by {name}"):
+            pct: float = _fresh(idle_kubgp, idle_n, code, window)
+            print(f"{name:13} idle, 10 established peers, {idle_n:,} routes: {pct:.3f} % of a "
+                  f"core over {window:g} s", flush=True)  # fmt: skip
