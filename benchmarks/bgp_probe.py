@@ -5,7 +5,7 @@ kubgp, BIRD, FRR and GoBGP meet the same peer.
 
     python -m benchmarks.bgp_probe receive --listen 127.1.0.2 --asn 65000 --expect 100000
     python -m benchmarks.bgp_probe send --connect 127.1.0.3 --source 127.1.0.2 --asn 65001 \\
-        --peer-asn 65000 --count 100000
+        --count 100000 [--next-hop 192.0.2.77]
 
 Each prints JSON lines on stdout, with `t` from `time.monotonic()` (CLOCK_MONOTONIC, the same
 clock in every process of the machine):
@@ -13,6 +13,11 @@ clock in every process of the machine):
   `--expect` prefixes; after that one `update` line per UPDATE (announced, withdrawn).
 - send: `established`, then `sent` once every UPDATE is written (End-of-RIB last); keepalives
   until stdin closes.
+
+The sender's NEXT_HOP is a documentation address (192.0.2.77 unless `--next-hop`), never its
+own loopback source: FRR takes a 127/8 next hop for a martian and resets the session after the
+first UPDATE, GoBGP treats such an UPDATE as a withdraw (RFC 7606). Every receiver gets the same
+bytes. The next hop is an attribute only: nothing is sent to it.
 
 Traffic only between the loopback addresses given. Ends on SIGTERM, or when stdin closes.
 """
@@ -33,6 +38,7 @@ from collections.abc import Sequence
 MARKER = b"\xff" * 16
 OPEN, UPDATE, NOTIFICATION, KEEPALIVE = 1, 2, 3, 4
 HOLD = 90
+NEXT_HOP = "192.0.2.77"  # TEST-NET-1: valid for FRR, GoBGP, BIRD and kubgp (127/8 is not)
 KEEPALIVE_MESSAGE = MARKER + b"\x00\x13\x04"
 
 
@@ -216,8 +222,8 @@ def updates(asn: int, next_hop: str, count: int) -> bytes:
     return b"".join(out)
 
 
-def send(connect: str, port: int, source: str, asn: int, count: int) -> None:
-    stream = updates(asn, source, count)
+def send(connect: str, port: int, source: str, asn: int, count: int, *, next_hop: str) -> None:
+    stream = updates(asn, next_hop, count)
     sock = socket.create_connection((connect, port), timeout=30, source_address=(source, 0))
     sock.settimeout(None)
     sock.sendall(open_message(asn, source))
@@ -279,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tx.add_argument("--source", required=True)
     tx.add_argument("--asn", type=int, required=True)
     tx.add_argument("--count", type=int, required=True)
+    tx.add_argument("--next-hop", default=NEXT_HOP, help="NEXT_HOP of every route (not 127/8)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     for address in [*(getattr(args, "listen", None) or []), getattr(args, "connect", None)]:
@@ -287,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role == "receive":
         receive(args.listen, args.port, args.asn, args.expect)
     else:
-        send(args.connect, args.port, args.source, args.asn, args.count)
+        if ipaddress.ip_address(args.next_hop).is_loopback:
+            parser.error(f"--next-hop {args.next_hop}: a loopback next hop is a martian to FRR")
+        send(args.connect, args.port, args.source, args.asn, args.count, next_hop=args.next_hop)
     return 0
 
 
