@@ -64,7 +64,14 @@ from speaker.control import StateRefused
 from speaker.route_import import import_policy, loc_rib_options, peer_info
 
 if TYPE_CHECKING:  # imported when first needed: pyroute2 costs ~22 MB of RSS to import
-    from speaker.netlink import AsyncFibWriter, FibError, FibResult, FibWriter, NodeRoutes
+    from speaker.netlink import (
+        AsyncFibWriter,
+        FibChange,
+        FibError,
+        FibResult,
+        FibWriter,
+        NodeRoutes,
+    )
 
 log = logging.getLogger("kubgp.speaker")
 
@@ -508,11 +515,14 @@ class RouteService:
                 if fib is None or not self._pending or self._deferral is not None:
                     break
                 self._inflight, self._pending = self._pending, {}
-                changes = [(f, p, h) for f, t in self._inflight.items() for p, h in t.items()]
+                # The writer reads the batch lazily from `_inflight` (which nothing changes
+                # until `_record`): no list of change tuples, which for a burst of a million
+                # routes was ~70 MB at once and stayed alive in this frame until the next batch.
                 try:
-                    result = await fib.io.apply(changes)
+                    result = await fib.io.apply(_changes(self._inflight))
                 except Exception:
-                    log.exception("FIB: applying %d changes failed (a bug)", len(changes))
+                    log.exception("FIB: applying %d changes failed (a bug)",
+                                  sum(len(t) for t in self._inflight.values()))  # fmt: skip
                     from speaker.netlink import FibResult
 
                     result = FibResult()
@@ -820,6 +830,12 @@ def _node_scope(fib: Fib | None) -> tuple[int, tuple[int, ...]]:
 
 def _identity(options: LocRibOptions) -> tuple[object, ...]:
     return options.local_asns, options.router_id, options.cluster_id
+
+
+def _changes(batch: dict[Family, dict[Prefix, NextHops | None]]) -> Iterator[FibChange]:
+    for family, table in batch.items():
+        for prefix, hops in table.items():
+            yield family, prefix, hops
 
 
 def _flat(session: Session) -> Iterator[PathChange]:
