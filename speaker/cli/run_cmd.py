@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -214,7 +216,32 @@ def _useless_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 128 * 1024  # glibc's default, kept fixed
+
+
+def fix_mmap_threshold() -> bool:
+    """Keep glibc's mmap threshold at its default (what `MALLOC_MMAP_THRESHOLD_=131072` does).
+
+    glibc raises the threshold to the size of each mmapped block freed (up to 32 MB), so after
+    the first large dict table of a table of routes is resized away, the next ones (4-32 MB,
+    one per table per resize) come from the heap, whose freed space is seldom returned: with
+    1M routes received the speaker kept ~80 MB more RSS (docs/route-import.md, "Figures").
+    Fixed, blocks from 128 KB up are mmapped and go back to the kernel when freed. Nothing is
+    done on a libc other than glibc or when the operator set the variable. True when set."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(MMAP_THRESHOLD)))
+
+
 def _run(args: argparse.Namespace) -> int:
+    fix_mmap_threshold()
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(message)s",
