@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,23 @@ def free_port(address: str) -> int:
         s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_wildcard_port() -> int:
+    """A port free on every IPv4 address (0.0.0.0 binds it) and below the kernel's ephemeral
+    range, so no outgoing connection of another test or process takes it as its source port
+    meanwhile: a port that `free_port` gives is only free on one address, and only for now."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 10000 and {low} on 0.0.0.0")
 
 
 async def accepts(address: str, port: int) -> bool:
@@ -119,7 +138,7 @@ def test_overlapping_listen_change_swaps_or_restores_the_old_listener() -> None:
     """0.0.0.0 on the old port cannot be bound beside the old listener: the old one is closed
     first; if the new one still cannot be bound, the old one is bound again."""
     me, other = loopback_address(), loopback_address()
-    port = free_port(me)
+    port = free_wildcard_port()  # the test binds 0.0.0.0 on it
 
     async def body() -> None:
         b = Speaker()
