@@ -28,6 +28,7 @@ from testing.procs import SpeakerProcess
 from testing.routers.daemon import RouterDaemon
 from testing.routers.lab import Lab
 from testing.routers.model import ESTABLISHED, LabError, PeerSpec
+from testing.wait import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -148,9 +149,14 @@ def test_kill_9_keeps_every_route_at_the_peer_and_end_of_rib_removes_only_the_dr
         sp.wait_log("resuming the saved state", after=at)
         sp.wait_log("End-of-RIB released (no state from the agent within 3s)", after=at)
         time.sleep(2)  # stale routes not re-sent would be gone now
+        assert not poller.missing, poller.report()
+        # Back to Established, in the peer's time: GoBGP refuses connections while its FSM sits
+        # in Idle after the drop and our retries back off, so it can take a few seconds more.
+        # The poller keeps checking meanwhile that no route goes missing.
+        wait_for(lambda: tor.session_state("kubgp") == ESTABLISHED,
+                 f"{kind}'s session to the restarted speaker Established", 60)  # fmt: skip
         polls_1 = poller.polls
         assert not poller.missing, poller.report()
-        assert tor.session_state("kubgp") == ESTABLISHED
 
         # 2. SIGKILL; the new process resumes the saved state, and the agent's fresh state
         # (one route fewer) arrives after Established: End-of-RIB waits for it.
