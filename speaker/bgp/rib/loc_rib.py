@@ -13,12 +13,21 @@ ORIGINATOR_ID is our router id or whose CLUSTER_LIST holds our cluster id is not
 
 Memory and time: a prefix one peer offers stores that peer's `Candidate` directly (candidates are
 shared by every prefix with the same path), a prefix several peers offer a tuple of them sorted
-by peer; a prefix with a single eligible path shares that candidate's `Selection`. Route
-selection over several candidates is memoised per candidate tuple (every prefix of one UPDATE
-from each of two ToRs has the same tuple), so those prefixes share one `Selection` too; the memo
-is dropped when next-hop costs or the options change. A resolver change
-(`next_hops_changed`) re-decides the prefixes whose paths use a next hop whose cost changed; it
-finds them by a scan, not by a per-prefix index (which would cost ~100 bytes per route).
+by peer. That is all the Loc-RIB keeps per prefix: the selection is not stored but derived when
+asked for, since it is a function of the entry, the next-hop costs and the options. A single
+candidate's selection is its shared `alone` Selection if its next hop resolves; several go
+through route selection, memoised per candidate tuple (every prefix of one UPDATE from each of
+two ToRs has the same tuple, so the memo stays small and those prefixes share one `Selection`).
+The memo is bounded and dropped when next-hop costs or the options change, so deriving again
+may give an equal Selection that is another object: changes are found with `same_routes`.
+Keeping no prefix -> Selection dict saves its ~42 bytes per prefix (~42 MB at 1M routes); the
+price is that `table()` and `selected_items()` derive every prefix as they go (a memo or cost
+lookup each, no route selection unless the memo was dropped), and that a batch first derives
+each touched prefix's selection before its entry changes, to compare with after. Counts stay
+O(1): selected prefixes per family, best / multipath prefixes per peer, kept as changes go.
+A resolver change (`next_hops_changed`) re-decides the prefixes whose paths use a next hop
+whose cost changed; it finds them by a scan, not by a per-prefix index (which would cost ~100
+bytes per route).
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ PathChange = tuple[Family, Prefix, ReceivedPath | None]
 PathGroup = tuple[Family, Sequence[Prefix], ReceivedPath | None]
 RouteChange = tuple[Family, Prefix, Selection | None]
 _Entry = Candidate | tuple[Candidate, ...]  # one peer's, or several (sorted by peer name)
+# per family, each prefix a batch touched -> its selection before the batch (first touch wins)
+_Touched = dict[Family, dict[Prefix, Selection | None]]
 
 CANDIDATE_CACHE_SIZE = 8192
 DECISION_CACHE_SIZE = 65536
@@ -81,7 +92,7 @@ class LocRib:
         "_in_paths",
         "_nh_cost",
         "_peers",
-        "_selected",
+        "_selected_count",
         "options",
         "resolver",
     )
@@ -91,10 +102,11 @@ class LocRib:
         self.resolver = resolver
         self._peers: dict[str, _Peer] = {}
         self._entries: dict[Family, dict[Prefix, _Entry]] = {}
-        self._selected: dict[Family, dict[Prefix, Selection]] = {}
         self._nh_cost: dict[bytes, int | None] = {}
         self._decisions: dict[tuple[Candidate, ...], Selection | None] = {}
-        # per peer: prefixes whose best path / multipath set has its path (kept as changes go)
+        # kept as changes go: prefixes with a selection per family; per peer, prefixes whose
+        # best path / multipath set has its path
+        self._selected_count: dict[Family, int] = {}
         self._best: dict[str, int] = {}
         self._in_paths: dict[str, int] = {}
 
@@ -102,20 +114,21 @@ class LocRib:
 
     def __len__(self) -> int:
         """Prefixes with a selected path."""
-        return sum(len(t) for t in self._selected.values())
+        return sum(self._selected_count.values())
 
     def selected_count(self, family: Family) -> int:
-        return len(self._selected.get(family, ()))
+        return self._selected_count.get(family, 0)
 
     def selected(self, family: Family, prefix: Prefix) -> Selection | None:
-        return self._selected.get(family, {}).get(prefix)
+        entry = self._entries.get(family, {}).get(prefix)
+        return None if entry is None else self._derive(entry)
 
     def table(self, family: Family) -> dict[Prefix, Selection]:
-        """Every selected prefix of `family` (a copy)."""
-        return dict(self._selected.get(family, {}))
+        """Every selected prefix of `family` (a new dict, derived entry by entry)."""
+        return dict(self.selected_items(family))
 
     def families(self) -> tuple[Family, ...]:
-        return tuple(f for f, t in self._selected.items() if t)
+        return tuple(f for f, n in self._selected_count.items() if n)
 
     def candidates(self, family: Family, prefix: Prefix) -> tuple[Candidate, ...]:
         entry = self._entries.get(family, {}).get(prefix)
@@ -135,7 +148,7 @@ class LocRib:
 
     def best_count(self, peer: str, family: Family) -> int:
         """How many prefixes of `family` have this peer's path as best (a scan; for status)."""
-        return sum(1 for sel in self._selected.get(family, {}).values() if sel.best.peer == peer)
+        return sum(1 for _, sel in self.selected_items(family) if sel.best.peer == peer)
 
     def accepted_total(self, peer: str) -> int:
         """Prefixes (every family) the peer has in the Loc-RIB as a candidate."""
@@ -143,9 +156,25 @@ class LocRib:
         return 0 if p is None else sum(p.accepted.values())
 
     def selected_items(self, family: Family) -> Iterator[tuple[Prefix, Selection]]:
-        """Every selected prefix of `family`, without a copy (do not change the Loc-RIB while
-        iterating)."""
-        return iter(self._selected.get(family, {}).items())
+        """Every selected prefix of `family`, derived as it goes, without a copy (do not change
+        the Loc-RIB while iterating)."""
+        nh_cost = self._nh_cost
+        decisions = self._decisions
+        derive = self._derive
+        for prefix, entry in self._entries.get(family, {}).items():
+            sel: Selection | None
+            if isinstance(entry, Candidate):
+                # every next hop in an entry has its cost in `_nh_cost` (`_decide` put it there)
+                nh = entry.next_hop
+                c = nh_cost[nh] if nh in nh_cost else self._cost(nh)
+                if c is None:
+                    continue
+                sel = entry.alone
+            else:
+                sel = decisions[entry] if entry in decisions else derive(entry)
+                if sel is None:
+                    continue
+            yield prefix, sel
 
     def best_total(self, peer: str) -> int:
         """Prefixes (every family) whose best path is this peer's; kept up to date, O(1)."""
@@ -179,7 +208,7 @@ class LocRib:
         ]
         # Candidates of the old peer object are stale: take them all out, then put back what
         # the new policy accepts. Selection runs once per prefix, so only real changes come out.
-        touched: dict[Family, dict[Prefix, None]] = {}
+        touched: _Touched = {}
         self._apply(self._peers[info.name], [*gone, *routes], touched, replace_all=True)
         return self._decide(touched)
 
@@ -188,14 +217,14 @@ class LocRib:
         if name not in self._peers:
             return []
         changes = [(family, prefix, None) for family, prefix in self._prefixes_of(name)]
-        touched: dict[Family, dict[Prefix, None]] = {}
+        touched: _Touched = {}
         self._apply(self._peers[name], changes, touched)
         del self._peers[name]
         return self._decide(touched)
 
     def update(self, peer: str, changes: Iterable[PathChange]) -> list[RouteChange]:
         """What the peer's Adj-RIB-In did; returns the prefixes whose selection changed."""
-        touched: dict[Family, dict[Prefix, None]] = {}
+        touched: _Touched = {}
         self._apply(self._peers[peer], changes, touched)
         return self._decide(touched)
 
@@ -206,7 +235,13 @@ class LocRib:
         return self.update(peer, flat)
 
     def set_options(self, *, max_paths: int, always_compare_med: bool) -> list[RouteChange]:
-        """Change the ECMP width or the MED rule; every prefix is decided again."""
+        """Change the ECMP width or the MED rule; every prefix with several candidates is
+        decided again (a single candidate's selection does not depend on the options)."""
+        derive = self._derive
+        touched: _Touched = {
+            family: {p: derive(e) for p, e in table.items() if not isinstance(e, Candidate)}
+            for family, table in self._entries.items()
+        }  # the selections under the old options, before they change
         opts = self.options
         self.options = LocRibOptions(
             local_asns=opts.local_asns,
@@ -216,30 +251,31 @@ class LocRib:
             always_compare_med=always_compare_med,
         )
         self._decisions.clear()
-        touched = {f: dict.fromkeys(t) for f, t in self._entries.items()}
         return self._decide(touched)
 
     def next_hops_changed(self) -> list[RouteChange]:
         """The resolver's answers may have changed (the node's routes did): ask again for every
         next hop in use and decide again the prefixes with a path through one that changed."""
-        changed: set[bytes] = set()
-        for nh, old in list(self._nh_cost.items()):
+        changed: dict[bytes, int | None] = {}
+        for nh, old in self._nh_cost.items():
             new = self.resolver.cost(nh)
             if new != old:
-                self._nh_cost[nh] = new
-                changed.add(nh)
+                changed[nh] = new
         if not changed:
             return []
-        self._decisions.clear()
-        touched: dict[Family, dict[Prefix, None]] = {}
+        # the selections under the old costs, before they change
+        derive = self._derive
+        touched: _Touched = {}
         for family, table in self._entries.items():
             hit = touched.setdefault(family, {})
             for prefix, entry in table.items():
                 if isinstance(entry, Candidate):
                     if entry.next_hop in changed:
-                        hit[prefix] = None
+                        hit[prefix] = derive(entry)
                 elif any(c.next_hop in changed for c in entry):
-                    hit[prefix] = None
+                    hit[prefix] = derive(entry)
+        self._nh_cost.update(changed)
+        self._decisions.clear()
         return self._decide(touched)
 
     # ---- inside ----------------------------------------------------------------------------
@@ -284,16 +320,19 @@ class LocRib:
         self,
         peer: _Peer,
         changes: Iterable[PathChange],
-        touched: dict[Family, dict[Prefix, None]],
+        touched: _Touched,
         *,
         replace_all: bool = False,
     ) -> None:
+        """Changes the entries; `touched` gets each prefix's selection from before its first
+        change (the costs and options do not change while it runs)."""
         name = peer.info.name
         accepted = peer.accepted
         entries = self._entries
         candidate = self._candidate
+        derive = self._derive
         table: dict[Prefix, _Entry] = {}
-        hit: dict[Prefix, None] = {}
+        hit: dict[Prefix, Selection | None] = {}
         last_family: Family | None = None
         afi = 0
         for family, prefix, path in changes:
@@ -304,24 +343,25 @@ class LocRib:
                 afi = family[0]
             new = None if path is None else candidate(peer, afi, prefix, path)
             old = table.get(prefix)
+            entry: _Entry | None  # what the prefix holds afterwards
             if old is None:
                 if new is None:
                     continue
+                hit.setdefault(prefix, None)  # no entry, no selection (unless touched before)
                 table[prefix] = new
                 accepted[family] = accepted.get(family, 0) + 1
-            elif isinstance(old, Candidate):
+                continue
+            if isinstance(old, Candidate):
                 if old.peer == name:
                     if new is old and not replace_all:
                         continue
+                    entry = new
                     if new is None:
-                        del table[prefix]
                         accepted[family] -= 1
-                    else:
-                        table[prefix] = new
                 elif new is None:
                     continue
                 else:
-                    table[prefix] = (old, new) if old.peer < name else (new, old)
+                    entry = (old, new) if old.peer < name else (new, old)
                     accepted[family] = accepted.get(family, 0) + 1
             else:
                 at = -1
@@ -333,16 +373,21 @@ class LocRib:
                     if at < 0:
                         continue
                     rest = old[:at] + old[at + 1 :]
-                    table[prefix] = rest[0] if len(rest) == 1 else rest
+                    entry = rest[0] if len(rest) == 1 else rest
                     accepted[family] -= 1
                 elif at >= 0:
                     if old[at] is new and not replace_all:
                         continue
-                    table[prefix] = (*old[:at], new, *old[at + 1 :])
+                    entry = (*old[:at], new, *old[at + 1 :])
                 else:
-                    table[prefix] = tuple(sorted((*old, new), key=_by_peer))
+                    entry = tuple(sorted((*old, new), key=_by_peer))
                     accepted[family] = accepted.get(family, 0) + 1
-            hit[prefix] = None
+            if prefix not in hit:
+                hit[prefix] = derive(old)
+            if entry is None:
+                del table[prefix]
+            else:
+                table[prefix] = entry
 
     def _cost(self, next_hop: bytes) -> int | None:
         try:
@@ -351,19 +396,42 @@ class LocRib:
             cost = self._nh_cost[next_hop] = self.resolver.cost(next_hop)
             return cost
 
-    def _decide(self, touched: dict[Family, dict[Prefix, None]]) -> list[RouteChange]:
-        out: list[RouteChange] = []
+    def _derive(self, entry: _Entry) -> Selection | None:
+        """The selection of a prefix holding `entry`, under the current costs and options."""
+        if isinstance(entry, Candidate):
+            return None if self._cost(entry.next_hop) is None else entry.alone
+        decisions = self._decisions
+        try:
+            return decisions[entry]
+        except KeyError:
+            pass
         opts = self.options
-        max_paths, always = opts.max_paths, opts.always_compare_med
+        sel = decide(
+            entry,
+            self._cost,
+            max_paths=opts.max_paths,
+            always_compare_med=opts.always_compare_med,
+        )
+        if len(decisions) >= DECISION_CACHE_SIZE:
+            decisions.clear()
+        decisions[entry] = sel
+        return sel
+
+    def _decide(self, touched: _Touched) -> list[RouteChange]:
+        """The touched prefixes' selections now, against those from before the batch: the
+        changes out, and the counts kept up to date."""
+        out: list[RouteChange] = []
         nh_cost = self._nh_cost
         cost = self._cost
+        derive = self._derive
         decisions = self._decisions
+        counts = self._selected_count
         for family, prefixes in touched.items():
             if not prefixes:
                 continue
             table = self._entries.get(family, {})
-            selected = self._selected.setdefault(family, {})
-            for prefix in prefixes:
+            count = counts.get(family, 0)
+            for prefix, old in prefixes.items():
                 entry = table.get(prefix)
                 new: Selection | None
                 if entry is None:
@@ -375,24 +443,22 @@ class LocRib:
                 elif entry in decisions:
                     new = decisions[entry]
                 else:
-                    new = decide(entry, cost, max_paths=max_paths, always_compare_med=always)
-                    if len(decisions) >= DECISION_CACHE_SIZE:
-                        decisions.clear()
-                    decisions[entry] = new
-                old = selected.get(prefix)
+                    new = derive(entry)
                 if new is old:
                     continue
                 if new is None:
-                    del selected[prefix]
+                    count -= 1
                     out.append((family, prefix, None))
                     self._count(old, -1)
-                    continue
-                selected[prefix] = new
-                if not new.same_routes(old):
+                elif old is None:
+                    count += 1
                     out.append((family, prefix, new))
-                    if old is not None:
-                        self._count(old, -1)
                     self._count(new, 1)
+                elif not new.same_routes(old):
+                    out.append((family, prefix, new))
+                    self._count(old, -1)
+                    self._count(new, 1)
+            counts[family] = count
         return out
 
     def _count(self, sel: Selection | None, step: int) -> None:
