@@ -1,5 +1,8 @@
 """Import policy + Loc-RIB (issue 15), pure: N /32s from one peer, then the same N from a second
-peer (an equal path: every prefix becomes a two-way multipath), then withdrawn by both.
+peer (an equal path: every prefix becomes a two-way multipath), then withdrawn by both. Then the
+operations that go over the whole table with both peers' paths in: `table()` (the selection is
+derived per prefix, not stored), the ECMP width going to 1 and back, and tor-a's next hop getting
+dearer and cheap again (`next_hops_changed`).
 
 Paths arrive as a session hands them over: one `ReceivedPath` per UPDATE (~500 /32s in 4096
 octets), as grouped changes. The policy has three rules (a reject that never matches, an accept
@@ -14,6 +17,7 @@ import gc
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.decision import PeerInfo
@@ -62,9 +66,13 @@ def import_policy() -> ImportPolicy:
     )
 
 
+CONNECTED = ResolverRoute(afi=1, network=0xC0000200, length=24)
+TOR_A_DEARER = ResolverRoute(afi=1, network=0xC0000201, length=32, cost=10)
+
+
 def fresh_loc_rib() -> LocRib:
     """A Loc-RIB with peers tor-a (192.0.2.1, AS 65001) and tor-b (192.0.2.2, AS 65002)."""
-    resolver = RoutingTableResolver([ResolverRoute(afi=1, network=0xC0000200, length=24)])
+    resolver = RoutingTableResolver([CONNECTED])
     rib = LocRib(
         LocRibOptions(local_asns=frozenset({64512}), router_id=1, cluster_id=1, max_paths=8),
         resolver,
@@ -84,6 +92,31 @@ def _timed(rib: LocRib, peer: str, groups: list[PathGroup]) -> tuple[float, int]
     return time.perf_counter() - t0, changed
 
 
+def _whole_table(rib: LocRib) -> dict[str, tuple[float, int]]:
+    """Each operation over the whole table once, with its time and how many changes came out."""
+    resolver = rib.resolver
+    assert isinstance(resolver, RoutingTableResolver)
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("table()", lambda: len(rib.table(IPV4_UNICAST))),
+        ("max_paths 8 -> 1", lambda: len(rib.set_options(max_paths=1, always_compare_med=False))),
+        ("max_paths 1 -> 8", lambda: len(rib.set_options(max_paths=8, always_compare_med=False))),
+        ("tor-a's next hop dearer", lambda: _resolve(rib, resolver, [TOR_A_DEARER, CONNECTED])),
+        ("tor-a's next hop cheap again", lambda: _resolve(rib, resolver, [CONNECTED])),
+    ]
+    out: dict[str, tuple[float, int]] = {}
+    for label, step in steps:
+        gc.collect()
+        t0 = time.perf_counter()
+        changed = step()
+        out[label] = (time.perf_counter() - t0, changed)
+    return out
+
+
+def _resolve(rib: LocRib, resolver: RoutingTableResolver, routes: list[ResolverRoute]) -> int:
+    resolver.set_routes(routes)
+    return len(rib.next_hops_changed())
+
+
 def run(short: bool) -> None:
     n = 10_000 if short else 100_000
     prefixes = [prefix_from_int(0x0A800000 + i, 32, 32) for i in range(n)]
@@ -96,6 +129,11 @@ def run(short: bool) -> None:
         for label, peer, groups in (
             ("tor-a announces", "tor-a", from_a),
             ("tor-b announces the same (multipath)", "tor-b", from_b),
+        ):
+            steps.setdefault(label, []).append(_timed(rib, peer, groups))
+        for label, result in _whole_table(rib).items():
+            steps.setdefault(label, []).append(result)
+        for label, peer, groups in (
             ("tor-a withdraws", "tor-a", gone),
             ("tor-b withdraws", "tor-b", gone),
         ):
