@@ -6,9 +6,10 @@ from collections.abc import Iterable, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
-from speaker.bgp.rib.decision import PeerInfo, Selection, Step
+from speaker.bgp.rib.decision import PeerInfo, Selection, Step, decide
 from speaker.bgp.rib.loc_rib import LocRib, LocRibOptions, PathChange, RouteChange
 from speaker.bgp.rib.next_hop import ResolverRoute, RoutingTableResolver
 from speaker.bgp.rib.policy import Action, ImportPolicy, ImportRule, PrefixMatch
@@ -428,6 +429,140 @@ def test_resolver_changes_between_batches_equal_from_scratch(
     _feed(scratch, [(p, x, y) for (p, x), y in _final(events).items() if y is not None], [])
     assert _view(scratch) == _view(incremental)
     assert consumer == {p: s.next_hops for p, s in incremental.table(V4).items()}
+
+
+ROUTES_C = [  # .3 cheapest, .1 and .2 dearer but equal; 198.51.100.0/24 and 203.0.113.0/24 gone
+    ResolverRoute(afi=AFI_IPV4, network=int.from_bytes(addr("192.0.2.0")), length=24, cost=3),
+    ResolverRoute(afi=AFI_IPV4, network=int.from_bytes(addr("192.0.2.3")), length=32, cost=1),
+]
+RESOLVER_STATES = [ROUTES_A, ROUTES_B, ROUTES_C]
+STRICTER = ImportPolicy(  # the default route rejected, everything else at LOCAL_PREF 120
+    [
+        ImportRule(
+            action=Action.REJECT,
+            prefix=PrefixMatch(afi=AFI_IPV4, network=0, length=0, ge=0, le=0),
+        ),
+        ImportRule(action=Action.ACCEPT, set_local_preference=120),
+    ]
+)
+_Key = tuple[str, Step, tuple[tuple[str, bytes], ...]]
+
+
+def _key(sel: Selection) -> _Key:
+    return sel.best.peer, sel.step, tuple((c.peer, c.next_hop) for c in sel.paths)
+
+
+class DerivedSelection(RuleBasedStateMachine):
+    """The Loc-RIB stores no selection; it derives one per prefix from the prefix's candidates,
+    the next-hop costs it cached and a memo of decisions. Through routes, resolver, ECMP / MED
+    option and import policy changes in any order, after each: every derived selection
+    (`selected`, `table`, `selected_items`) is the one route selection gives from scratch over
+    the prefix's candidates and the resolver's answers now; the changes emitted so far, applied
+    in order, give that table; the counts agree; and a fresh Loc-RIB fed only the final routes
+    holds the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resolver = RoutingTableResolver(ROUTES_A)
+        self.max_paths, self.always_compare_med = 1, False
+        # every peer accepting all: p1's and p2's paths tie through MED, so the ECMP width and
+        # the MED rule matter (under POLICIES p2 always wins on LOCAL_PREF)
+        self.policies = {info.name: ACCEPT_ALL for info in PEERS}
+        self.rib = new_rib(resolver=self.resolver)
+        for info in PEERS:
+            self.rib.set_peer(info, self.policies[info.name])
+        self.adj_in: dict[tuple[int, int], int] = {}  # (peer, prefix) -> path, as received
+        self.consumer: dict[Prefix, tuple[bytes, ...]] = {}  # what the FIB writer would hold
+        # a node's two ToRs sending the same prefixes with paths that tie down to the ECMP
+        # width and the MED rule, so that the options and the next-hop costs matter from the
+        # first step (the rules move on from there)
+        for who, y in ((0, 0), (1, 2)):
+            self.routes_change([(who, x, y) for x in range(len(PREFIXES))])
+
+    def _emitted(self, changes: Iterable[RouteChange]) -> None:
+        for _, prefix, sel in changes:
+            if sel is None:
+                del self.consumer[prefix]  # a withdrawal only for what was announced
+            else:
+                self.consumer[prefix] = sel.next_hops
+
+    @rule(events=st.lists(_event, min_size=1, max_size=6))
+    def routes_change(self, events: list[Event]) -> None:
+        self._emitted(_feed(self.rib, events, []))
+        for p, x, y in events:
+            if y is None:
+                self.adj_in.pop((p, x), None)
+            else:
+                self.adj_in[(p, x)] = y
+
+    @rule(
+        who=st.integers(0, len(PEERS) - 1), y=st.one_of(st.none(), st.integers(0, len(PATHS) - 1))
+    )
+    def one_path_for_every_prefix(self, who: int, y: int | None) -> None:
+        """As one UPDATE does: the prefixes share a candidate, and with another peer doing the
+        same, one candidate tuple (one memoised decision)."""
+        self.routes_change([(who, x, y) for x in range(len(PREFIXES))])
+
+    @rule(state=st.integers(0, len(RESOLVER_STATES) - 1))
+    def next_hop_costs_change(self, state: int) -> None:
+        self.resolver.set_routes(RESOLVER_STATES[state])
+        self._emitted(self.rib.next_hops_changed())
+
+    @rule(max_paths=st.integers(1, 3), always_compare_med=st.booleans())
+    def options_change(self, max_paths: int, always_compare_med: bool) -> None:
+        self.max_paths, self.always_compare_med = max_paths, always_compare_med
+        self._emitted(
+            self.rib.set_options(max_paths=max_paths, always_compare_med=always_compare_med)
+        )
+
+    @rule(who=st.integers(0, len(PEERS) - 1), which=st.integers(0, 2))
+    def policy_changes(self, who: int, which: int) -> None:
+        info = PEERS[who]
+        policy = (ACCEPT_ALL, POLICIES[info.name], STRICTER)[which]
+        self.policies[info.name] = policy
+        routes = [(V4, PREFIXES[x], PATHS[y]) for (p, x), y in self.adj_in.items() if p == who]
+        self._emitted(self.rib.set_peer(info, policy, routes))
+
+    @invariant()
+    def derived_is_decided_from_scratch(self) -> None:
+        rib = self.rib
+        want: dict[Prefix, Selection] = {}
+        for prefix in PREFIXES:
+            sel = decide(
+                rib.candidates(V4, prefix),
+                self.resolver.cost,
+                max_paths=self.max_paths,
+                always_compare_med=self.always_compare_med,
+            )
+            if sel is not None:
+                want[prefix] = sel
+        keys = {p: _key(s) for p, s in want.items()}
+        derived = {p: rib.selected(V4, p) for p in PREFIXES}
+        assert {p: _key(s) for p, s in derived.items() if s is not None} == keys
+        assert {p: _key(s) for p, s in rib.table(V4).items()} == keys
+        assert {p: _key(s) for p, s in rib.selected_items(V4)} == keys
+        assert self.consumer == {p: s.next_hops for p, s in want.items()}
+        assert len(rib) == rib.selected_count(V4) == len(want)
+        assert rib.families() == ((V4,) if want else ())
+        for info in PEERS:
+            best = sum(1 for s in want.values() if s.best.peer == info.name)
+            paths = sum(1 for s in want.values() if any(c.peer == info.name for c in s.paths))
+            assert rib.best_total(info.name) == rib.best_count(info.name, V4) == best
+            assert rib.multipath_total(info.name) == paths
+
+    @invariant()
+    def a_fresh_loc_rib_holds_the_same(self) -> None:
+        scratch = new_rib(max_paths=self.max_paths, resolver=self.resolver)
+        if self.always_compare_med:
+            scratch.set_options(max_paths=self.max_paths, always_compare_med=True)
+        for info in PEERS:
+            scratch.set_peer(info, self.policies[info.name])
+        _feed(scratch, [(p, x, y) for (p, x), y in self.adj_in.items()], [])
+        assert _view(scratch) == _view(self.rib)
+
+
+DerivedSelection.TestCase.settings = settings(max_examples=150, stateful_step_count=15)
+TestDerivedSelection = DerivedSelection.TestCase
 
 
 @settings(max_examples=150)
