@@ -95,4 +95,4 @@ def fib_changes(changes: Iterable[RouteChange]) -> list[FibChange]:
 
 def fib_table(rib: LocRib) -> dict[Family, dict[Prefix, NextHops]]:
     """Everything the Loc-RIB selected, for `FibWriter.reconcile`."""
-    return {f: {p: s.next_hops for p, s in rib.table(f).items()} for f in rib.families()}
+    return {f: {p: s.next_hops for p, s in rib.selected_items(f)} for f in rib.families()}

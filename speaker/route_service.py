@@ -320,7 +320,7 @@ class RouteService:
             changes += [(family, p, None) for p in table if p not in now]
         for family in rib.families():
             was = before.get(family, {})
-            for prefix, sel in rib.table(family).items():
+            for prefix, sel in rib.selected_items(family):
                 old_sel = was.get(prefix)
                 if old_sel is None or not sel.same_routes(old_sel):
                     changes.append((family, prefix, sel))
@@ -566,7 +566,7 @@ class RouteService:
         async def reconcile() -> None:
             if fib is not self._fib or self.rib is None:
                 return
-            snapshot = {f: {p: s.next_hops for p, s in self.rib.table(f).items()}
+            snapshot = {f: {p: s.next_hops for p, s in self.rib.selected_items(f)}
                         for f in self.rib.families()}  # fmt: skip
             self._pending.clear()  # the snapshot has every change so far
             result = await fib.io.reconcile(snapshot)
