@@ -12,22 +12,23 @@ Loops (RFC 4271 §9.1.2, RFC 4456 §8): a path whose AS_PATH holds one of our AS
 ORIGINATOR_ID is our router id or whose CLUSTER_LIST holds our cluster id is not a candidate.
 
 Memory and time: a prefix one peer offers stores that peer's `Candidate` directly (candidates are
-shared by every prefix with the same path), a prefix several peers offer a tuple of them sorted
-by peer. That is all the Loc-RIB keeps per prefix: the selection is not stored but derived when
-asked for, since it is a function of the entry, the next-hop costs and the options. A single
-candidate's selection is its shared `alone` Selection if its next hop resolves; several go
-through route selection, memoised per candidate tuple (every prefix of one UPDATE from each of
-two ToRs has the same tuple, so the memo stays small and those prefixes share one `Selection`).
-The memo is bounded and dropped when next-hop costs or the options change, so deriving again
-may give an equal Selection that is another object: changes are found with `same_routes`.
-Keeping no prefix -> Selection dict saves its ~42 bytes per prefix (~42 MB at 1M routes); the
-price is that `table()` and `selected_items()` derive every prefix as they go (a memo or cost
-lookup each, no route selection unless the memo was dropped), and that a batch first derives
-each touched prefix's selection before its entry changes, to compare with after. Counts stay
-O(1): selected prefixes per family, best / multipath prefixes per peer, kept as changes go.
-A resolver change (`next_hops_changed`) re-decides the prefixes whose paths use a next hop
-whose cost changed; it finds them by a scan, not by a per-prefix index (which would cost ~100
-bytes per route).
+shared by every prefix with the same path), a prefix several peers offer a tuple of them sorted by
+peer, itself shared: equal tuples are interned (a bounded table, like the memo below), so the
+prefixes of one UPDATE from each of two ToRs hold one tuple, not ~72 bytes each. That is all the
+Loc-RIB keeps per prefix: the selection is not stored but derived when asked for, since it is a
+function of the entry, the next-hop costs and the options. A single candidate's selection is its
+shared `alone` Selection if its next hop resolves; several go through route selection, memoised per
+candidate tuple (every prefix of one UPDATE from each of two ToRs has the same tuple, so the memo
+stays small and those prefixes share one `Selection`). The memo is bounded and dropped when
+next-hop costs or the options change, so deriving again may give an equal Selection that is another
+object: changes are found with `same_routes`. Keeping no prefix -> Selection dict saves its ~42
+bytes per prefix (~42 MB at 1M routes); the price is that `table()` and `selected_items()` derive
+every prefix as they go (a memo or cost lookup each, no route selection unless the memo was
+dropped), and that a batch first derives each touched prefix's selection before its entry changes,
+to compare with after. Counts stay O(1): selected prefixes per family, best / multipath prefixes
+per peer, kept as changes go. A resolver change (`next_hops_changed`) re-decides the prefixes whose
+paths use a next hop whose cost changed; it finds them by a scan, not by a per-prefix index (which
+would cost ~100 bytes per route).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class LocRib:
         "_nh_cost",
         "_peers",
         "_selected_count",
+        "_tuples",
         "options",
         "resolver",
     )
@@ -104,6 +106,9 @@ class LocRib:
         self._entries: dict[Family, dict[Prefix, _Entry]] = {}
         self._nh_cost: dict[bytes, int | None] = {}
         self._decisions: dict[tuple[Candidate, ...], Selection | None] = {}
+        # one object per distinct candidate tuple: every prefix two ToRs both offer in one
+        # UPDATE each holds the same tuple, not one of its own (bounded like the memo)
+        self._tuples: dict[tuple[Candidate, ...], tuple[Candidate, ...]] = {}
         # kept as changes go: prefixes with a selection per family; per peer, prefixes whose
         # best path / multipath set has its path
         self._selected_count: dict[Family, int] = {}
@@ -331,6 +336,7 @@ class LocRib:
         entries = self._entries
         candidate = self._candidate
         derive = self._derive
+        tuples = self._tuples
         table: dict[Prefix, _Entry] = {}
         hit: dict[Prefix, Selection | None] = {}
         last_family: Family | None = None
@@ -386,6 +392,13 @@ class LocRib:
                 hit[prefix] = derive(old)
             if entry is None:
                 del table[prefix]
+            elif isinstance(entry, tuple):
+                shared = tuples.get(entry)
+                if shared is None:
+                    if len(tuples) >= DECISION_CACHE_SIZE:
+                        tuples.clear()
+                    shared = tuples[entry] = entry
+                table[prefix] = shared
             else:
                 table[prefix] = entry
 

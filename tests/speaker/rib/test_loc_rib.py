@@ -604,6 +604,30 @@ def test_selection_objects_are_shared_for_single_paths() -> None:
     assert isinstance(rib.selected(V4, prefixes[0]), Selection)
 
 
+def test_candidate_tuples_are_shared_by_prefixes_with_the_same_paths() -> None:
+    """Two ToRs offering the same prefixes: one candidate tuple for all of them (memory), in
+    whichever order the peers arrive and also after one leaves and comes back."""
+    rib = new_rib(max_paths=2)
+    rib.set_peer(TOR_A, ACCEPT_ALL)
+    rib.set_peer(TOR_B, ACCEPT_ALL)
+    prefixes = [pfx(f"10.0.{i}.0/24") for i in range(50)]
+    rib.update("tor-b", [(V4, p, PATH_B) for p in prefixes])
+    rib.update("tor-a", [(V4, p, PATH_A) for p in prefixes])
+    entries = {id(rib.candidates(V4, p)) for p in prefixes}
+    assert len(entries) == 1
+    assert [c.peer for c in rib.candidates(V4, prefixes[0])] == ["tor-a", "tor-b"]
+    rib.update("tor-a", [(V4, p, None) for p in prefixes])
+    rib.update("tor-a", [(V4, p, PATH_A) for p in prefixes])
+    assert len({id(rib.candidates(V4, p)) for p in prefixes}) == 1
+    # a third path for half of them: two tuples, each shared by its half
+    tor_c = peer("tor-c", "192.0.2.3", asn=65003, router_id="10.0.0.3")
+    rib.set_peer(tor_c, ACCEPT_ALL)
+    path_c = path("192.0.2.3", as_path=(65003,))  # one UPDATE: one path object
+    rib.update("tor-c", [(V4, p, path_c) for p in prefixes[:25]])
+    assert len({id(rib.candidates(V4, p)) for p in prefixes[:25]}) == 1
+    assert len({id(rib.candidates(V4, p)) for p in prefixes}) == 2
+
+
 def test_received_path_with_no_next_hop_is_not_a_candidate() -> None:
     rib = new_rib()
     rib.set_peer(TOR_A, ACCEPT_ALL)
