@@ -847,6 +847,9 @@ def _str_items(value: object) -> tuple[str, ...] | None:
 
 
 _NOT_FAST: Final = object()
+# the types a raw attribute value may have to be looked up by (a list or an object is not
+# hashable: such a value is an error, which the exact readers report)
+_SCALAR: Final = frozenset({str, int, float, bool, type(None)})
 _HOST32: Final = b"\x20"
 _AF_INET: Final = _routes._AF_INET  # socket's, through routes (the one allowed importer)
 _pton = _routes._pton
@@ -910,6 +913,14 @@ class AdvertisementReader:
         local_pref = get("localPreference")
         med = get("med")
         prepend = get("asPathPrepend", 0)
+        scalar = _SCALAR
+        if not (
+            type(next_hop) in scalar
+            and type(local_pref) in scalar
+            and type(med) in scalar
+            and type(prepend) in scalar
+        ):
+            return _NOT_FAST
         return (peers, next_hop, type(next_hop), communities, large, local_pref,
                 type(local_pref), med, type(med), prepend, type(prepend))  # fmt: skip
 
