@@ -127,7 +127,7 @@ def test_a_list_or_object_where_a_value_belongs_is_a_schema_error() -> None:
         ("asPathPrepend", [1], "must be an integer, not list"),
         ("nextHop", [], "must be a string, not list"),
     ):
-        entry = {"prefix": "10.0.0.0/24", key: value}
+        entry: dict[str, Any] = {"prefix": "10.0.0.0/24", key: value}
         with pytest.raises(SchemaError, match=f"advertisements\\[0\\].{key}: {message}"):
             parse_desired_state(doc([entry]))
 
