@@ -118,18 +118,20 @@ def test_grouped_errors_name_the_key_path(
 
 
 def test_a_list_or_object_where_a_value_belongs_is_a_schema_error() -> None:
-    # The fast path looks attribute values up by their raw form; a list or an object cannot be a
-    # key and must reach the exact readers' message, not a TypeError (found by the property
-    # test below).
+    # The fast path looks attribute values up by their raw form, for one-prefix entries and for
+    # groups alike; a list or an object cannot be a key and must reach the exact readers'
+    # message, not a TypeError (found by the property test below).
     for key, value, message in (
         ("localPreference", [], "must be an integer, not list"),
         ("med", {}, "must be an integer, not mapping"),
         ("asPathPrepend", [1], "must be an integer, not list"),
         ("nextHop", [], "must be a string, not list"),
     ):
-        entry: dict[str, Any] = {"prefix": "10.0.0.0/24", key: value}
-        with pytest.raises(SchemaError, match=f"advertisements\\[0\\].{key}: {message}"):
-            parse_desired_state(doc([entry]))
+        one: dict[str, Any] = {"prefix": "10.0.0.0/24", key: value}
+        group: dict[str, Any] = {"prefixes": ["10.0.0.0/24", "10.0.1.0/24"], key: value}
+        for entry in (one, group):
+            with pytest.raises(SchemaError, match=f"advertisements\\[0\\].{key}: {message}"):
+                parse_desired_state(doc([entry]))
 
 
 def test_a_value_seen_before_never_stands_for_another_type() -> None:
