@@ -112,8 +112,8 @@ def child(argv: list[str]) -> None:
             install, withdraw = _pipeline(fib, prefixes, hop)
         else:
             hops = (hop,)
-            changes = [(IPV4_UNICAST, p, hops) for p in prefixes]
-            removals = [(IPV4_UNICAST, p, None) for p in prefixes]
+            changes = [(IPV4_UNICAST, p, hops, None) for p in prefixes]
+            removals = [(IPV4_UNICAST, p, None, hops) for p in prefixes]
 
             def install() -> object:
                 return fib.apply(changes)

@@ -122,7 +122,8 @@ _I32 = struct.Struct("=i")
 _HEADER = _NLMSG.size + _RTMSG.size
 
 NextHops = tuple[bytes, ...]  # gateway addresses, packed (4 or 16 octets), sorted, distinct
-FibChange = tuple[Family, Prefix, "NextHops | None"]
+# (family, prefix, next hops wanted, our route's next hops in the kernel now): None for no route
+FibChange = tuple[Family, Prefix, "NextHops | None", "NextHops | None"]
 
 _AF = {AFI_IPV4: socket.AF_INET, AFI_IPV6: socket.AF_INET6}
 _AFI = {socket.AF_INET: AFI_IPV4, socket.AF_INET6: AFI_IPV6}
@@ -137,13 +138,15 @@ class Op(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class FibError:
-    """A route the kernel refused: which, what we tried, and why."""
+    """A route the kernel refused: which, what we tried, and why; `kept` is our route for the
+    prefix that the kernel still has (None: none of ours)."""
 
     family: Family
     prefix: Prefix
     op: Op
     errno: int
     message: str
+    kept: NextHops | None = None
 
     def __str__(self) -> str:
         return f"{self.op.value} {prefix_to_str(self.prefix, self.family[0])}: {self.message}"
@@ -156,6 +159,7 @@ class FibResult:
     removed: int = 0
     unchanged: int = 0
     errors: list[FibError] = field(default_factory=list)
+    lost: bool = False  # the kernel's answers to a batch were lost: what it has is unknown
 
     def add(self, other: FibResult) -> None:
         self.installed += other.installed
@@ -163,6 +167,7 @@ class FibResult:
         self.removed += other.removed
         self.unchanged += other.unchanged
         self.errors += other.errors
+        self.lost = self.lost or other.lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,7 @@ class KernelRoute:
 # prefix, next hops (None to remove), metric.
 _INSTALL, _REPLACE, _REMOVE = 0, 1, 2
 _OPS = (Op.INSTALL, Op.REPLACE, Op.REMOVE)
-_Work = tuple[int, Family, Prefix, "NextHops | None", int]
+_Work = tuple[int, Family, Prefix, "NextHops | None", int, "NextHops | None"]  # + what was there
 _Template = tuple[bytes, bytes, int, int, int]  # head, tail, message type, flags, address length
 
 
@@ -213,9 +218,10 @@ def _error_text(code: int, op: Op, detail: str) -> str:
 class FibWriter:
     """Our routes in one kernel routing table. Not thread-safe: one owner (see AsyncFibWriter).
 
-    Call `existing()` (or `reconcile()` / `remove_all()`, which call it) once before `apply()`:
-    it learns which routes of ours the kernel already has (from a previous run), so that a
-    change to one of them is a replace and not an exclusive create."""
+    The writer keeps no copy of the table (at a million routes that copy was ~42 MB): each
+    change says what the kernel has for the prefix now (`FibChange`), which the caller knows
+    from the Loc-RIB's selection before the change, and a failure says what the kernel kept
+    (`FibError.kept`). `reconcile()` and `remove_all()` read the kernel instead."""
 
     def __init__(
         self,
@@ -240,9 +246,8 @@ class FibWriter:
         self.metric = metric
         self.netns = netns
         self.batch_bytes = max(batch_bytes, 1)  # 1: one route per sendmsg (for comparison)
-        self._installed: dict[Family, dict[Prefix, NextHops]] = {}
+        self._routes = 0  # our routes at our metric, as far as we know (`count`)
         self._strays: dict[tuple[Family, Prefix, int], KernelRoute] = {}
-        self._interned: dict[NextHops, NextHops] = {}
         self._seq = 0
         self._buf = bytearray(1 << 20)
         self._rtm_table = table if table < 256 else RT_TABLE_COMPAT
@@ -287,44 +292,31 @@ class FibWriter:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def installed(self, family: Family) -> dict[Prefix, NextHops]:
-        """What we believe is in the kernel (ours, at our metric): a copy."""
-        return dict(self._installed.get(family, {}))
-
-    def installed_hops(self, family: Family, prefix: Prefix) -> NextHops | None:
-        """The next hops of our route for `prefix` as we believe the kernel has it, or None
-        (one lookup; safe to call from another thread while the writer works)."""
-        return self._installed.get(family, {}).get(prefix)
-
     def count(self) -> int:
-        return sum(len(t) for t in self._installed.values())
+        """Our routes at our metric in the kernel, as far as the writer knows: counted by
+        `existing()`, then kept up by what each batch did."""
+        return self._routes
 
     def existing(self) -> dict[tuple[Family, Prefix, int], KernelRoute]:
         """Every route of our protocol in our table, as the kernel has it now, keyed by
-        (family, prefix, metric). Also resets what the writer believes is installed: routes at
-        our metric are ours to replace, ones at another metric (a previous configuration) are
-        removed by `reconcile` and `remove_all`."""
+        (family, prefix, metric). Routes at our metric are counted (`count`); ones at another
+        metric (a previous configuration) are removed by `reconcile` and `remove_all`."""
         found: dict[tuple[Family, Prefix, int], KernelRoute] = {}
         for af in (socket.AF_INET, socket.AF_INET6):
             for route in self._dump(af):
                 found[(route.family, route.prefix, route.metric)] = route
-        installed: dict[Family, dict[Prefix, NextHops]] = {f: {} for f in self._installed}
-        strays: dict[tuple[Family, Prefix, int], KernelRoute] = {}
-        for key, route in found.items():
-            if route.metric == self.metric:
-                installed.setdefault(route.family, {})[route.prefix] = self._intern(route.next_hops)
-            else:
-                strays[key] = route
-        self._installed.clear()  # in place: a running `_work` holds this dict
-        self._installed.update(installed)
-        self._strays = strays
+        metric = self.metric
+        self._strays = {key: route for key, route in found.items() if route.metric != metric}
+        self._routes = len(found) - len(self._strays)
         return found
 
     # ---- changing --------------------------------------------------------------------------
 
     def apply(self, changes: Iterable[FibChange]) -> FibResult:
-        """Make the kernel follow Loc-RIB changes: `(family, prefix, next hops or None)`, None
-        (or no next hops) meaning no route. Unchanged routes cost nothing."""
+        """Make the kernel follow Loc-RIB changes: `(family, prefix, wanted, there)`, next hops
+        or None (or no next hops) for no route. `there` is our route in the kernel now: None
+        means a create that must not overwrite another's route (NLM_F_EXCL), else a replace.
+        Unchanged routes cost nothing."""
         result = FibResult()
         self._run(self._work(changes, result), result)
         return result
@@ -334,27 +326,36 @@ class FibWriter:
         restart, once End-of-RIB or the restart time says the table is complete. Routes of ours
         not desired (stale) are removed; missing or different ones installed or replaced;
         routes of ours at another metric are replaced by ones at ours (new first)."""
-        self.existing()
         result = FibResult()
-        changes: list[FibChange] = []
-        for family, table in desired.items():
-            for prefix, hops in table.items():
-                changes.append((family, prefix, canonical(hops)))
-        for family, table in self._installed.items():
-            wanted = desired.get(family, {})
-            changes.extend((family, prefix, None) for prefix in table if prefix not in wanted)
-        self._run(self._work(changes, result), result)
+        self._run(self._work(self._differences(self.existing(), desired), result), result)
         self._run(self._stray_work(), result)
         return result
 
+    def _differences(
+        self,
+        found: dict[tuple[Family, Prefix, int], KernelRoute],
+        desired: Mapping[Family, Mapping[Prefix, Iterable[bytes]]],
+    ) -> Iterator[FibChange]:
+        """`desired` against our routes at our metric in `found` (which it empties of them),
+        lazily: no list of a million changes."""
+        metric = self.metric
+        for family, table in desired.items():
+            for prefix, hops in table.items():
+                there = found.pop((family, prefix, metric), None)
+                yield family, prefix, tuple(hops), None if there is None else there.next_hops
+        for (family, prefix, m), route in list(found.items()):
+            if m == metric:
+                del found[(family, prefix, m)]
+                yield family, prefix, None, route.next_hops
+
     def remove_all(self) -> FibResult:
         """Remove every route of our protocol from our table (`--shutdown=withdraw`)."""
-        self.existing()
+        found = self.existing()
         result = FibResult()
         work: list[_Work] = [
-            (_REMOVE, family, prefix, None, self.metric)
-            for family, table in self._installed.items()
-            for prefix in table
+            (_REMOVE, family, prefix, None, metric, route.next_hops)
+            for (family, prefix, metric), route in found.items()
+            if metric == self.metric
         ]
         self._run(iter(work), result)
         self._run(self._stray_work(), result)
@@ -362,32 +363,25 @@ class FibWriter:
 
     # ---- inside ----------------------------------------------------------------------------
 
-    def _intern(self, hops: NextHops) -> NextHops:
-        return self._interned.setdefault(hops, hops)
-
     def _work(self, changes: Iterable[FibChange], result: FibResult) -> Iterator[_Work]:
-        installed = self._installed
         metric = self.metric
-        for family, prefix, wanted in changes:
-            table = installed.get(family)
-            if table is None:
-                table = installed[family] = {}
-            old = table.get(prefix)
+        for family, prefix, wanted, was in changes:
+            there = (canonical(was) if len(was) > 1 else was) if was else None
             if not wanted:
-                if old is None:
+                if there is None:
                     result.unchanged += 1
                     continue
-                yield (_REMOVE, family, prefix, None, metric)
+                yield (_REMOVE, family, prefix, None, metric, there)
                 continue
             hops = canonical(wanted) if len(wanted) > 1 else tuple(wanted)
-            if old == hops:
+            if there == hops:
                 result.unchanged += 1
                 continue
-            yield (_INSTALL if old is None else _REPLACE, family, prefix, hops, metric)
+            yield (_INSTALL if there is None else _REPLACE, family, prefix, hops, metric, there)
 
     def _stray_work(self) -> Iterator[_Work]:
-        for (family, prefix, metric), _ in list(self._strays.items()):
-            yield (_REMOVE, family, prefix, None, metric)
+        for (family, prefix, metric), route in list(self._strays.items()):
+            yield (_REMOVE, family, prefix, None, metric, route.next_hops)
 
     def _template(self, op: int, family: Family, length: int, metric: int) -> _Template:
         """What every message of this kind shares: its rtmsg, the RTA_DST header, and the table
@@ -427,7 +421,7 @@ class FibWriter:
         batch: list[_Work] = []
         last_header = 0
         for item in work:
-            op, family, prefix, hops, metric = item
+            op, family, prefix, hops, metric, _ = item
             length, octets = prefix
             key = (op, family, length, metric)
             tpl = templates.get(key)
@@ -465,23 +459,24 @@ class FibWriter:
         self._seq = last
         flags = struct.unpack_from("=H", buf, last_header + 6)[0]
         struct.pack_into("=H", buf, last_header + 6, flags | NLM_F_ACK)  # closes the batch
+        lost = False
         try:
             self._sock.send(buf)
             failures = self._collect(first, last)
         except OSError as exc:
             # The kernel's answers to this batch are lost (socket error, receive buffer overrun,
-            # timeout): report every route of it, and learn again what the kernel has, so the
-            # routes of it that did go in are replaced next time, not re-created (EEXIST).
+            # timeout): every route of it is reported, and `lost` tells the caller that what
+            # the kernel has is unknown (a reconcile reads it); the count is read again.
             code = exc.errno or errno_mod.EIO
             failures = dict.fromkeys(range(first, last + 1), (code, f"netlink: {exc}"))
+            result.lost = lost = True
             with contextlib.suppress(OSError):
-                self.existing()
-        installed = self._installed
+                self.existing()  # counts this batch's routes that did go in
         strays = self._strays
         our_metric = self.metric
         counts = [0, 0, 0]
-        intern = self._interned.setdefault
-        for seq, (op, family, prefix, hops, metric) in enumerate(batch, first):
+        ours = 0  # change in our routes at our metric
+        for seq, (op, family, prefix, _, metric, there) in enumerate(batch, first):
             if failures:
                 failure = failures.get(seq)
                 if failure is not None:
@@ -489,16 +484,17 @@ class FibWriter:
                     if not (op == _REMOVE and code == errno_mod.ESRCH):  # ESRCH: already gone
                         kind = _OPS[op]
                         text = _error_text(code, kind, detail)
-                        result.errors.append(FibError(family, prefix, kind, code, text))
+                        result.errors.append(FibError(family, prefix, kind, code, text, there))
                         continue
             counts[op] += 1
-            if hops is None:
-                if metric == our_metric:
-                    installed[family].pop(prefix, None)
-                else:
-                    strays.pop((family, prefix, metric), None)
-            else:
-                installed[family][prefix] = intern(hops, hops)
+            if metric != our_metric:
+                strays.pop((family, prefix, metric), None)
+            elif op == _INSTALL:
+                ours += 1
+            elif op == _REMOVE:
+                ours -= 1
+        if not lost:
+            self._routes += ours
         result.installed += counts[_INSTALL]
         result.replaced += counts[_REPLACE]
         result.removed += counts[_REMOVE]
@@ -650,9 +646,10 @@ class AsyncFibWriter:
         )
 
     async def apply(self, changes: Iterable[FibChange]) -> FibResult:
-        work = list(changes)  # taken now: the caller may go on changing its tables
+        """`changes` is read in the worker thread, lazily (a list of a million change tuples
+        was ~90 MB at once): what it iterates must stay unchanged until this returns."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.writer.apply, work
+            self._executor, self.writer.apply, changes
         )
 
     async def reconcile(

@@ -17,7 +17,7 @@ from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6, Family
 from speaker.bgp.wire.nlri import Prefix
 
 NextHops = tuple[bytes, ...]
-FibChange = tuple[Family, Prefix, NextHops | None]
+FibChange = tuple[Family, Prefix, NextHops | None, NextHops | None]  # as speaker.netlink's
 
 
 def import_rule(doc: RuleDoc) -> ImportRule:
@@ -89,8 +89,12 @@ def peer_info(peer: Peer, state: DesiredState, *, remote_router_id: int) -> Peer
 
 
 def fib_changes(changes: Iterable[RouteChange]) -> list[FibChange]:
-    """Loc-RIB output -> FIB writer input: the next hops of the multipath set, or None."""
-    return [(f, p, None if sel is None else sel.next_hops) for f, p, sel in changes]
+    """Loc-RIB output -> FIB writer input: the next hops of the multipath set now and before
+    (the kernel has those when every earlier change was written), or None."""
+    return [
+        (f, p, None if sel is None else sel.next_hops, None if old is None else old.next_hops)
+        for f, p, sel, old in changes
+    ]
 
 
 def fib_table(rib: LocRib) -> dict[Family, dict[Prefix, NextHops]]:

@@ -149,10 +149,9 @@ def _entry(svc: RouteService, key: _Key, received: list[_Received]) -> RouteEntr
     else:
         reason = svc.reason(family, prefix)
         installed = reason is None
-    writer = svc.fib_writer
     hops: tuple[bytes, ...] = ()
-    if installed and writer is not None:
-        hops = writer.installed_hops(family, prefix) or ()
+    if installed:
+        hops = svc.kernel_hops(family, prefix) or ()
     elif sel is not None:
         hops = sel.next_hops
     return RouteEntry(

@@ -118,6 +118,37 @@ class _Fib:
 
 
 @dataclass
+class _Batch:
+    """FIB work coalesced per prefix: the next hops wanted now (None: no route), and where the
+    kernel has a route of ours for the prefix, its next hops before the batch (`there`). Nothing
+    else remembers what is in the kernel: outside the batches and the refused routes
+    (`_errors`), it is what the Loc-RIB selects."""
+
+    wanted: dict[Family, dict[Prefix, NextHops | None]] = field(default_factory=dict)
+    there: dict[Family, dict[Prefix, NextHops]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.wanted)
+
+    def has(self, family: Family, prefix: Prefix) -> bool:
+        table = self.wanted.get(family)
+        return table is not None and prefix in table
+
+    def clear(self) -> None:
+        self.wanted.clear()
+        self.there.clear()
+
+    def size(self) -> int:
+        return sum(len(t) for t in self.wanted.values())
+
+    def changes(self) -> Iterator[FibChange]:
+        for family, table in self.wanted.items():
+            there = self.there.get(family, {})
+            for prefix, hops in table.items():
+                yield family, prefix, hops, there.get(prefix)
+
+
+@dataclass
 class _Deferral:
     """Restarted with routes kept: no FIB write until these GR peers sent End-of-RIB."""
 
@@ -164,8 +195,9 @@ class RouteService:
         self._deferral: _Deferral | None = None
         self._first = True
         # the FIB channel: one task, operations in order, changes coalesced per prefix
-        self._pending: dict[Family, dict[Prefix, NextHops | None]] = {}
-        self._inflight: dict[Family, dict[Prefix, NextHops | None]] = {}
+        self._pending = _Batch()
+        self._inflight = _Batch()  # the batch the writer works on (unchanged until `_record`)
+        self._reconciling = 0
         self._ops: list[Callable[[], object]] = []
         self._errors: dict[tuple[Family, Prefix], FibError] = {}
         self._wake = asyncio.Event()
@@ -317,13 +349,13 @@ class RouteService:
         changes: list[RouteChange] = []
         for family, table in before.items():
             now = rib.table(family)
-            changes += [(family, p, None) for p in table if p not in now]
+            changes += [(family, p, None, s) for p, s in table.items() if p not in now]
         for family in rib.families():
             was = before.get(family, {})
             for prefix, sel in rib.selected_items(family):
                 old_sel = was.get(prefix)
                 if old_sel is None or not sel.same_routes(old_sel):
-                    changes.append((family, prefix, sel))
+                    changes.append((family, prefix, sel, old_sel))
         self._emit(changes)
 
     def _configure_fib(self, state: DesiredState, new: _Fib | None, *, first: bool) -> None:
@@ -475,12 +507,32 @@ class RouteService:
         if self._fib is None or self._deferral is not None:
             return  # no FIB, or a reconcile after the deferral takes the whole Loc-RIB
         pending = self._pending
-        for family, prefix, sel in changes:
-            table = pending.get(family)
+        wanted = pending.wanted
+        flying = self._inflight.wanted
+        errors = self._errors
+        for family, prefix, sel, old in changes:
+            hops = None if sel is None else sel.next_hops
+            table = wanted.get(family)
             if table is None:
-                table = pending[family] = {}
-            table[prefix] = None if sel is None else sel.next_hops
-        self._kick()
+                table = wanted[family] = {}
+            if prefix in table:
+                table[prefix] = hops  # what the kernel had before the batch is known already
+                continue
+            there: NextHops | None
+            in_flight = flying.get(family)
+            if in_flight is not None and prefix in in_flight:
+                there = in_flight[prefix]  # if that write fails, `_record` corrects this
+            elif errors and (family, prefix) in errors:
+                there = errors[(family, prefix)].kept
+            else:
+                there = None if old is None else old.next_hops
+                if there == hops or (there and hops and set(there) == set(hops)):
+                    continue  # the same next hops (other attributes changed): nothing to write
+            table[prefix] = hops
+            if there:
+                pending.there.setdefault(family, {})[prefix] = there
+        if wanted:
+            self._kick()
 
     def _queue(self, op: Callable[[], object]) -> None:
         self._ops.append(op)
@@ -514,20 +566,20 @@ class RouteService:
                 fib = self._fib
                 if fib is None or not self._pending or self._deferral is not None:
                     break
-                self._inflight, self._pending = self._pending, {}
+                self._inflight, self._pending = self._pending, _Batch()
                 # The writer reads the batch lazily from `_inflight` (which nothing changes
                 # until `_record`): no list of change tuples, which for a burst of a million
-                # routes was ~70 MB at once and stayed alive in this frame until the next batch.
+                # routes was ~90 MB at once.
                 try:
-                    result = await fib.io.apply(_changes(self._inflight))
+                    result = await fib.io.apply(self._inflight.changes())
                 except Exception:
                     log.exception("FIB: applying %d changes failed (a bug)",
-                                  sum(len(t) for t in self._inflight.values()))  # fmt: skip
+                                  self._inflight.size())  # fmt: skip
                     from speaker.netlink import FibResult
 
-                    result = FibResult()
+                    result = FibResult(lost=True)  # what the kernel has now is unknown
                 self._record(result, self._inflight)
-                self._inflight = {}
+                self._inflight = _Batch()
             if not self._ops and (
                 not self._pending or self._fib is None or self._deferral is not None
             ):
@@ -535,21 +587,27 @@ class RouteService:
             if self._closed:
                 return
 
-    def _record(
-        self, result: FibResult, applied: dict[Family, dict[Prefix, NextHops | None]] | None
-    ) -> None:
-        """Errors of this batch replace those of the same prefixes; `applied` None: a reconcile
-        (every earlier error is answered by it)."""
+    def _record(self, result: FibResult, applied: _Batch | None) -> None:
+        """Errors of this batch replace those of the same prefixes (`applied` None: a
+        reconcile, which cleared the errors when it began). A refused route changed again
+        meanwhile is written next from what the kernel kept; lost answers: a reconcile."""
         self._version += 1
         errors = self._errors
-        if applied is None:
-            errors.clear()
-        else:
-            for family, table in applied.items():
+        if applied is not None and errors:
+            for family, table in applied.wanted.items():
                 for prefix in table:
                     errors.pop((family, prefix), None)
+        pending = self._pending
         for err in result.errors:
             errors[(err.family, err.prefix)] = err
+            if pending.has(err.family, err.prefix):
+                there = pending.there.setdefault(err.family, {})
+                if err.kept:
+                    there[err.prefix] = err.kept
+                else:
+                    there.pop(err.prefix, None)
+        if result.lost and self._fib is not None and self._deferral is None:
+            self._queue(self._reconcile_op(self._fib))
         counts = self.counts
         counts["installed"] += result.installed
         counts["replaced"] += result.replaced
@@ -569,7 +627,12 @@ class RouteService:
             snapshot = {f: {p: s.next_hops for p, s in self.rib.selected_items(f)}
                         for f in self.rib.families()}  # fmt: skip
             self._pending.clear()  # the snapshot has every change so far
-            result = await fib.io.reconcile(snapshot)
+            self._errors.clear()  # the reconcile answers them all
+            self._reconciling += 1
+            try:
+                result = await fib.io.reconcile(snapshot)
+            finally:
+                self._reconciling -= 1
             self._record(result, None)
             if result.installed or result.replaced or result.removed:
                 log.info("FIB: reconciled table %d: %d installed, %d replaced, %d removed, "
@@ -649,8 +712,8 @@ class RouteService:
             return
         rib = self.rib
         retry: list[RouteChange] = []
-        for family, prefix in list(self._errors):
-            retry.append((family, prefix, rib.selected(family, prefix)))
+        for family, prefix in list(self._errors):  # `_to_fib` takes what was kept from there
+            retry.append((family, prefix, rib.selected(family, prefix), None))
         self._to_fib(retry)
 
     # ---- shutdown -------------------------------------------------------------------------------
@@ -702,7 +765,7 @@ class RouteService:
         if not everything:
             keys = set(self._errors)
             for pending in (self._pending, self._inflight):
-                keys.update((f, p) for f, t in pending.items() for p in t)
+                keys.update((f, p) for f, t in pending.wanted.items() for p in t)
             for key in keys:
                 sel = rib.selected(*key)
                 if sel is not None:
@@ -714,6 +777,11 @@ class RouteService:
             installed = 0 if everything else max(in_paths - missing.get(name, 0), 0)
             out[name] = (rib.accepted_total(name), rib.best_total(name), installed)
         return out
+
+    @property
+    def rereading(self) -> bool:
+        """The node's routes are being read again after a kernel notification."""
+        return self._reread is not None
 
     def fib_state(self) -> str:
         if self._fib is None:
@@ -737,12 +805,27 @@ class RouteService:
         if err is not None:
             return f"the kernel refused it: {error_text(err)}"
         for pending in (self._inflight, self._pending):
-            if prefix in pending.get(family, {}):
+            if pending.has(family, prefix):
                 return "being written to the kernel"
-        hops = fib.writer.installed_hops(family, prefix)
-        if hops is None or set(hops) != set(sel.next_hops):
-            return "not in the kernel as selected (a reconcile will repair it)"
+        if self._reconciling:
+            return "being reconciled with the kernel"
         return None
+
+    def kernel_hops(self, family: Family, prefix: Prefix) -> NextHops | None:
+        """The next hops of our route for `prefix` in the kernel (None: none of ours), as the
+        speaker knows it: the Loc-RIB's selection, but for prefixes being written (what was
+        there before) and routes the kernel refused (what it kept)."""
+        rib = self.rib
+        if self._fib is None or self._deferral is not None or rib is None:
+            return None  # no FIB; or a previous run's routes, not read
+        for batch in (self._inflight, self._pending):
+            if batch.has(family, prefix):
+                return batch.there.get(family, {}).get(prefix)
+        err = self._errors.get((family, prefix))
+        if err is not None:
+            return err.kept
+        sel = rib.selected(family, prefix)
+        return None if sel is None else tuple(sorted(set(sel.next_hops)))
 
     def summary(self, *, max_age: float = SUMMARY_MAX_AGE) -> FibSummary | None:
         """The status summary; recomputed when something changed, at most every `max_age`
@@ -775,7 +858,7 @@ class RouteService:
                     if len(not_installed) < SUMMARY_ITEMS:
                         not_installed.append(RouteNote(prefix=text, text=why))
                 elif len(sample) < SUMMARY_ITEMS and fib is not None:
-                    hops = fib.writer.installed_hops(family, prefix) or ()
+                    hops = self.kernel_hops(family, prefix) or ()
                     sample.append(RouteNote(prefix=text, text="via " + ", ".join(hops_text(hops))))
                 if len(not_installed) >= SUMMARY_ITEMS and len(sample) >= SUMMARY_ITEMS:
                     break
@@ -830,12 +913,6 @@ def _node_scope(fib: Fib | None) -> tuple[int, tuple[int, ...]]:
 
 def _identity(options: LocRibOptions) -> tuple[object, ...]:
     return options.local_asns, options.router_id, options.cluster_id
-
-
-def _changes(batch: dict[Family, dict[Prefix, NextHops | None]]) -> Iterator[FibChange]:
-    for family, table in batch.items():
-        for prefix, hops in table.items():
-            yield family, prefix, hops
 
 
 def _flat(session: Session) -> Iterator[PathChange]:

@@ -46,7 +46,9 @@ from speaker.bgp.wire.nlri import Prefix
 
 PathChange = tuple[Family, Prefix, ReceivedPath | None]
 PathGroup = tuple[Family, Sequence[Prefix], ReceivedPath | None]
-RouteChange = tuple[Family, Prefix, Selection | None]
+# (family, prefix, selection now, selection before): consumers that keep no copy of the table
+# (the FIB channel) learn from `before` what they had made of the prefix
+RouteChange = tuple[Family, Prefix, Selection | None, Selection | None]
 _Entry = Candidate | tuple[Candidate, ...]  # one peer's, or several (sorted by peer name)
 # per family, each prefix a batch touched -> its selection before the batch (first touch wins)
 _Touched = dict[Family, dict[Prefix, Selection | None]]
@@ -461,14 +463,14 @@ class LocRib:
                     continue
                 if new is None:
                     count -= 1
-                    out.append((family, prefix, None))
+                    out.append((family, prefix, None, old))
                     self._count(old, -1)
                 elif old is None:
                     count += 1
-                    out.append((family, prefix, new))
+                    out.append((family, prefix, new, None))
                     self._count(new, 1)
                 elif not new.same_routes(old):
-                    out.append((family, prefix, new))
+                    out.append((family, prefix, new, old))
                     self._count(old, -1)
                     self._count(new, 1)
             counts[family] = count

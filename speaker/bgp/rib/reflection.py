@@ -42,7 +42,9 @@ from speaker.bgp.wire.attributes import (
 from speaker.bgp.wire.context import Family
 from speaker.bgp.wire.nlri import Prefix
 
-RouteChange = tuple[Family, Prefix, Selection | None]
+RouteChange = tuple[
+    Family, Prefix, Selection | None, Selection | None
+]  # the Loc-RIB's: now, before
 ExportChanges = dict[Family, dict[Prefix, PathAttributes | None]]
 PATH_CACHE_SIZE = 8192
 
@@ -155,7 +157,7 @@ class Reflector:
         if not self.active and not self._sent:
             return out
         peers = self._peers
-        for family, prefix, sel in changes:
+        for family, prefix, sel, _ in changes:
             sent = self._sent.get(family)
             old = sent.get(prefix) if sent is not None else None
             new = None if sel is None else self._reflect(sel)

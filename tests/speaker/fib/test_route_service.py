@@ -21,11 +21,12 @@ from speaker.api.route_status import RoutesRequest
 from speaker.api.schema import DesiredState, parse_desired_state
 from speaker.bgp.rib.loc_rib import RouteChange
 from speaker.bgp.wire.context import IPV4_UNICAST
-from speaker.bgp.wire.nlri import prefix_to_str
+from speaker.bgp.wire.nlri import prefix_from_str, prefix_to_str
 from speaker.daemon import Speaker
 from speaker.route_service import hops_text
 from speaker.speaker_metrics import SpeakerMetrics
 from testing.kernel_routes import KernelRouteRow, routes
+from testing.netlink_faults import LosesOneAnswer
 from testing.routers.lab import loopback_address
 from testing.routers.netns import NetnsPair
 from testing.wait import wait_for_async
@@ -207,7 +208,7 @@ def test_a_second_consumer_gets_every_loc_rib_change_in_order(netns_pair: NetnsP
     table: dict[str, tuple[str, ...]] = {}
 
     def consumer(changes: Sequence[RouteChange]) -> None:
-        for family, prefix, selection in changes:
+        for family, prefix, selection, _ in changes:
             text = prefix_to_str(prefix, family[0])
             hops = None if selection is None else tuple(sorted(hops_text(selection.next_hops)))
             seen.append((text, hops))
@@ -412,6 +413,68 @@ def test_a_static_route_is_never_touched_and_ours_goes_in_once_it_is_gone(
             await r.kernel_is({})
             assert [(x.dst, x.protocol) for x in all_routes(pair) if x.protocol == 3] == [
                 ("203.0.113.0/24", 3)]  # fmt: skip
+
+    run(body)
+
+
+def _link_local_ready(pair: NetnsPair) -> bool:
+    out = subprocess.run(["ip", "-n", pair.a.netns, "-6", "addr", "show", "dev",
+                          pair.a.interface, "scope", "link"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return "fe80::" in out and "tentative" not in out
+
+
+def test_lost_kernel_answers_are_repaired_and_what_the_speaker_believes_is_the_kernel(
+    netns_pair: NetnsPair,
+) -> None:
+    """The writer keeps no copy of the table: the speaker's idea of the kernel is the Loc-RIB's
+    selection, but for batches in flight and refused routes. Answers of a batch lost on the
+    netlink socket make the state of its routes unknown: a reconcile reads the kernel."""
+    a = Tor("tor-a", 65001)
+    pair = netns_pair
+    hosts = [f"198.51.100.{i}/32" for i in range(1, 201)]
+
+    async def body() -> None:
+        async with rig(pair, a) as r:
+            await r.apply(r.state(ACCEPT_ALL, fib={}))
+            await r.established()
+            # the veth's link-local address past DAD, so no link event (which would bring a
+            # reconcile of its own) comes while the test watches for the one the loss brings
+            await wait_for_async(partial(_link_local_ready, pair), "the link-local address")
+            await wait_for_async(lambda: not r.node.routes.rereading, "node routes re-read")
+            await r.node.routes.flushed()
+            writer = r.node.routes.fib_writer
+            assert writer is not None
+            proxy = LosesOneAnswer(writer._sock, nth=1)
+            writer._sock = proxy  # type: ignore[assignment]
+            await a.announce(r.address, *(route(h, "192.0.2.2") for h in hosts))
+            want = dict.fromkeys(hosts, (("192.0.2.2",), 20, 254))
+            await r.kernel_is(want)
+
+            def summary_is(failed: int, installed: int) -> Callable[[], bool]:
+                def check() -> bool:  # the summary may lag by SUMMARY_MAX_AGE
+                    summary = r.node.fib_summary()
+                    return summary is not None and (summary.failed, summary.installed) == (
+                        failed,
+                        installed,
+                    )
+
+                return check
+
+            await wait_for_async(summary_is(0, 200), "the lost batch's routes known, no error")
+            assert proxy.lost == 1
+            service = r.node.routes
+            for h in hosts:
+                family, prefix = IPV4_UNICAST, prefix_from_str(h)[1]
+                assert service.reason(family, prefix) is None
+                assert hops_text(service.kernel_hops(family, prefix) or ()) == ["192.0.2.2"]
+            # known as ours: a change is a replace, never an exclusive create (EEXIST)
+            await a.announce(r.address, *(route(h, "192.0.2.3") for h in hosts))
+            await r.kernel_is(dict.fromkeys(hosts, (("192.0.2.3",), 20, 254)))
+            await wait_for_async(summary_is(0, 200), "200 replaced, no error")
+            await a.announce(r.address)
+            await r.kernel_is({})
+            await wait_for_async(summary_is(0, 0), "all removed, no error")
 
     run(body)
 

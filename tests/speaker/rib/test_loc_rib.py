@@ -39,7 +39,7 @@ def new_rib(max_paths: int = 1, resolver: RoutingTableResolver | None = None) ->
 def summary(changes: Iterable[RouteChange]) -> dict[str, tuple[str, ...] | None]:
     """prefix text -> the peers of the multipath set (best first), or None."""
     out: dict[str, tuple[str, ...] | None] = {}
-    for family, prefix, sel in changes:
+    for family, prefix, sel, _ in changes:
         key = _text(family, prefix)
         out[key] = None if sel is None else tuple(c.peer for c in sel.paths)
     return out
@@ -67,7 +67,7 @@ def test_announce_replace_withdraw() -> None:
     assert rib.update("tor-a", [(V4, pfx("0.0.0.0/0"), PATH_A)]) == []
     # a new path for the same prefix (other next hop): changed
     other = path("192.0.2.9", as_path=(65001,))
-    [(_, _, sel)] = rib.update("tor-a", [(V4, pfx("0.0.0.0/0"), other)])
+    [(_, _, sel, _)] = rib.update("tor-a", [(V4, pfx("0.0.0.0/0"), other)])
     assert sel is not None and sel.next_hops == (addr("192.0.2.9"),)
     # withdrawn
     assert summary(rib.update("tor-a", [(V4, pfx("0.0.0.0/0"), None)])) == {"0.0.0.0/0": None}
@@ -369,7 +369,7 @@ def test_incremental_equals_from_scratch_in_any_order(
 
     # The changes emitted, applied in order by a consumer (the FIB writer), give the table.
     consumer: dict[Prefix, tuple[str, ...]] = {}
-    for _, prefix, sel in emitted:
+    for _, prefix, sel, _ in emitted:
         if sel is None:
             assert prefix in consumer  # a withdrawal only for what was announced
             del consumer[prefix]
@@ -417,7 +417,9 @@ def test_resolver_changes_between_batches_equal_from_scratch(
             state_b = not state_b
             resolver.set_routes(ROUTES_B if state_b else ROUTES_A)
             changes += incremental.next_hops_changed()
-        for _, prefix, sel in changes:
+        for _, prefix, sel, old in changes:
+            # `old` is what the consumer had: the FIB channel writes from it
+            assert (None if old is None else old.next_hops) == consumer.get(prefix)
             if sel is None:
                 del consumer[prefix]
             else:
@@ -480,7 +482,9 @@ class DerivedSelection(RuleBasedStateMachine):
             self.routes_change([(who, x, y) for x in range(len(PREFIXES))])
 
     def _emitted(self, changes: Iterable[RouteChange]) -> None:
-        for _, prefix, sel in changes:
+        for _, prefix, sel, old in changes:
+            # `old` is what the consumer had: the FIB channel writes from it, keeping no copy
+            assert (None if old is None else old.next_hops) == self.consumer.get(prefix)
             if sel is None:
                 del self.consumer[prefix]  # a withdrawal only for what was announced
             else:
@@ -575,7 +579,7 @@ def test_withdrawing_everything_empties_it(events: list[Event], max_paths: int) 
     changes = _feed(rib, withdraw, [3])
     assert len(rib) == 0
     assert rib.table(V4) == {}
-    last = {prefix: sel for _, prefix, sel in changes}  # per peer: a rival may win in between
+    last = {prefix: sel for _, prefix, sel, _ in changes}  # per peer: a rival may win in between
     assert set(last) == before
     assert all(sel is None for sel in last.values())
     assert all(rib.accepted(p.name, V4) == 0 for p in PEERS)

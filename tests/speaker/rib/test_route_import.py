@@ -105,10 +105,10 @@ def test_loc_rib_changes_become_fib_changes() -> None:
         peer_info(by_name["tor-a"], state, remote_router_id=1), import_policy(by_name["tor-a"])
     )
     changes = rib.update("tor-a", [(IPV4_UNICAST, pfx("0.0.0.0/0"), path("192.0.2.1"))])
-    assert fib_changes(changes) == [(IPV4_UNICAST, pfx("0.0.0.0/0"), (addr("192.0.2.1"),))]
+    assert fib_changes(changes) == [(IPV4_UNICAST, pfx("0.0.0.0/0"), (addr("192.0.2.1"),), None)]
     assert fib_table(rib) == {IPV4_UNICAST: {pfx("0.0.0.0/0"): (addr("192.0.2.1"),)}}
     changes = rib.update("tor-a", [(IPV4_UNICAST, pfx("0.0.0.0/0"), None)])
-    assert fib_changes(changes) == [(IPV4_UNICAST, pfx("0.0.0.0/0"), None)]
+    assert fib_changes(changes) == [(IPV4_UNICAST, pfx("0.0.0.0/0"), None, (addr("192.0.2.1"),))]
     assert fib_table(rib) == {}
 
 
