@@ -518,10 +518,13 @@ class RouteService:
             if prefix in table:
                 table[prefix] = hops  # what the kernel had before the batch is known already
                 continue
+            # What the kernel has: for a prefix of the batch in flight, what that batch writes
+            # (if the write fails, `_record` corrects it; the prefix may also be a refused one
+            # being retried), else what a refused route kept, else the selection before.
             there: NextHops | None
             in_flight = flying.get(family)
             if in_flight is not None and prefix in in_flight:
-                there = in_flight[prefix]  # if that write fails, `_record` corrects this
+                there = in_flight[prefix]
             elif errors and (family, prefix) in errors:
                 there = errors[(family, prefix)].kept
             else:
@@ -818,14 +821,19 @@ class RouteService:
         rib = self.rib
         if self._fib is None or self._deferral is not None or rib is None:
             return None  # no FIB; or a previous run's routes, not read
+        hops: NextHops | None
         for batch in (self._inflight, self._pending):
             if batch.has(family, prefix):
-                return batch.there.get(family, {}).get(prefix)
-        err = self._errors.get((family, prefix))
-        if err is not None:
-            return err.kept
-        sel = rib.selected(family, prefix)
-        return None if sel is None else tuple(sorted(set(sel.next_hops)))
+                hops = batch.there.get(family, {}).get(prefix)
+                break
+        else:
+            err = self._errors.get((family, prefix))
+            if err is not None:
+                hops = err.kept
+            else:
+                sel = rib.selected(family, prefix)
+                hops = None if sel is None else sel.next_hops
+        return tuple(sorted(set(hops))) if hops else None  # as the kernel lists them
 
     def summary(self, *, max_age: float = SUMMARY_MAX_AGE) -> FibSummary | None:
         """The status summary; recomputed when something changed, at most every `max_age`
