@@ -12,7 +12,7 @@ Conditions (all given ones must hold):
 - `origin_asn`: the AS that originated the route (the last AS of the path) is this one.
 Actions of an accepting rule: `set_local_preference`, `add_communities`, `add_large_communities`.
 
-Evaluation is on wire values (prefix `(length, octets)`, communities as ints) and is split so
+Evaluation is on wire values (the prefix as on the wire, communities as ints) and is split so
 the per-prefix part is small: the attribute conditions are evaluated once per distinct
 `ReceivedPath` object (every prefix of one UPDATE shares it) into a short list of rules that can
 still match, each with its outcome prepared; per prefix only the prefix condition runs.
@@ -82,7 +82,7 @@ class PrefixMatch:
 
     def matches(self, afi: int, prefix: Prefix) -> bool:
         """Readable reference of the check `ImportPolicy.evaluate` inlines."""
-        length, octets = prefix
+        length, octets = prefix[0], prefix[1:]
         if afi != self.afi or not self.ge <= length <= self.le:
             return False
         return int.from_bytes(octets, "big") >> (8 * len(octets) - self.length) == self.key
@@ -231,7 +231,7 @@ class ImportPolicy:
                 self._paths.clear()
             cached = self._paths[id(path)] = (path, self._plan(path), {})
         _, plan, made = cached
-        length, octets = prefix
+        length, octets = prefix[0], prefix[1:]
         exact = -1
         if self._exact:
             key = int.from_bytes(octets, "big") >> (8 * len(octets) - length)
