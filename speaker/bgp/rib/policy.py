@@ -43,7 +43,7 @@ from speaker.bgp.wire.attributes import (
     LargeCommunity,
     LocalPrefAttribute,
 )
-from speaker.bgp.wire.nlri import MAX_BITS, Prefix
+from speaker.bgp.wire.nlri import MAX_BITS, Prefix, prefix_from_int
 
 PLAN_CACHE_SIZE = 8192  # distinct path objects whose rule plans are kept
 
@@ -172,14 +172,15 @@ class ImportPolicy:
 
     def __init__(self, rules: Sequence[ImportRule] = ()) -> None:
         self.rules: tuple[ImportRule, ...] = tuple(rules)
-        # exact-prefix rules without attribute conditions: (afi, length, key) -> first index
-        self._exact: dict[tuple[int, int, int], int] = {}
+        # exact-prefix rules without attribute conditions: (afi, prefix) -> first index
+        self._exact: dict[tuple[int, Prefix], int] = {}
         self._scan: tuple[int, ...] = ()  # the other rules, in order: the per-path plan
         scan: list[int] = []
         for index, rule in enumerate(self.rules):
             pm = rule.prefix
             if pm is not None and pm.ge == pm.le == pm.length and not _conditional(rule):
-                self._exact.setdefault((pm.afi, pm.length, pm.key), index)
+                wire = prefix_from_int(pm.network, pm.length, MAX_BITS[pm.afi])
+                self._exact.setdefault((pm.afi, wire), index)
             else:
                 scan.append(index)
         self._scan = tuple(scan)
@@ -231,11 +232,8 @@ class ImportPolicy:
                 self._paths.clear()
             cached = self._paths[id(path)] = (path, self._plan(path), {})
         _, plan, made = cached
+        exact = self._exact.get((afi, prefix), -1) if self._exact else -1
         length, octets = prefix[0], prefix[1:]
-        exact = -1
-        if self._exact:
-            key = int.from_bytes(octets, "big") >> (8 * len(octets) - length)
-            exact = self._exact.get((afi, length, key), -1)
         for check, verdict in plan:
             if exact >= 0 and verdict.rule is not None and verdict.rule > exact:
                 break  # the exact rule comes first
