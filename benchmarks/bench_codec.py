@@ -1,7 +1,7 @@
 """Codec throughput: decode and encode host routes sharing one attribute set.
 
 Decode is `Framer` + `decode_message` over the whole stream of UPDATEs; encode is
-`UpdateBuilder.announce` from `(length, octets)` prefixes to wire bytes. The yardstick is a
+`UpdateBuilder.announce` from prefixes (`bytes` in their wire form) to UPDATEs. The yardstick is a
 bare Python loop that walks the same NLRI bytes prefix by prefix and slices each one out, the
 least a prefix-by-prefix decoder must do; the decoder slices a run of host routes (one
 whole-octet length) in one pass and can beat it there.
@@ -52,7 +52,7 @@ def _raw_walk(blobs: list[bytes]) -> int:
         while i < n:
             length = data[i]
             end = i + 1 + ((length + 7) >> 3)
-            _ = (length, data[i + 1 : end])
+            _ = data[i:end]
             i = end
             count += 1
     return count
@@ -67,7 +67,7 @@ def _nlri_blobs(stream: bytes, family: Family) -> list[bytes]:
         assert isinstance(message, Update)
         reach = message.mp_reach
         prefixes = message.nlri if family == IPV4_UNICAST else (reach.nlri if reach else ())
-        blobs.append(b"".join(bytes((p[0],)) + p[1] for p in prefixes))
+        blobs.append(b"".join(prefixes))
     return blobs
 
 

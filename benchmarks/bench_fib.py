@@ -146,7 +146,7 @@ def child(argv: list[str]) -> None:
 
 
 def _pipeline(
-    fib: object, prefixes: list[tuple[int, bytes]], hop: bytes
+    fib: object, prefixes: list[bytes], hop: bytes
 ) -> tuple[Callable[[], object], Callable[[], object]]:
     """tor-b (192.0.2.2) announces the prefixes through bench_loc_rib's policy and Loc-RIB."""
     from benchmarks.bench_loc_rib import fresh_loc_rib, received_groups, withdrawn_groups

@@ -422,7 +422,7 @@ class FibWriter:
         last_header = 0
         for item in work:
             op, family, prefix, hops, metric, _ = item
-            length, octets = prefix
+            length = prefix[0]
             key = (op, family, length, metric)
             tpl = templates.get(key)
             if tpl is None:
@@ -442,9 +442,9 @@ class FibWriter:
             last_header = len(buf)
             buf += pack(size, kind, flags, self._seq + 1 + len(batch), 0)
             buf += body
-            buf += octets
-            if len(octets) < alen:
-                buf += bytes(alen - len(octets))
+            buf += prefix[1:]  # the octets: RTA_DST is the address, zero-padded below
+            if len(prefix) <= alen:
+                buf += bytes(alen + 1 - len(prefix))
             buf += tail
             buf += hop
             batch.append(item)
@@ -590,7 +590,7 @@ class FibWriter:
             pos += (alen + 3) & ~3
         if table != self.table:
             return None
-        prefix = (dst_len, dst[: (dst_len + 7) >> 3])
+        prefix = bytes((dst_len,)) + dst[: (dst_len + 7) >> 3]
         return KernelRoute((afi, SAFI_UNICAST), prefix, canonical(hops), metric)
 
 

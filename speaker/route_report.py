@@ -33,7 +33,7 @@ from speaker.bgp.wire.attributes import (
     Segment,
 )
 from speaker.bgp.wire.context import Family, family_name
-from speaker.bgp.wire.nlri import MAX_BITS, Prefix, prefix_to_str
+from speaker.bgp.wire.nlri import MAX_BITS, Prefix, prefix_to_int, prefix_to_str
 
 if TYPE_CHECKING:
     from speaker.route_service import RouteService
@@ -91,17 +91,15 @@ def _inside(prefix: Prefix, afi: int, match: tuple[int, int, int] | None) -> boo
     if match is None:
         return True
     m_afi, m_len, key = match
-    length, octets = prefix
-    if afi != m_afi or length < m_len:
+    if afi != m_afi or prefix[0] < m_len:
         return False
     bits = MAX_BITS[afi]
-    return int.from_bytes(octets.ljust(bits // 8, b"\0"), "big") >> (bits - m_len) == key
+    return prefix_to_int(prefix, bits) >> (bits - m_len) == key
 
 
 def _sort_key(key: _Key) -> tuple[int, int, int]:
-    family, (length, octets) = key
-    bits = MAX_BITS[family[0]]
-    return family[0], int.from_bytes(octets.ljust(bits // 8, b"\0"), "big"), length
+    family, prefix = key
+    return family[0], prefix_to_int(prefix, MAX_BITS[family[0]]), prefix[0]
 
 
 def _collect(svc: RouteService, request: RoutesRequest) -> dict[_Key, list[_Received]]:

@@ -3,8 +3,9 @@ shared by the schema's result, the speaker's per-peer tables and every Adj-RIB-O
 
 A prefix is kept as its NLRI encoding (RFC 4271 §4.3): one octet of length, then the
 ceil(length / 8) octets of the address, host bits zero: `b"\\x20\\x0a\\x80\\x00\\x01"` is
-10.128.0.1/32. One small `bytes` per route, where `(length, octets)` tuples or `ipaddress`
-objects cost two to five objects; the UPDATE builder packs these keys into messages as they are.
+10.128.0.1/32: the speaker's `Prefix` (speaker/bgp/wire/nlri.py). One small `bytes` per
+route, where `ipaddress` objects cost several; the UPDATE builder packs these keys into messages
+as they are.
 
 Everything an advertisement says besides its prefix is a `RouteAttributes`, interned: 100k
 routes sharing communities and next hop hold one. `Routes` maps each family's keys to them, and

@@ -1,18 +1,18 @@
 """Adj-RIB-Out: what one session has announced, and the difference to what it should announce.
 
 Prefixes are NLRI keys: the prefix as on the wire, a length octet and then ceil(length / 8)
-octets (`nlri_key`); the UPDATE builder packs them as they are. A session's desired routes are
-a `Desired`: per family a `FamilyTable` (`routes`, {key: value}, and `counts`, how many keys
-each value has) that every session of a state shares, and per family a `Resolve`, what a
-value means to this session: the `PathAttributes` to send, or None (not for this peer). The
-runtime's values are its advertisements' attribute sets, so one table of 100k routes serves
-every peer, and the attributes of each peer are worked out once per attribute set, not once
-per route.
+octets (`Prefix`, the form speaker/bgp/wire/nlri.py decodes to); the UPDATE builder packs them
+as they are. A session's desired routes are a `Desired`: per family a `FamilyTable` (`routes`,
+{key: value}, and `counts`, how many keys each value has) that every session of a state shares,
+and per family a `Resolve`, what a value means to this session: the `PathAttributes` to send, or
+None (not for this peer). The runtime's values are its advertisements' attribute sets, so one
+table of 100k routes serves every peer, and the attributes of each peer are worked out once per
+attribute set, not once per route.
 
 The Adj-RIB-Out keeps the tables as last sent, shared rather than copied: a change is worked
 out against them, and when the runtime changes a shared table in place (a delta) it passes the
 changed keys along (`changed`), so that costs the size of the change, not of the table. A plain
-table ({family: {(length, octets): PathAttributes}}, `Table`) is taken too (`Desired.of`).
+table ({family: {prefix: PathAttributes}}, `Table`) is taken too (`Desired.of`).
 
 Changes are grouped by attribute set and packed by `UpdateBuilder` into the fewest UPDATEs.
 `PathAttributes.next_hop` None means "self": the session's local address, resolved when
@@ -29,18 +29,10 @@ from typing import Any, Protocol
 from speaker.bgp.rib.update_builder import UpdateBuilder
 from speaker.bgp.wire.attributes import Attribute
 from speaker.bgp.wire.context import AFI_IPV4, IPV4_UNICAST, Family
-from speaker.bgp.wire.nlri import Prefix, encode_prefix
+from speaker.bgp.wire.nlri import Prefix
 
-Nlri = bytes
+Nlri = Prefix
 """One prefix as on the wire (RFC 4271 §4.3): a length octet, then the prefix octets."""
-
-
-def nlri_key(prefix: Prefix) -> Nlri:
-    return encode_prefix(prefix)
-
-
-def nlri_prefix(key: Nlri) -> Prefix:
-    return key[0], key[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +108,15 @@ class Desired:
 
     @classmethod
     def of(cls, table: Table) -> Desired:
-        """From a plain table (prefixes as `(length, octets)`, values `PathAttributes`)."""
-        return cls(
-            {
-                family: PlainTable({nlri_key(p): a for p, a in routes.items()})
-                for family, routes in table.items()
-            }
-        )
+        """From a plain table (prefixes as keys, values `PathAttributes`)."""
+        return cls({family: PlainTable(dict(routes)) for family, routes in table.items()})
 
     def families(self) -> Iterable[Family]:
         return self.tables.keys()
 
     def plain(self) -> dict[Family, dict[Prefix, PathAttributes]]:
         """The plain form: every route this session is to announce, with its attributes."""
-        return {f: _resolved(t, self.resolver(f)) for f, t in self.tables.items()}
+        return {f: resolved_keys(t, self.resolver(f)) for f, t in self.tables.items()}
 
 
 def resolved_keys(table: FamilyTable, resolve: Resolve) -> dict[Nlri, PathAttributes]:
@@ -141,10 +128,6 @@ def resolved_keys(table: FamilyTable, resolve: Resolve) -> dict[Nlri, PathAttrib
         if attrs is not None:
             out[key] = attrs
     return out
-
-
-def _resolved(table: FamilyTable, resolve: Resolve) -> dict[Prefix, PathAttributes]:
-    return {nlri_prefix(k): a for k, a in resolved_keys(table, resolve).items()}
 
 
 EMPTY = Desired({})
@@ -212,7 +195,7 @@ class AdjRibOut:
     @property
     def routes(self) -> dict[Family, dict[Prefix, PathAttributes]]:
         """What is held, in the plain form (built on demand: for inspection, not hot paths)."""
-        return {f: _resolved(t, self.resolvers.get(f, _as_is)) for f, t in self.sent.items()}
+        return {f: resolved_keys(t, self.resolvers.get(f, _as_is)) for f, t in self.sent.items()}
 
     def update(self, desired: Desired, families: Iterable[Family]) -> RibChange:
         """Make the table for each of `families` the desired one; returns what changed."""
@@ -421,8 +404,6 @@ __all__ = [
     "RibChange",
     "Table",
     "encode_change",
-    "nlri_key",
-    "nlri_prefix",
     "resolve_next_hop",
     "resolved_keys",
 ]

@@ -12,7 +12,7 @@ Conditions (all given ones must hold):
 - `origin_asn`: the AS that originated the route (the last AS of the path) is this one.
 Actions of an accepting rule: `set_local_preference`, `add_communities`, `add_large_communities`.
 
-Evaluation is on wire values (prefix `(length, octets)`, communities as ints) and is split so
+Evaluation is on wire values (the prefix as on the wire, communities as ints) and is split so
 the per-prefix part is small: the attribute conditions are evaluated once per distinct
 `ReceivedPath` object (every prefix of one UPDATE shares it) into a short list of rules that can
 still match, each with its outcome prepared; per prefix only the prefix condition runs.
@@ -43,7 +43,7 @@ from speaker.bgp.wire.attributes import (
     LargeCommunity,
     LocalPrefAttribute,
 )
-from speaker.bgp.wire.nlri import MAX_BITS, Prefix
+from speaker.bgp.wire.nlri import MAX_BITS, Prefix, prefix_from_int
 
 PLAN_CACHE_SIZE = 8192  # distinct path objects whose rule plans are kept
 
@@ -82,7 +82,7 @@ class PrefixMatch:
 
     def matches(self, afi: int, prefix: Prefix) -> bool:
         """Readable reference of the check `ImportPolicy.evaluate` inlines."""
-        length, octets = prefix
+        length, octets = prefix[0], prefix[1:]
         if afi != self.afi or not self.ge <= length <= self.le:
             return False
         return int.from_bytes(octets, "big") >> (8 * len(octets) - self.length) == self.key
@@ -172,14 +172,15 @@ class ImportPolicy:
 
     def __init__(self, rules: Sequence[ImportRule] = ()) -> None:
         self.rules: tuple[ImportRule, ...] = tuple(rules)
-        # exact-prefix rules without attribute conditions: (afi, length, key) -> first index
-        self._exact: dict[tuple[int, int, int], int] = {}
+        # exact-prefix rules without attribute conditions: (afi, prefix) -> first index
+        self._exact: dict[tuple[int, Prefix], int] = {}
         self._scan: tuple[int, ...] = ()  # the other rules, in order: the per-path plan
         scan: list[int] = []
         for index, rule in enumerate(self.rules):
             pm = rule.prefix
             if pm is not None and pm.ge == pm.le == pm.length and not _conditional(rule):
-                self._exact.setdefault((pm.afi, pm.length, pm.key), index)
+                wire = prefix_from_int(pm.network, pm.length, MAX_BITS[pm.afi])
+                self._exact.setdefault((pm.afi, wire), index)
             else:
                 scan.append(index)
         self._scan = tuple(scan)
@@ -231,11 +232,8 @@ class ImportPolicy:
                 self._paths.clear()
             cached = self._paths[id(path)] = (path, self._plan(path), {})
         _, plan, made = cached
-        length, octets = prefix
-        exact = -1
-        if self._exact:
-            key = int.from_bytes(octets, "big") >> (8 * len(octets) - length)
-            exact = self._exact.get((afi, length, key), -1)
+        exact = self._exact.get((afi, prefix), -1) if self._exact else -1
+        length, octets = prefix[0], prefix[1:]
         for check, verdict in plan:
             if exact >= 0 and verdict.rule is not None and verdict.rule > exact:
                 break  # the exact rule comes first

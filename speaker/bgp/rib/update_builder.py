@@ -1,8 +1,8 @@
 """Pack routes into the fewest UPDATE messages the session's size limit allows.
 
 Routes that share an attribute set go out together: the attributes are encoded once and the
-prefixes (as `(length, octets)`, never ipaddress objects) are cut into runs that fill each
-message up to the negotiated maximum (4096, or 65535 with RFC 8654). With small shared
+prefixes (`Prefix`: already their wire form, never ipaddress objects) are cut into runs that
+fill each message up to the negotiated maximum (4096, or 65535 with RFC 8654). With small shared
 attributes (ORIGIN, a one-ASN AS_PATH, NEXT_HOP: 20 octets) a 4096-octet UPDATE carries
 (4096 - 19 - 2 - 2 - 20) // 5 = 810 IPv4 /32s.
 
@@ -33,7 +33,6 @@ from speaker.bgp.wire.framing import HEADER_LEN, MARKER, UPDATE
 from speaker.bgp.wire.messages import end_of_rib
 from speaker.bgp.wire.nlri import Prefix
 
-_LEN = [bytes((n,)) for n in range(256)]
 _EMPTY_ATTRS = b"\0\0"
 _MP_ATTR_HEADER = 4  # flags, type, 2-octet extended length: the worst case we budget for
 _UNIFORM_RUN = 32  # entries from which checking for one size pays
@@ -41,17 +40,15 @@ _UNIFORM_RUN = 32  # entries from which checking for one size pays
 
 def _entries(
     family: Family, ctx: DecodeContext, prefixes: Sequence[Prefix], path_ids: Sequence[int] | None
-) -> list[bytes]:
-    lens = _LEN
+) -> Sequence[bytes]:
+    """The NLRI entries: the prefixes as they are, each after its path identifier under
+    ADD-PATH (RFC 7911 §3)."""
     if family in ctx.add_path:
         ids = path_ids if path_ids is not None else [0] * len(prefixes)
         if len(ids) != len(prefixes):
             raise ValueError("one path identifier per prefix")
-        return [
-            pid.to_bytes(4, "big") + lens[length] + octets
-            for (length, octets), pid in zip(prefixes, ids, strict=True)
-        ]
-    return [lens[length] + octets for length, octets in prefixes]
+        return [pid.to_bytes(4, "big") + p for p, pid in zip(prefixes, ids, strict=True)]
+    return prefixes
 
 
 def _pack(entries: Sequence[bytes], budget: int) -> list[bytes]:

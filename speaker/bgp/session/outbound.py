@@ -31,7 +31,6 @@ from speaker.bgp.rib.adj_rib_out import (
     PlainTable,
     RibChange,
     encode_change,
-    nlri_key,
     resolved_keys,
 )
 from speaker.bgp.rib.update_builder import UpdateBuilder
@@ -117,8 +116,7 @@ class Outbound:
         for family, routes in changes.items():
             table = self.reflected.setdefault(family, {})
             visible = effective[family] = {}
-            for prefix, attrs in routes.items():
-                key = nlri_key(prefix)
+            for key, attrs in routes.items():
                 if attrs is None:
                     table.pop(key, None)
                 else:

@@ -1,8 +1,12 @@
-"""NLRI prefixes on the hot path: `(length, octets)` tuples, never ipaddress objects.
+"""NLRI prefixes on the hot path: one `bytes` each, as on the wire, never ipaddress objects.
 
-A prefix is `(length, octets)` where `octets` holds exactly ceil(length / 8) bytes, as on the
-wire (RFC 4271 §4.3), with the bits past `length` zero. ADD-PATH (RFC 7911) path identifiers
-travel in a parallel tuple of ints, so code that ignores ADD-PATH never sees them.
+A prefix is its NLRI encoding (RFC 4271 §4.3): one length octet, then exactly ceil(length / 8)
+octets of address with the bits past `length` zero; `b"\\x18\\x0a\\x00\\x01"` is 10.0.1.0/24.
+`prefix[0]` is the length, `prefix[1:]` the octets. One small object a prefix (~40 B, where a
+`(length, octets)` tuple and its octets took ~96 B), shared as the key of the Adj-RIB-In, the
+Loc-RIB and the FIB writer; decoding a run is slicing, encoding is a join. Prefixes sort as
+`(length, octets)` did: by length, then by octets. ADD-PATH (RFC 7911) path identifiers travel
+in a parallel tuple of ints, so code that ignores ADD-PATH never sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from speaker.bgp.wire.context import AFI_IPV4, AFI_IPV6
 from speaker.bgp.wire.errors import BGPError, ErrorCode, UPDATEMessageErrorSubcode
 
-Prefix = tuple[int, bytes]
+Prefix = bytes
 
 MAX_BITS = {AFI_IPV4: 32, AFI_IPV6: 128}
 _LEN = [bytes((n,)) for n in range(256)]
@@ -27,6 +31,11 @@ def _invalid(reason: str) -> BGPError:
     )
 
 
+def _cleared(data: bytes, start: int, end: int, rest: int) -> Prefix:
+    """data[start:end], its last octet keeping only its high `rest` bits (host bits cleared)."""
+    return data[start : end - 1] + _LEN[data[end - 1] & _KEEP[rest]]
+
+
 def decode_prefixes(data: bytes, max_bits: int) -> list[Prefix]:
     """Decode a run of prefixes; BGPError(UPDATE, Invalid Network Field) if malformed."""
     n = len(data)
@@ -36,7 +45,7 @@ def decode_prefixes(data: bytes, max_bits: int) -> list[Prefix]:
         stride = 1 + (length >> 3)
         uniform = not length & 7 and length <= max_bits and not n % stride
         if uniform and data[::stride] == _LEN[length] * (n // stride):
-            return [(length, data[i + 1 : i + stride]) for i in range(0, n, stride)]
+            return [data[i : i + stride] for i in range(0, n, stride)]
     out: list[Prefix] = []
     append = out.append
     i = 0
@@ -45,14 +54,14 @@ def decode_prefixes(data: bytes, max_bits: int) -> list[Prefix]:
         if length > max_bits:
             raise _invalid(f"prefix length {length} > {max_bits}")
         end = i + 1 + ((length + 7) >> 3)
-        octets = data[i + 1 : end]
+        if end > n:
+            raise _invalid("last prefix overruns the field")
         rest = length & 7
-        if rest and octets and octets[-1] & ~_KEEP[rest] & 0xFF:
-            octets = octets[:-1] + _LEN[octets[-1] & _KEEP[rest]]  # clear host bits
-        append((length, octets))
+        if rest and data[end - 1] & ~_KEEP[rest] & 0xFF:
+            append(_cleared(data, i, end, rest))
+        else:
+            append(data[i:end])
         i = end
-    if i != n:
-        raise _invalid("last prefix overruns the field")
     return out
 
 
@@ -66,56 +75,50 @@ def decode_prefixes_add_path(data: bytes, max_bits: int) -> tuple[list[Prefix], 
         if i + 5 > n:
             raise _invalid("truncated path identifier")
         ids.append(int.from_bytes(data[i : i + 4], "big"))
-        length = data[i + 4]
+        start = i + 4
+        length = data[start]
         if length > max_bits:
             raise _invalid(f"prefix length {length} > {max_bits}")
-        end = i + 5 + ((length + 7) >> 3)
-        octets = data[i + 5 : end]
+        end = start + 1 + ((length + 7) >> 3)
+        if end > n:
+            raise _invalid("last prefix overruns the field")
         rest = length & 7
-        if rest and octets and octets[-1] & ~_KEEP[rest] & 0xFF:
-            octets = octets[:-1] + _LEN[octets[-1] & _KEEP[rest]]
-        out.append((length, octets))
+        if rest and data[end - 1] & ~_KEEP[rest] & 0xFF:
+            out.append(_cleared(data, start, end, rest))
+        else:
+            out.append(data[start:end])
         i = end
-    if i != n:
-        raise _invalid("last prefix overruns the field")
     return out, ids
 
 
-def encode_prefix(prefix: Prefix) -> bytes:
-    return _LEN[prefix[0]] + prefix[1]
-
-
 def encode_prefixes(prefixes: Iterable[Prefix]) -> bytes:
-    lens = _LEN
-    return b"".join([lens[length] + octets for length, octets in prefixes])
+    return b"".join(prefixes)
 
 
 def encode_prefixes_add_path(prefixes: Sequence[Prefix], path_ids: Sequence[int]) -> bytes:
     if len(prefixes) != len(path_ids):
         raise ValueError("one path identifier per prefix")
     return b"".join(
-        [
-            pid.to_bytes(4, "big") + _LEN[length] + octets
-            for (length, octets), pid in zip(prefixes, path_ids, strict=True)
-        ]
+        [pid.to_bytes(4, "big") + prefix for prefix, pid in zip(prefixes, path_ids, strict=True)]
     )
 
 
 def prefix_from_int(value: int, length: int, bits: int) -> Prefix:
-    """`(length, octets)` from an address as an int (host bits cleared)."""
+    """The prefix of `length` bits of an address given as an int (host bits cleared)."""
     nbytes = (length + 7) >> 3
     value >>= bits - length
     value <<= nbytes * 8 - length
-    return length, value.to_bytes(nbytes, "big")
+    return (length << (nbytes * 8) | value).to_bytes(nbytes + 1, "big")
 
 
 def prefix_to_int(prefix: Prefix, bits: int) -> int:
-    return int.from_bytes(prefix[1].ljust(bits // 8, b"\0"), "big")
+    """The network address as a `bits`-wide int."""
+    return int.from_bytes(prefix[1:], "big") << (bits - 8 * (len(prefix) - 1))
 
 
 def prefix_to_str(prefix: Prefix, afi: int) -> str:
     """Text form ('10.0.0.0/24'); for humans and tests, not the hot path."""
-    length, octets = prefix
+    length, octets = prefix[0], prefix[1:]
     if afi == AFI_IPV6:
         return f"{ipaddress.IPv6Address(octets.ljust(16, bytes(1)))}/{length}"
     return f"{ipaddress.IPv4Address(octets.ljust(4, bytes(1)))}/{length}"

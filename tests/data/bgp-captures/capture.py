@@ -186,10 +186,7 @@ def _prefixes(message: Update) -> tuple[set[str], set[str]]:
 
     def text(afi: int, prefixes: tuple[Prefix, ...]) -> set[str]:
         width = 4 if afi == AFI_IPV4 else 16
-        return {
-            str(ipaddress.ip_network((octets.ljust(width, b"\0"), length)))
-            for length, octets in prefixes
-        }
+        return {str(ipaddress.ip_network((p[1:].ljust(width, b"\0"), p[0]))) for p in prefixes}
 
     announced = text(AFI_IPV4, message.nlri)
     withdrawn = text(AFI_IPV4, message.withdrawn)

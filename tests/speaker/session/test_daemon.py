@@ -71,7 +71,7 @@ def test_two_speakers_establish_exchange_and_apply_differences() -> None:
             assert status(a, "b").prefixes_advertised == 3
             received = b.runners["a"].session.rib_in.routes
             await wait_for_async(lambda: len(received[(1, 1)]) == 3, "the difference at b")
-            assert sorted(received[(1, 1)]) == [(24, bytes((10, 1, n))) for n in (0, 2, 3)]
+            assert sorted(received[(1, 1)]) == [bytes((24, 10, 1, n)) for n in (0, 2, 3)]
             assert status(a, "b").state == "Established"  # no reset
         finally:
             await a.close()

@@ -20,6 +20,7 @@ from speaker.api.schema import parse_desired_state
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.received_attributes import cluster_list, originator_id
 from speaker.bgp.wire.context import IPV4_UNICAST
+from speaker.bgp.wire.nlri import Prefix, prefix_from_str
 from speaker.daemon import Speaker
 from speaker.speaker_metrics import SpeakerMetrics
 from testing.routers.lab import loopback_address
@@ -44,9 +45,8 @@ def rid(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
-def prefix(text: str) -> tuple[int, bytes]:
-    net = ipaddress.IPv4Network(text)
-    return net.prefixlen, net.network_address.packed[: (net.prefixlen + 7) // 8]
+def prefix(text: str) -> Prefix:
+    return prefix_from_str(text)[1]
 
 
 class Node:

@@ -17,9 +17,9 @@ from tests.speaker.wire.hexmsg import NEXT_HOP_192_0_2_1, msg, update
 ORIGIN_BAD = "40 01 01 07"  # ORIGIN 7: treat-as-withdraw (RFC 7606 §7.1)
 AS_PATH_A = "40 02 06 02 01 0000fde9"  # SEQUENCE [65001]
 ATOMIC_AGGREGATE_BAD = "40 06 01 00"  # length 1: attribute discard (RFC 7606 §7.6)
-P24 = (24, bytes((10, 0, 1)))
+P24 = bytes((24, 10, 0, 1))
 V6_REACH = "800e 1e 0002 01 10 20010db8000000000000000000000001 00 40 20010db800000001"
-V6 = (64, bytes.fromhex("20010db800000001"))
+V6 = bytes.fromhex("40 20010db800000001")
 
 
 def outcomes(wire: Wire, s: Session) -> list[UpdateOutcome]:

@@ -12,7 +12,7 @@ from speaker.bgp.wire.attributes import (
     OriginAttribute,
 )
 from speaker.bgp.wire.context import IPV4_UNICAST, IPV6_UNICAST
-from speaker.bgp.wire.nlri import prefix_from_str
+from speaker.bgp.wire.nlri import Prefix, prefix_from_str
 from speaker.session_inputs import RouteTables, session_config
 
 STATE = parse_desired_state({
@@ -34,7 +34,7 @@ STATE = parse_desired_state({
 })  # fmt: skip
 
 
-def p(text: str) -> tuple[int, bytes]:
+def p(text: str) -> Prefix:
     return prefix_from_str(text)[1]
 
 

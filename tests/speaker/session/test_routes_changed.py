@@ -132,7 +132,7 @@ def test_speakers_apply_a_delta_in_place() -> None:
             await wait_for_async(lambda: status(b, "a").prefixes_received == len(HOSTS) - 9,
                                  "the delta at b")  # fmt: skip
             got = b.runners["a"].session.rib_in.routes[IPV4_UNICAST]
-            assert (24, bytes((10, 7, 0))) in got and (32, bytes((10, 0, 0, 0))) not in got
+            assert bytes((24, 10, 7, 0)) in got and bytes((32, 10, 0, 0, 0)) not in got
         finally:
             await a.close()
             await b.close()

@@ -288,7 +288,7 @@ def test_open(daemon: str) -> None:
 
 def _text(afi: int, prefixes: tuple[Prefix, ...]) -> list[str]:
     width = 4 if afi == AFI_IPV4 else 16
-    return [str(ipaddress.ip_network((o.ljust(width, b"\0"), n))) for n, o in prefixes]
+    return [str(ipaddress.ip_network((p[1:].ljust(width, b"\0"), p[0]))) for p in prefixes]
 
 
 @dataclass(frozen=True)
@@ -395,11 +395,11 @@ def test_withdrawals_after_the_initial_feed(daemon: str) -> None:
     withdrawals = [u for u in messages if u.withdrawn or (u.mp_unreach and u.mp_unreach.withdrawn)]
     # IPv4 in the classic Withdrawn Routes field, IPv6 in MP_UNREACH_NLRI, nothing else in either.
     assert withdrawals == [
-        Update(withdrawn=((24, bytes((10, 1, 2))),)),
+        Update(withdrawn=(bytes((24, 10, 1, 2)),)),
         Update(
             attributes=(
                 MpUnreachNlriAttribute(
-                    afi=2, safi=1, withdrawn=((48, bytes.fromhex("20010db80002")),)
+                    afi=2, safi=1, withdrawn=(bytes.fromhex("30 20010db80002"),)
                 ),
             )
         ),

@@ -1,6 +1,9 @@
-"""NLRI prefixes as (length, octets)."""
+"""NLRI prefixes as one `bytes` each: the length octet, then the prefix octets (RFC 4271 §4.3)."""
 
 from __future__ import annotations
+
+import ipaddress
+import random
 
 import pytest
 
@@ -33,17 +36,67 @@ def test_rfc4271_4_3_prefix_encoding_known_answer() -> None:
 
 
 def test_text_and_int_conversions() -> None:
-    assert prefix_from_str("2001:db8::/32") == (AFI_IPV6, (32, bytes.fromhex("20010db8")))
-    assert prefix_from_str("10.1.2.0/23") == (AFI_IPV4, (23, b"\x0a\x01\x02"))
-    assert prefix_from_int(0x0A0102FF, 23, 32) == (23, b"\x0a\x01\x02")
-    assert prefix_to_int((23, b"\x0a\x01\x02"), 32) == 0x0A010200
-    assert prefix_to_str((64, bytes.fromhex("20010db800000001")), AFI_IPV6) == "2001:db8:0:1::/64"
+    assert prefix_from_str("2001:db8::/32") == (AFI_IPV6, bytes.fromhex("20 20010db8"))
+    assert prefix_from_str("10.1.2.0/23") == (AFI_IPV4, b"\x17\x0a\x01\x02")
+    assert prefix_from_int(0x0A0102FF, 23, 32) == b"\x17\x0a\x01\x02"
+    assert prefix_to_int(b"\x17\x0a\x01\x02", 32) == 0x0A010200
+    assert prefix_to_str(bytes.fromhex("40 20010db800000001"), AFI_IPV6) == "2001:db8:0:1::/64"
+
+
+def test_a_prefix_is_its_wire_encoding_with_host_bits_cleared() -> None:
+    # 10.1.18.0/20 sent as 10.1.31.255/20: the four host bits of the last octet are cleared
+    (prefix,) = decode_prefixes(bytes.fromhex("14 0a011f"), 32)
+    assert type(prefix) is bytes and prefix == bytes.fromhex("14 0a0110")
+    assert prefix_to_str(prefix, AFI_IPV4) == "10.1.16.0/20"
+    assert encode_prefixes([prefix]) == bytes.fromhex("14 0a0110")
+    (with_id,), ids = decode_prefixes_add_path(bytes.fromhex("00000007 14 0a011f"), 32)
+    assert with_id == prefix and ids == [7]
+    # already clean: decoded as sent
+    assert decode_prefixes(bytes.fromhex("14 0a0110 00 80 " + "ff" * 16), 128) == [
+        bytes.fromhex("14 0a0110"),
+        b"\x00",
+        bytes.fromhex("80" + "ff" * 16),
+    ]
+
+
+def test_text_int_and_wire_round_trips_v4_and_v6() -> None:
+    for text, afi, bits in [
+        ("0.0.0.0/0", AFI_IPV4, 32),
+        ("10.0.0.0/8", AFI_IPV4, 32),
+        ("10.1.16.0/20", AFI_IPV4, 32),
+        ("192.0.2.1/32", AFI_IPV4, 32),
+        ("::/0", AFI_IPV6, 128),
+        ("2001:db8::/32", AFI_IPV6, 128),
+        ("2001:db8:0:1::/64", AFI_IPV6, 128),
+        ("2001:db8::8000/113", AFI_IPV6, 128),
+        ("2001:db8::1/128", AFI_IPV6, 128),
+    ]:
+        got_afi, prefix = prefix_from_str(text)
+        net = ipaddress.ip_network(text)
+        assert got_afi == afi and prefix_to_str(prefix, afi) == text
+        assert prefix[0] == net.prefixlen and len(prefix) == 1 + (net.prefixlen + 7) // 8
+        assert prefix_to_int(prefix, bits) == int(net.network_address)
+        assert prefix_from_int(int(net.network_address), net.prefixlen, bits) == prefix
+        assert decode_prefixes(encode_prefixes([prefix]), bits) == [prefix]
+
+
+def test_prefixes_sort_by_length_then_octets() -> None:
+    rng = random.Random(4271)
+    prefixes = {
+        prefix_from_int(rng.getrandbits(32), rng.choice((0, 7, 8, 16, 20, 24, 31, 32)), 32)
+        for _ in range(500)
+    }
+    assert sorted(prefixes) == sorted(prefixes, key=lambda p: (p[0], p[1:]))
+    assert sorted(prefixes)[0] == b"\x00"  # the default route first
+    # within a length, octet order is numeric order
+    hosts = [p for p in sorted(prefixes) if p[0] == 32]
+    assert hosts == sorted(hosts, key=lambda p: prefix_to_int(p, 32))
 
 
 def test_add_path_known_answer_rfc7911_3() -> None:
     data = bytes.fromhex("00000001 18 0a0001 00000002 00")
     prefixes, ids = decode_prefixes_add_path(data, 32)
-    assert prefixes == [(24, b"\x0a\x00\x01"), (0, b"")] and ids == [1, 2]
+    assert prefixes == [b"\x18\x0a\x00\x01", b"\x00"] and ids == [1, 2]
     assert encode_prefixes_add_path(prefixes, ids) == data
 
 
@@ -63,7 +116,7 @@ def test_malformed_prefixes_are_invalid_network_field(data: str, add_path: bool)
     assert info.value.data == b""
 
 
-def _walked(data: bytes, max_bits: int) -> list[tuple[int, bytes]]:
+def _walked(data: bytes, max_bits: int) -> list[bytes]:
     """The prefixes read one by one, as RFC 4271 §4.3 draws them (reference for the run path)."""
     out, i = [], 0
     while i < len(data):
@@ -76,7 +129,7 @@ def _walked(data: bytes, max_bits: int) -> list[tuple[int, bytes]]:
         octets = bytearray(data[i + 1 : i + 1 + size])
         if length % 8:
             octets[-1] &= (0xFF << (8 - length % 8)) & 0xFF
-        out.append((length, bytes(octets)))
+        out.append(bytes((length,)) + octets)
         i += 1 + size
     return out
 

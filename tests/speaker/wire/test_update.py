@@ -45,9 +45,9 @@ from tests.speaker.wire.hexmsg import (
 
 Sub = UPDATEMessageErrorSubcode
 TWO_OCTET = DecodeContext(four_octet_as=False)
-P24 = (24, b"\x0a\x00\x01")  # 10.0.1.0/24
-P32 = (32, b"\x0a\x00\x00\x01")  # 10.0.0.1/32
-V6 = (64, bytes.fromhex("20010db800000001"))  # 2001:db8:0:1::/64
+P24 = b"\x18\x0a\x00\x01"  # 10.0.1.0/24
+P32 = b"\x20\x0a\x00\x00\x01"  # 10.0.0.1/32
+V6 = bytes.fromhex("40 20010db800000001")  # 2001:db8:0:1::/64
 BASIC_ATTRS: tuple[Attribute, ...] = (
     OriginAttribute(0),
     AsPathAttribute(((AS_SEQUENCE, (64512,)),)),
@@ -64,11 +64,11 @@ def test_ipv4_announcement_known_answer_rfc4271_4_3() -> None:
 
 def test_ipv4_withdrawal_known_answer() -> None:
     body = update(withdrawn_hex="18 0a0001 00")  # 10.0.1.0/24 and the default route
-    assert decode_update(body) == Update(withdrawn=(P24, (0, b"")))
+    assert decode_update(body) == Update(withdrawn=(P24, b"\x00"))
 
 
 def test_host_bits_beyond_the_prefix_length_are_cleared() -> None:
-    assert decode_update(update(withdrawn_hex="17 0a0001")).withdrawn == ((23, b"\x0a\x00\x00"),)
+    assert decode_update(update(withdrawn_hex="17 0a0001")).withdrawn == (b"\x17\x0a\x00\x00",)
 
 
 def test_end_of_rib_known_answers_rfc4724_2() -> None:
@@ -355,7 +355,7 @@ def test_malformed_attribute_rfc7606(
     if action is TAW:
         assert decoded.treat_as_withdraw
         assert decoded.nlri == ()
-        assert decoded.withdrawn == ((32, b"\x0a\x00\x00\x02"), P24)
+        assert decoded.withdrawn == (b"\x20\x0a\x00\x00\x02", P24)
         assert decoded.attributes == ()
     else:
         assert not decoded.treat_as_withdraw
@@ -390,7 +390,7 @@ def test_treat_as_withdraw_moves_mp_reach_nlri_to_mp_unreach_rfc7606_2() -> None
     decoded = decode_update(update(attrs_hex=mp + unreach + "40 01 01 07" + AS_PATH_64512))
     assert decoded.treat_as_withdraw
     assert decoded.attributes == (
-        MpUnreachNlriAttribute(afi=2, withdrawn=((64, bytes.fromhex("20010db800000002")), V6)),
+        MpUnreachNlriAttribute(afi=2, withdrawn=(bytes.fromhex("40 20010db800000002"), V6)),
     )
 
 
