@@ -655,9 +655,10 @@ class AsyncFibWriter:
     async def reconcile(
         self, desired: Mapping[Family, Mapping[Prefix, Iterable[bytes]]]
     ) -> FibResult:
-        snapshot = {f: {p: tuple(h) for p, h in t.items()} for f, t in desired.items()}
+        """`desired` is read in the worker thread: it must stay unchanged until this returns
+        (the route service hands over a snapshot of its own; a copy here was a second one)."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.writer.reconcile, snapshot
+            self._executor, self.writer.reconcile, desired
         )
 
     async def remove_all(self) -> FibResult:
