@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.decision import Candidate, PeerInfo, Selection, decide
@@ -441,6 +442,9 @@ class LocRib:
         derive = self._derive
         decisions = self._decisions
         counts = self._selected_count
+        # per selection object, its net change in the number of prefixes: the per-peer counts
+        # are updated once per selection (an UPDATE's prefixes share one), not per prefix
+        tally: dict[int, list[Any]] = {}
         for family, prefixes in touched.items():
             if not prefixes:
                 continue
@@ -461,19 +465,29 @@ class LocRib:
                     new = derive(entry)
                 if new is old:
                     continue
+                if new is not None and old is not None and new.same_routes(old):
+                    continue
+                out.append((family, prefix, new, old))
+                if old is None:
+                    count += 1
+                else:
+                    t = tally.get(id(old))
+                    if t is None:
+                        tally[id(old)] = [old, -1]
+                    else:
+                        t[1] -= 1
                 if new is None:
                     count -= 1
-                    out.append((family, prefix, None, old))
-                    self._count(old, -1)
-                elif old is None:
-                    count += 1
-                    out.append((family, prefix, new, None))
-                    self._count(new, 1)
-                elif not new.same_routes(old):
-                    out.append((family, prefix, new, old))
-                    self._count(old, -1)
-                    self._count(new, 1)
+                else:
+                    t = tally.get(id(new))
+                    if t is None:
+                        tally[id(new)] = [new, 1]
+                    else:
+                        t[1] += 1
             counts[family] = count
+        for sel, step in tally.values():
+            if step:
+                self._count(sel, step)
         return out
 
     def _count(self, sel: Selection | None, step: int) -> None:
