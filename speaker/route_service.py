@@ -61,7 +61,7 @@ from speaker.bgp.session.fsm import Session, State, StateChanged
 from speaker.bgp.wire.context import Family
 from speaker.bgp.wire.nlri import Prefix, prefix_to_str
 from speaker.control import StateRefused
-from speaker.route_import import import_policy, loc_rib_options, peer_info
+from speaker.route_import import fib_table, import_policy, loc_rib_options, peer_info
 
 if TYPE_CHECKING:  # imported when first needed: pyroute2 costs ~22 MB of RSS to import
     from speaker.netlink import (
@@ -627,8 +627,7 @@ class RouteService:
         async def reconcile() -> None:
             if fib is not self._fib or self.rib is None:
                 return
-            snapshot = {f: {p: s.next_hops for p, s in self.rib.selected_items(f)}
-                        for f in self.rib.families()}  # fmt: skip
+            snapshot = fib_table(self.rib)
             self._pending.clear()  # the snapshot has every change so far
             self._errors.clear()  # the reconcile answers them all
             self._reconciling += 1
