@@ -33,6 +33,7 @@ from typing import Protocol
 from speaker.bgp.rib.adj_rib_in import ReceivedPath
 from speaker.bgp.rib.adj_rib_out import AttributeInterner, PathAttributes
 from speaker.bgp.rib.decision import Candidate, Selection
+from speaker.bgp.rib.loc_rib import RouteChange
 from speaker.bgp.wire.attributes import (
     Attribute,
     ClusterListAttribute,
@@ -42,9 +43,6 @@ from speaker.bgp.wire.attributes import (
 from speaker.bgp.wire.context import Family
 from speaker.bgp.wire.nlri import Prefix
 
-RouteChange = tuple[
-    Family, Prefix, Selection | None, Selection | None
-]  # the Loc-RIB's: now, before
 ExportChanges = dict[Family, dict[Prefix, PathAttributes | None]]
 PATH_CACHE_SIZE = 8192
 
